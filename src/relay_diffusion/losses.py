@@ -1,0 +1,107 @@
+"""Training objectives (spec §D): EDM's loss for a base stage, the relay (blurring) loss for an
+up-sampling stage. Both return the per-pixel weighted squared error [B, C, H, W]; the training
+loop sums it per sample and divides by the per-GPU batch (EDM's convention — not the official
+RDM code's hard-coded 32/256, §D.4).
+
+`denoise` is a preconditioned denoiser D(x, sigma, labels, **kwargs), e.g. `EDMPrecond`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+
+from ._validate import check_image
+from .precond import edm_loss_weight
+from .relay import RelaySchedule, _blur
+
+Denoiser = Callable[..., torch.Tensor]
+
+
+def _randn_like(generator: torch.Generator | None):
+    return lambda t: torch.randn(t.shape, generator=generator, dtype=t.dtype, device=t.device)
+
+
+def drop_labels(labels: torch.Tensor | None, p: float,
+                generator: torch.Generator | None = None) -> torch.Tensor | None:
+    """Label dropout for classifier-free guidance: zero each sample's label with probability p.
+    The zero vector is the "unconditional" label that guidance uses at sampling time."""
+    if labels is None or p == 0:
+        return labels
+    if not 0 <= p <= 1:
+        raise ValueError(f"label dropout must be in [0, 1], got {p}")
+    keep = torch.rand(labels.shape[0], generator=generator, device=labels.device) >= p
+    return labels * keep.to(labels.dtype).reshape(-1, *([1] * (labels.dim() - 1)))
+
+
+def _check_batch(images: torch.Tensor, labels: torch.Tensor | None, p: int = 1) -> None:
+    check_image(images, p, "images")
+    if labels is not None and labels.shape[0] != images.shape[0]:
+        raise ValueError(f"labels has {labels.shape[0]} rows for {images.shape[0]} images")
+
+
+@dataclasses.dataclass
+class EDMLoss:
+    """Stage-1 loss: ln σ ~ N(P_mean, P_std²), λ(σ)·‖D(y + σε; σ) − y‖² (EDM Eq. 2, 8).
+    Draw order per call: σ (one normal per sample), ε, then the label-dropout uniforms."""
+
+    P_mean: float = -1.2         # mean of ln σ
+    P_std: float = 1.2           # std of ln σ
+    sigma_data: float = 0.5      # σ_d of images in [−1, 1]
+    label_dropout: float = 0.0   # probability of training a sample unconditionally (for CFG)
+
+    def __call__(self, denoise: Denoiser, images: torch.Tensor, labels: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None, **net_kwargs) -> torch.Tensor:
+        _check_batch(images, labels)
+        randn_like = _randn_like(generator)
+        n = randn_like(images.new_empty(images.shape[0], 1, 1, 1))
+        sigma = (n * self.P_std + self.P_mean).exp()
+        noisy = images + sigma * randn_like(images)
+        labels = drop_labels(labels, self.label_dropout, generator)
+        denoised = denoise(noisy, sigma.flatten(), labels, **net_kwargs)
+        return edm_loss_weight(sigma, self.sigma_data) * (denoised - images) ** 2
+
+
+@dataclasses.dataclass
+class RelayLoss:
+    """Stage-2 (relay) loss (§D.3): u ~ U(0, 1), σ = σ(u), x = blur(y; σ_B(u)) + σ·(ε + α·Block),
+    λ(σ)·‖D(x; σ) − y‖² — the target is the clean, un-blurred image.
+
+    u is clamped below at u(truncate_sigma), so the smallest trained σ is exactly 7.5e-3. (The
+    official code multiplies by L where it must divide and reaches 0.00712 for L = 0.93, §C.5.)
+    Draw order per call: u (one uniform per sample, float64), ε, ε' (if α > 0), label dropout.
+    """
+
+    schedule: RelaySchedule = dataclasses.field(default_factory=RelaySchedule)
+    sigma_data: float = 0.5         # σ_d of images in [−1, 1]
+    truncate_sigma: float = 7.5e-3  # smallest trained σ ("stabilises training", official code)
+    max_weight: float = 1e5         # clamp of λ(σ); inactive above σ ≈ 0.002
+    label_dropout: float = 0.0      # probability of training a sample unconditionally (for CFG)
+
+    def __post_init__(self):
+        if not 0 < self.truncate_sigma < self.schedule.sigma_top:
+            raise ValueError(f"truncate_sigma must be in (0, sigma_top={self.schedule.sigma_top:.4g}), "
+                             f"got {self.truncate_sigma}")
+        if self.max_weight <= 0:
+            raise ValueError(f"max_weight must be > 0, got {self.max_weight}")
+
+    @property
+    def u_min(self) -> float:
+        return float(self.schedule.u(self.truncate_sigma))
+
+    def __call__(self, denoise: Denoiser, images: torch.Tensor, labels: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None, **net_kwargs) -> torch.Tensor:
+        sch = self.schedule
+        _check_batch(images, labels, sch.up_scale)
+        u = torch.rand(images.shape[0], generator=generator, dtype=torch.float64,
+                       device=images.device).clamp_(min=self.u_min)
+        sigma64 = sch.sigma(u)
+        sigma = sigma64.to(images.dtype).reshape(-1, 1, 1, 1)
+        noisy = _blur(images, sch.blur_sigma(u), sch.up_scale, sch.min_scale)
+        noisy = noisy + sigma * sch.noise(images, _randn_like(generator))
+        labels = drop_labels(labels, self.label_dropout, generator)
+        denoised = denoise(noisy, sigma.flatten(), labels, **net_kwargs)
+        weight = edm_loss_weight(sigma, self.sigma_data).clamp(max=self.max_weight)
+        return weight * (denoised - images) ** 2
