@@ -81,6 +81,9 @@ class RelayLoss:
     label_dropout: float = 0.0      # probability of training a sample unconditionally (for CFG)
 
     def __post_init__(self):
+        if self.schedule.prob_length >= 1:
+            raise ValueError(f"training needs prob_length < 1 (σ is finite only below u·L = 1), "
+                             f"got {self.schedule.prob_length}")
         if not 0 < self.truncate_sigma < self.schedule.sigma_top:
             raise ValueError(f"truncate_sigma must be in (0, sigma_top={self.schedule.sigma_top:.4g}), "
                              f"got {self.truncate_sigma}")

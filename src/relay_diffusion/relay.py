@@ -62,7 +62,7 @@ def _patch_linear(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, p: int,
     batched = a.dim() == 3
     t = _row_group(p, w)
     eye = torch.eye(t, dtype=x.dtype, device=x.device)
-    bt = torch.kron(eye, b).transpose(-1, -2)                      # [(N,) tp, tp]
+    bt = torch.kron(eye, b.contiguous()).transpose(-1, -2)         # [(N,) tp, tp]
     xin = x.contiguous()
     if batched:
         y = torch.bmm(xin.view(n, -1, t * p), bt)                  # W axis, per sample
@@ -286,8 +286,8 @@ class RelaySchedule:
 
     @property
     def sigma_top(self) -> float:
-        """σ at u = 1: the largest noise level the relay model is trained on."""
-        return float(self.sigma(1.0))
+        """σ at u = 1: the largest noise level the relay model is trained on (∞ when L ≥ 1)."""
+        return float(self.sigma(1.0)) if self.prob_length < 1 else math.inf
 
     def blur_sigma(self, u: torch.Tensor | float) -> torch.Tensor:
         """σ_B,max · sin²(πu/2), u clamped to [0, 1] so that σ > σ_top cannot un-blur (§C.4)."""

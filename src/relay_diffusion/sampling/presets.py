@@ -23,6 +23,7 @@ class RelaySamplerSettings:
     truncation_t: float | None = None  # L used by the sampler's u(σ); None = the model's L
     s_noise: float = 0.2              # η: fresh-noise fraction per step (paper Table 3: best 0.2)
     s_block: float | None = None      # α of the injected noise; None = the model's block_scale
+    corrector: str = "noise"          # Heun corrector: "noise" (official) or "denoised" (2nd order)
     cfg_scale: float = 1.0            # classifier-free guidance weight w (1 = off)
 
     def sigmas(self) -> torch.Tensor:

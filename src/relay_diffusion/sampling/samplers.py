@@ -98,14 +98,18 @@ def edm_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tensor | N
 def _ddim_heun(evaluate, x: torch.Tensor, sigmas: list[float], eta: float,
                fresh_noise: Callable[[torch.Tensor], torch.Tensor],
                reblur: Callable[[torch.Tensor, float], torch.Tensor] | None,
-               callback: Callback | None) -> torch.Tensor:
+               corrector: str, callback: Callback | None) -> torch.Tensor:
     """Each step re-blurs the predicted clean image to the next level and re-noises it, keeping
     a fraction √(1−η²) of the predicted noise and adding fresh noise of weight η (E.2.3):
 
         x_{i+1} = A_{i+1} x̂₀ + γ (x_i − A_i x̂₀) + η σ_{i+1} ε̃,   γ = √(1−η²) σ_{i+1}/σ_i,
 
-    first with x̂₀ = D(x_i; σ_i), then (Heun) with the x̂₀ implied by the mean of the two noise
-    estimates (x − D)/σ at σ_i and at the predicted x̃_{i+1}. The predictor's fresh noise is
+    first with x̂₀ = D(x_i; σ_i), then (Heun) with a corrected x̂₀:
+      corrector="noise" (official, = EDM's Heun when A = I): the x̂₀ implied by the mean of the
+        noise directions (x − D)/σ at x_i and at the predicted x̃_{i+1}. With a blur that changes
+        between the two levels this is only first-order accurate (tests/test_sampler_oracle.py);
+      corrector="denoised": the mean of D(x_i; σ_i) and D(x̃_{i+1}; σ_{i+1}) — second order
+        whether or not A changes; same cost. The predictor's fresh noise is
     discarded and drawn again for the corrector (as the official code). The last step returns
     D(x; σ_last). Identical, term by term, to the paper's update in patch-DCT space (Eq. of §3.3),
     because the blur A is diagonal there; with A = I it is the DDIM-η / "SDE Heun" update.
@@ -127,16 +131,24 @@ def _ddim_heun(evaluate, x: torch.Tensor, sigmas: list[float], eta: float,
         s_next = sigmas[i + 1]
         x_pred = renoise(den, x, s, s_next)
         den_pred = evaluate(x_pred, s_next)
-        x0_bar = x - (s / 2) * ((x - den) / s + (x_pred - den_pred) / s_next)
+        if corrector == "denoised":
+            x0_bar = (den + den_pred) / 2
+        else:
+            x0_bar = x - (s / 2) * ((x - den) / s + (x_pred - den_pred) / s_next)
         x = renoise(x0_bar, x, s, s_next)
         if callback is not None:
             callback(dict(step=i, sigma=s, sigma_next=s_next, x=x, denoised=den))
     raise AssertionError("unreachable")
 
 
-def _check_eta(eta: float, name: str) -> None:
+CORRECTORS = ("noise", "denoised")
+
+
+def _check_eta(eta: float, name: str, corrector: str) -> None:
     if not 0 <= eta <= 1:
         raise ValueError(f"{name} must be in [0, 1], got {eta}")
+    if corrector not in CORRECTORS:
+        raise ValueError(f"corrector must be one of {CORRECTORS}, got {corrector!r}")
 
 
 def sde_heun_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tensor | None = None, *,
@@ -145,6 +157,7 @@ def sde_heun_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tenso
                      sigma_max: float = 80.0,
                      rho: float = 7.0,
                      sde_scale: float = 0.05,
+                     corrector: str = "noise",
                      sigmas=None,
                      randn_like: RandnLike = torch.randn_like,
                      dtype: torch.dtype = torch.float32,
@@ -153,11 +166,11 @@ def sde_heun_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tenso
     x₀ = σ₀·noise, g = sde_scale·σ_{i+1} of fresh noise per step (η = sde_scale), returns the
     denoised image at σ_min. Draws: one ε for the predictor and one for the corrector per step."""
     check_image(noise, 1, "noise")
-    _check_eta(sde_scale, "sde_scale")
+    _check_eta(sde_scale, "sde_scale", corrector)
     grid = _grid(sigmas, num_steps, sigma_min, sigma_max, rho)
     x = _prepare(noise, labels, dtype) * float(grid[0])
     evaluate = _evaluator(denoise, labels, x.shape[0], dtype, x.device)
-    return _ddim_heun(evaluate, x, grid.tolist(), sde_scale, randn_like, None, callback)
+    return _ddim_heun(evaluate, x, grid.tolist(), sde_scale, randn_like, None, corrector, callback)
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,6 +193,7 @@ def relay_sampler(denoise: Denoiser, x_up: torch.Tensor, labels: torch.Tensor | 
                   truncation_t: float | None = None,
                   s_noise: float = 0.2,
                   s_block: float | None = None,
+                  corrector: str = "noise",
                   sigmas=None,
                   randn_like: RandnLike = torch.randn_like,
                   dtype: torch.dtype = torch.float32,
@@ -190,13 +204,13 @@ def relay_sampler(denoise: Denoiser, x_up: torch.Tensor, labels: torch.Tensor | 
     below truncation_sigma with x = x_up + σ₀·(ε + s_block·Block(ε')) and runs `_ddim_heun` with
     the patch blur of `schedule` — but its u(σ) uses `truncation_t` as L (default: the schedule's
     prob_length; the official CelebA-HQ recipe uses 1.05 against a training L of 0.89).
-    s_noise is the paper's η, s_block its α (default: schedule.block_scale). The defaults are the
-    official generate.py defaults. Draws: ε, ε' for the start; then per step ε, ε' for the
+    s_noise is the paper's η, s_block its α (default: schedule.block_scale). corrector: see
+    `_ddim_heun` ("noise" = official). The defaults are the official generate.py defaults. Draws: ε, ε' for the start; then per step ε, ε' for the
     predictor and ε, ε' for the corrector (ε' skipped when s_block = 0, all skipped when η = 0).
     `sigmas` (descending) overrides the grid and truncation arguments.
     """
     check_image(x_up, schedule.up_scale, "x_up")
-    _check_eta(s_noise, "s_noise")
+    _check_eta(s_noise, "s_noise", corrector)
     if s_block is not None and s_block < 0:
         raise ValueError(f"s_block must be >= 0, got {s_block}")
     sch = schedule.for_sampling(truncation_t)
@@ -213,7 +227,7 @@ def relay_sampler(denoise: Denoiser, x_up: torch.Tensor, labels: torch.Tensor | 
         return _blur(x0, blur_sigmas[s], sch.up_scale, sch.min_scale)
 
     evaluate = _evaluator(denoise, labels, x.shape[0], dtype, x.device)
-    return _ddim_heun(evaluate, x, grid.tolist(), s_noise, noise, reblur, callback)
+    return _ddim_heun(evaluate, x, grid.tolist(), s_noise, noise, reblur, corrector, callback)
 
 
 def relay_stage(denoise: Denoiser, x_low: torch.Tensor, labels: torch.Tensor | None = None, *,
