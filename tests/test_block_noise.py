@@ -66,6 +66,15 @@ def test_nearest_kind_is_cell_constant_with_unit_variance():
     assert torch.equal(n, n[:, :, ::4, ::4].repeat_interleave(4, 2).repeat_interleave(4, 3))
 
 
+def test_nearest_covariance_and_schedule_option():
+    cov = block_noise_covariance(8, 8, 4, kind="nearest")
+    z = block_noise(torch.randn(100_000, 1, 8, 8, dtype=torch.float64), 4, kind="nearest").flatten(1)
+    assert ((z.T @ z / z.shape[0]) - cov).abs().max() < 0.02
+    sch = RelaySchedule(block_kind="nearest")
+    n = sch.noise(torch.zeros(40000, 1, 8, 8, dtype=torch.float64)).flatten(1)   # SE ≈ 0.005
+    assert ((n.T @ n / n.shape[0]) - sch.noise_covariance(8, 8)).abs().max() < 0.035
+
+
 def test_covariance_matrix_matches_the_paper_formula_and_samples():
     h, w, s = 8, 8, 4
     cov = block_noise_covariance(h, w, s)

@@ -152,28 +152,58 @@ def blur(x: torch.Tensor, blur_sigma: torch.Tensor | float, p: int,
 # Block noise (§B): Block[s](ε)_xy = (1/s) Σ_{i,j<s} ε_{x−i, y−j}, indices wrapping around.
 
 
-def _roll_add(a: torch.Tensor, b: torch.Tensor, shift: int, dim: int) -> torch.Tensor:
-    """a + roll(b, shift, dim) in one pass (no rolled copy)."""
+def _roll_add(a: torch.Tensor, b: torch.Tensor, shift: int, dim: int, out: torch.Tensor) -> torch.Tensor:
+    """out = a + roll(b, shift, dim) in one pass (no rolled copy); out must not alias a or b."""
     n = a.shape[dim]
-    out = torch.empty_like(a)
     torch.add(a.narrow(dim, shift, n - shift), b.narrow(dim, 0, n - shift),
               out=out.narrow(dim, shift, n - shift))
     torch.add(a.narrow(dim, 0, shift), b.narrow(dim, n - shift, shift), out=out.narrow(dim, 0, shift))
     return out
 
 
-def _circular_box_sum(x: torch.Tensor, s: int, dim: int) -> torch.Tensor:
-    """y_i = Σ_{j<s} x_{i−j mod n} by doubling: O(log s) passes (2 for s = 4), not s rolls."""
+def _circular_box_sum(x: torch.Tensor, s: int, dim: int, spare: list, recycle_input: bool) -> torch.Tensor:
+    """y_i = Σ_{j<s} x_{i−j mod n} by doubling: O(log s) passes (2 for s = 4), not s rolls.
+
+    Work buffers come from and go back to `spare` (fresh memory costs page faults on CPU);
+    with recycle_input, x itself is handed back once it is no longer read.
+    """
+    def take():
+        return spare.pop() if spare else torch.empty_like(x)
+
+    def release(t):
+        if t is not x or recycle_input:
+            spare.append(t)
+
     result, offset = None, 0
     window, width = x, 1                      # window_i = Σ_{j<width} x_{i−j}
     while True:
         if s & width:                         # append this power-of-two run after `offset`
-            result = window if result is None else _roll_add(result, window, offset, dim)
+            if result is None:
+                result = window
+            else:
+                merged = _roll_add(result, window, offset, dim, take())
+                release(result)
+                result = merged
             offset += width
         if 2 * width > s:
+            if window is not result:
+                release(window)
             return result
-        window = _roll_add(window, window, width, dim)
-        width *= 2
+        doubled = _roll_add(window, window, width, dim, take())
+        if window is not result:
+            release(window)
+        window, width = doubled, 2 * width
+
+
+def _block_sum(eps: torch.Tensor, s: int, kind: str) -> tuple[torch.Tensor, float]:
+    """(field, scale) with Block[s](eps) = scale·field; field is a fresh tensor we may overwrite."""
+    if kind == "nearest":
+        return upsample_nearest(eps[:, :, ::s, ::s], s), 1.0
+    if s == 1:
+        return eps.clone(), 1.0
+    spare: list = []
+    rows = _circular_box_sum(eps, s, 3, spare, recycle_input=False)
+    return _circular_box_sum(rows, s, 2, spare, recycle_input=rows is not eps), 1.0 / s
 
 
 def block_noise(eps: torch.Tensor, block_size: int, kind: str = "block") -> torch.Tensor:
@@ -187,12 +217,8 @@ def block_noise(eps: torch.Tensor, block_size: int, kind: str = "block") -> torc
     check_image(eps, block_size, "eps")
     if kind not in BLOCK_KINDS:
         raise ValueError(f"kind must be one of {BLOCK_KINDS}, got {kind!r}")
-    s = block_size
-    if s == 1:
-        return eps.clone()
-    if kind == "nearest":
-        return upsample_nearest(eps[:, :, ::s, ::s], s)
-    return _circular_box_sum(_circular_box_sum(eps, s, 3), s, 2).mul_(1.0 / s)
+    field, scale = _block_sum(eps, block_size, kind)
+    return field.mul_(scale) if scale != 1.0 else field
 
 
 def upsample_nearest(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -213,20 +239,32 @@ def relay_noise(eps: torch.Tensor, eps_block: torch.Tensor | None, block_scale: 
     """
     if mixture not in NOISE_MIXTURES:
         raise ValueError(f"mixture must be one of {NOISE_MIXTURES}, got {mixture!r}")
+    if kind not in BLOCK_KINDS:
+        raise ValueError(f"kind must be one of {BLOCK_KINDS}, got {kind!r}")
     if block_scale == 0:
         n = eps
     else:
         if eps_block is None:
             raise ValueError("block_scale > 0 needs a second i.i.d. field eps_block")
-        n = block_noise(eps_block, block_size, kind).mul_(block_scale).add_(eps)
+        check_image(eps_block, block_size, "eps_block")
+        field, scale = _block_sum(eps_block, block_size, kind)
+        n = torch.add(eps, field, alpha=block_scale * scale, out=field)     # one pass
     if mixture == "paper":
         n = n / math.sqrt(1 + block_scale ** 2)
     return n
 
 
-def block_noise_covariance(height: int, width: int, block_size: int) -> torch.Tensor:
-    """Exact covariance matrix (HW × HW, float64) of Block[s] noise, from the overlap count of
-    the two circular windows (the paper's formula when s ≤ H/2, W/2; exact for any s ≤ H, W)."""
+def block_noise_covariance(height: int, width: int, block_size: int, kind: str = "block") -> torch.Tensor:
+    """Exact covariance matrix (HW × HW, float64) of `block_noise(·, block_size, kind)`.
+
+    block: overlap count of the two circular windows (the paper's formula when s ≤ H/2, W/2;
+    exact for any s ≤ H, W). nearest: 1 inside an s×s cell, 0 across cells."""
+    if kind not in BLOCK_KINDS:
+        raise ValueError(f"kind must be one of {BLOCK_KINDS}, got {kind!r}")
+    if kind == "nearest":
+        cy, cx = torch.arange(height) // block_size, torch.arange(width) // block_size
+        return torch.kron((cy[:, None] == cy[None]).double(), (cx[:, None] == cx[None]).double())
+
     def axis(n: int) -> torch.Tensor:
         # member[i, k] = 1 if pixel k is in the window of pixel i: {i − j mod n : j < s}
         member = torch.zeros(n, n, dtype=torch.float64)
@@ -255,6 +293,7 @@ class RelaySchedule:
     min_scale: float = 1e-3         # m: floor of every blur factor
     block_scale: float = 0.15       # α: block-noise weight; 0.15 in every paper experiment
     noise_mixture: str = "official"  # "official" σ(ε+αB) or the paper's σ(ε+αB)/√(1+α²)
+    block_kind: str = "block"       # B: "block" (paper) or "nearest" (upsampled low-res noise)
     P_mean: float = -1.2            # EDM log-normal: ln σ ~ N(P_mean, P_std²)
     P_std: float = 1.2
 
@@ -268,6 +307,8 @@ class RelaySchedule:
             raise ValueError(f"min_scale must be in [0, 1], got {self.min_scale}")
         if self.block_scale < 0:
             raise ValueError(f"block_scale must be >= 0, got {self.block_scale}")
+        if self.block_kind not in BLOCK_KINDS:
+            raise ValueError(f"block_kind must be one of {BLOCK_KINDS}, got {self.block_kind!r}")
         if self.noise_mixture not in NOISE_MIXTURES:
             raise ValueError(f"noise_mixture must be one of {NOISE_MIXTURES}, got {self.noise_mixture!r}")
         if self.P_std <= 0:
@@ -315,13 +356,15 @@ class RelaySchedule:
         when block_scale = 0)."""
         eps = randn_like(like)
         eps_block = randn_like(like) if self.block_scale > 0 else None
-        return relay_noise(eps, eps_block, self.block_scale, self.up_scale, self.noise_mixture)
+        return relay_noise(eps, eps_block, self.block_scale, self.up_scale, self.noise_mixture,
+                           self.block_kind)
 
     def noise_covariance(self, height: int, width: int) -> torch.Tensor:
         """Covariance C of `noise` over an H×W image (per channel): I + α²·Cov(Block), ÷(1+α²)
         for the paper mixture. x_σ has covariance σ²C around the blurred image."""
         cov = torch.eye(height * width, dtype=torch.float64)
-        cov = cov + self.block_scale ** 2 * block_noise_covariance(height, width, self.up_scale)
+        cov = cov + self.block_scale ** 2 * block_noise_covariance(height, width, self.up_scale,
+                                                                   self.block_kind)
         return cov / (1 + self.block_scale ** 2) if self.noise_mixture == "paper" else cov
 
     def corrupt(self, x0: torch.Tensor, sigma: torch.Tensor | float,

@@ -4,7 +4,7 @@ Every Gaussian draw goes through `randn_like` (pass `SeededNoise(seeds)` for per
 `sigma` reaches the denoiser as a [B] tensor of the working dtype. All arithmetic runs in
 `dtype` (float32 by default, float64 like the official stage-2 code on request).
 
-`callback`, if given, receives a dict after every step: step, sigma, sigma_next, x (the new
+Samplers run under torch.no_grad(). `callback`, if given, receives a dict after every step: step, sigma, sigma_next, x (the new
 state; the final image after the last step) and denoised.
 """
 
@@ -48,6 +48,7 @@ def _evaluator(denoise: Denoiser, labels, batch: int, dtype, device):
 # Stage 1: EDM's stochastic Heun sampler (Karras et al. 2022, Algorithm 2; spec §E.1a).
 
 
+@torch.no_grad()
 def edm_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tensor | None = None, *,
                 num_steps: int = 18,
                 sigma_min: float = 0.002,
@@ -151,6 +152,7 @@ def _check_eta(eta: float, name: str, corrector: str) -> None:
         raise ValueError(f"corrector must be one of {CORRECTORS}, got {corrector!r}")
 
 
+@torch.no_grad()
 def sde_heun_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tensor | None = None, *,
                      num_steps: int = 120,
                      sigma_min: float = 0.002,
@@ -183,6 +185,7 @@ def relay_sigmas(num_steps: int = 18, sigma_min: float = 0.008, sigma_max: float
     return truncate_sigmas(karras_sigmas(num_steps, sigma_min, sigma_max, rho), truncation_sigma)
 
 
+@torch.no_grad()
 def relay_sampler(denoise: Denoiser, x_up: torch.Tensor, labels: torch.Tensor | None = None, *,
                   schedule: RelaySchedule = RelaySchedule(),
                   num_steps: int = 18,

@@ -1,0 +1,152 @@
+"""Relay-operator benchmark: cost of blur and block noise relative to torch.randn of the same
+shape, and speed-up over straightforward reference implementations (FFT-based patch DCT as in
+the official code's torch-dct path; block noise as s² circular rolls).
+
+    python benchmarks/ops.py --json ops.json [--shape 16,3,256,256] [--repeats 25]
+
+All numbers are medians of `--repeats` timings, measured in one run; ratios are what to compare
+across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+
+import torch
+
+from relay_diffusion import RelaySchedule, blur, block_noise, patch_dct, patch_idct
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+# ---- straightforward references ------------------------------------------------------------
+
+def _dct_fft(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal DCT-II along the last axis via one FFT of the even/odd re-ordering (Makhoul)."""
+    n = x.shape[-1]
+    v = torch.cat([x[..., ::2], x[..., 1::2].flip(-1)], dim=-1)
+    spec = torch.fft.fft(v, dim=-1)
+    k = torch.arange(n, dtype=x.dtype, device=x.device)
+    w = torch.polar(torch.ones_like(k), -math.pi * k / (2 * n))
+    out = (spec * w).real * math.sqrt(2.0 / n)
+    out[..., 0] /= math.sqrt(2.0)
+    return out
+
+
+def _idct_fft(c: torch.Tensor) -> torch.Tensor:
+    n = c.shape[-1]
+    c = c * math.sqrt(n / 2.0)
+    c = torch.cat([c[..., :1] * math.sqrt(2.0), c[..., 1:]], dim=-1)
+    k = torch.arange(n, dtype=c.dtype, device=c.device)
+    w = torch.polar(torch.ones_like(k), math.pi * k / (2 * n))
+    c_rev = torch.cat([torch.zeros_like(c[..., :1]), -c.flip(-1)[..., :-1]], dim=-1)
+    v = torch.fft.ifft(torch.complex(c, c_rev) * w, dim=-1).real
+    out = torch.empty_like(v)
+    out[..., ::2] = v[..., : (n + 1) // 2]
+    out[..., 1::2] = v.flip(-1)[..., : n // 2]
+    return out
+
+
+def _to_patches(x, p):
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, p, p)
+
+
+def _from_patches(u, p, shape):
+    b, c, h, w = shape
+    return u.reshape(b, h // p, w // p, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(shape)
+
+
+def reference_blur(x, blur_sigma, p, min_scale=1e-3):
+    """Official-style: patches → FFT DCT rows, then columns → scale → inverse → back."""
+    u = _to_patches(x, p)
+    u = _dct_fft(_dct_fft(u).transpose(-1, -2)).transpose(-1, -2)
+    k = torch.arange(p, dtype=x.dtype)
+    lam = (math.pi * k / p) ** 2
+    a = (1 - min_scale) * torch.exp(-(lam[:, None] + lam[None, :]) * blur_sigma.reshape(-1, 1, 1) ** 2 / 2) + min_scale
+    nb = u.shape[0] // x.shape[0]
+    u = u * a.repeat_interleave(nb, 0)[:, None]
+    u = _idct_fft(_idct_fft(u).transpose(-1, -2)).transpose(-1, -2)
+    return _from_patches(u, p, x.shape)
+
+
+def reference_block_noise(eps, s):
+    out = torch.zeros_like(eps)
+    for i in range(s):
+        for j in range(s):
+            out += torch.roll(eps, shifts=(i, j), dims=(2, 3))
+    return out / s
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument("--shape", default="16,3,256,256", help="B,C,H,W of the benchmark tensor")
+    ap.add_argument("--repeats", type=int, default=25, help="timings per measurement (median)")
+    ap.add_argument("--patch", type=int, default=4, help="patch size / block-noise kernel s")
+    args = ap.parse_args(argv)
+    shape = tuple(int(v) for v in args.shape.split(","))
+    p, r = args.patch, args.repeats
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    sb = torch.rand(shape[0]) * 3.0                         # one σ_B per sample, as in training
+
+    # correctness of the references against the library (so the comparison is like for like)
+    xs = x[:2, :, :32, :32].double()
+    assert torch.allclose(reference_blur(xs, sb[:2].double(), p), blur(xs, sb[:2].double(), p), atol=1e-10)
+    assert torch.allclose(reference_block_noise(xs, p), block_noise(xs, p), atol=1e-10)
+
+    t = {}
+    t["randn"] = median_seconds(lambda: torch.randn(shape), r)
+    t["blur"] = median_seconds(lambda: blur(x, sb, p), r)
+    t["blur_shared_sigma"] = median_seconds(lambda: blur(x, 2.0, p), r)
+    t["patch_dct_round_trip"] = median_seconds(lambda: patch_idct(patch_dct(x, p), p), r)
+    t["block_noise_transform"] = median_seconds(lambda: block_noise(x, p), r)
+    t["block_noise"] = median_seconds(lambda: block_noise(torch.randn(shape), p), r)
+    sch = RelaySchedule(up_scale=p)
+    t["relay_noise"] = median_seconds(lambda: sch.noise(x), r)
+    t["reference_blur_fft"] = median_seconds(lambda: reference_blur(x, sb, p), max(5, r // 3))
+    t["reference_block_noise_transform_rolls"] = median_seconds(lambda: reference_block_noise(x, p),
+                                                                max(5, r // 3))
+    t["reference_block_noise_rolls"] = median_seconds(lambda: reference_block_noise(torch.randn(shape), p),
+                                                      max(5, r // 3))
+    res = {
+        "shape": list(shape), "patch": p, "dtype": "float32", "device": "cpu",
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+        "seconds": {k: round(v, 6) for k, v in t.items()},
+        "blur_over_randn": t["blur"] / t["randn"],
+        "blur_shared_sigma_over_randn": t["blur_shared_sigma"] / t["randn"],
+        "block_noise_over_randn": t["block_noise"] / t["randn"],
+        "block_noise_transform_over_randn": t["block_noise_transform"] / t["randn"],
+        "relay_noise_over_randn": t["relay_noise"] / t["randn"],
+        "blur_speedup_vs_fft_reference": t["reference_blur_fft"] / t["blur"],
+        "block_noise_speedup_vs_roll_reference": t["reference_block_noise_rolls"] / t["block_noise"],
+        "block_noise_transform_speedup_vs_roll_reference":
+            t["reference_block_noise_transform_rolls"] / t["block_noise_transform"],
+        "targets": {"blur_over_randn": 0.7, "block_noise_over_randn": 1.6},
+    }
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    return res
+
+
+if __name__ == "__main__":
+    main()

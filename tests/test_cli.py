@@ -1,0 +1,55 @@
+"""The `rdm` command line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from relay_diffusion.cli import main
+
+
+def test_help_lists_the_verbs(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "analyze" in out
+
+
+@pytest.mark.parametrize("preset,steps,sigma0,nfe,nfe_cfg", [
+    ("imagenet256", 100, 0.86912, 199, 398),   # spec §I.2
+    ("celebahq256", 54, 0.92191, 107, 107),
+    ("default", 7, 0.89750, 13, 13),
+])
+def test_schedule_reproduces_official_step_counts(capsys, preset, steps, sigma0, nfe, nfe_cfg):
+    assert main(["analyze", "schedule", "--preset", preset, "--json"]) == 0
+    t = json.loads(capsys.readouterr().out)
+    assert t["steps_kept"] == steps and len(t["steps"]) == steps
+    assert abs(t["sigma_start"] - sigma0) < 5e-6
+    assert t["nfe"] == nfe and t["nfe_with_guidance"] == nfe_cfg
+    assert t["steps"][-1]["sigma"] == pytest.approx(0.008)
+
+
+def test_schedule_table_and_overrides(capsys):
+    assert main(["analyze", "schedule", "--preset", "imagenet256", "--truncation-sigma", "0.5",
+                 "--blur-sigma-max", "2.0"]) == 0
+    out = capsys.readouterr().out
+    assert "blur_sigma_max=2.0" in out and "start sigma: 0.4" in out
+    # the ImageNet recipe's first row: σ₀ = 0.86912, u = 0.8725, σ_B = 2.881, α01 = 0.078
+    assert main(["analyze", "schedule", "--preset", "imagenet256"]) == 0
+    first = capsys.readouterr().out.splitlines()[4].split()
+    assert first[:5] == ["0", "0.86912", "0.8725", "2.8812", "0.0782"]
+
+
+def test_bad_flags_give_a_clear_error(capsys):
+    assert main(["analyze", "schedule", "--truncation-sigma", "100"]) == 2
+    assert "outside the σ grid" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["analyze", "schedule", "--preset", "nope"])
+
+
+def test_console_script_runs():
+    r = subprocess.run([sys.executable, "-m", "relay_diffusion.cli", "analyze", "schedule"],
+                       capture_output=True, text=True, check=True)
+    assert "steps kept: 7 of 18" in r.stdout
