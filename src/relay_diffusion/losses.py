@@ -100,7 +100,7 @@ class RelayLoss:
         _check_batch(images, labels, sch.up_scale)
         u = torch.rand(images.shape[0], generator=generator, dtype=torch.float64,
                        device=images.device).clamp_(min=self.u_min)
-        sigma64 = sch.sigma(u)
+        sigma64 = sch._sigma(u)                                  # u ∈ [u_min, 1): valid
         sigma = sigma64.to(images.dtype).reshape(-1, 1, 1, 1)
         noisy = _blur(images, sch.blur_sigma(u), sch.up_scale, sch.min_scale)
         noisy = noisy + sigma * sch.noise(images, _randn_like(generator))

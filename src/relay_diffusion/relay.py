@@ -319,6 +319,9 @@ class RelaySchedule:
         u = torch.as_tensor(u, dtype=torch.float64) if not torch.is_tensor(u) else u
         if ((u <= 0) | (u * self.prob_length >= 1)).any():
             raise ValueError(f"u must be in (0, 1/prob_length), got {u}")
+        return self._sigma(u)
+
+    def _sigma(self, u: torch.Tensor) -> torch.Tensor:
         return torch.exp(self.P_mean + self.P_std * torch.special.ndtri(u * self.prob_length))
 
     def u(self, sigma: torch.Tensor | float) -> torch.Tensor:
