@@ -106,3 +106,12 @@ def test_blur_factors_table():
     # spec §C.2: σ_B,max = 3 → α_01 = 0.0632, α_11 = 0.0049; σ_B,max = 2 → α_01 = 0.2919
     assert abs(float(f[2, 0, 1]) - 0.0632) < 5e-5 and abs(float(f[2, 1, 1]) - 0.0049) < 5e-5
     assert abs(float(blur_factors(2.0, 4)[0, 1]) - 0.2919) < 5e-5
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 3e-2), (torch.float16, 5e-3)])
+def test_half_precision_keeps_dtype(dtype, tol):
+    x = torch.randn(2, 3, 8, 8)
+    sb = torch.tensor([0.5, 2.0])
+    out = blur(x.to(dtype), sb, 4)
+    assert out.dtype == dtype and patch_dct(x.to(dtype), 4).dtype == dtype
+    torch.testing.assert_close(out.float(), blur(x, sb, 4), atol=tol * 4, rtol=0)
