@@ -161,3 +161,23 @@ def test_losses_train_a_tiny_denoiser():
     with torch.no_grad():
         final = sum(loss_fn(d, images, generator=g).sum().item() for _ in range(20)) / 20 / 16
     assert final < 0.8 * first
+
+
+@pytest.mark.parametrize("make", [lambda: EDMLoss(label_dropout=0.3),
+                                  lambda: RelayLoss(RelaySchedule(), label_dropout=0.3)])
+def test_per_sample_seeded_losses_do_not_depend_on_the_batch(make):
+    """With a SeededNoise source, sample b's loss depends only on its seed (how DDP runs match
+    single-process ones)."""
+    from relay_diffusion import SeededNoise
+
+    d = tiny_denoiser(channels=1, label_dim=3, dtype=torch.float64)
+    images = torch.randn(5, 1, 8, 8, dtype=torch.float64)
+    labels = torch.eye(3, dtype=torch.float64)[[0, 1, 2, 0, 1]]
+    seeds = [11, 12, 13, 14, 15]
+    loss_fn = make()
+    whole = loss_fn(d, images, labels, generator=SeededNoise(seeds))
+    parts = torch.cat([loss_fn(d, images[i:i + 1], labels[i:i + 1], generator=SeededNoise([seeds[i]]))
+                       for i in range(5)])
+    torch.testing.assert_close(whole, parts, atol=1e-12, rtol=0)
+    other = loss_fn(d, images, labels, generator=SeededNoise([1, 2, 3, 4, 5]))
+    assert not torch.allclose(whole, other)

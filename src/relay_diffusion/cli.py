@@ -9,7 +9,9 @@ import sys
 
 from . import __version__
 from .relay import RelaySchedule
+from .data.cli import add_dataset_parser
 from .sampling.presets import RELAY_RECIPES, RelaySamplerSettings, relay_step_table
+from .training.cli import add_train_parser
 
 
 def _add_schedule_parser(sub) -> None:
@@ -66,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rdm", description="Relay Diffusion Models (Teng et al., ICLR 2024) in PyTorch.")
     parser.add_argument("--version", action="version", version=f"relay-diffusion {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    add_dataset_parser(verbs)
+    add_train_parser(verbs)
     analyze = verbs.add_parser("analyze", help="inspect noise and blur schedules",
                                description="Inspect noise and blur schedules.")
     what = analyze.add_subparsers(dest="what", metavar="WHAT")

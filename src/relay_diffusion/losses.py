@@ -4,6 +4,7 @@ loop sums it per sample and divides by the per-GPU batch (EDM's convention — n
 RDM code's hard-coded 32/256, §D.4).
 
 `denoise` is a preconditioned denoiser D(x, sigma, labels, **kwargs), e.g. `EDMPrecond`.
+`generator`: a torch.Generator, None (global RNG), or a `SeededNoise` for per-sample draws.
 """
 
 from __future__ import annotations
@@ -16,23 +17,41 @@ import torch
 from ._validate import check_image
 from .precond import edm_loss_weight
 from .relay import RelaySchedule, _blur
+from .sampling.seeds import SeededNoise
 
 Denoiser = Callable[..., torch.Tensor]
 
 
-def _randn_like(generator: torch.Generator | None):
-    return lambda t: torch.randn(t.shape, generator=generator, dtype=t.dtype, device=t.device)
+class _Draws:
+    """Random draws for one loss call: from one torch.Generator (or the global RNG), or per
+    sample from a `SeededNoise` (then sample b's draws depend only on its seed — how the training
+    loop makes multi-process runs equal single-process ones)."""
+
+    def __init__(self, source: torch.Generator | SeededNoise | None, device: torch.device):
+        self.source, self.device = source, device
+
+    def randn_like(self, t: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.source, SeededNoise):
+            return self.source.randn_like(t)
+        return torch.randn(t.shape, generator=self.source, dtype=t.dtype, device=t.device)
+
+    def rand(self, n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        if isinstance(self.source, SeededNoise):
+            if len(self.source.seeds) != n:
+                raise ValueError(f"{len(self.source.seeds)} seeds for a batch of {n}")
+            return self.source.rand(dtype=dtype).to(self.device)
+        return torch.rand(n, generator=self.source, dtype=dtype, device=self.device)
 
 
 def drop_labels(labels: torch.Tensor | None, p: float,
-                generator: torch.Generator | None = None) -> torch.Tensor | None:
+                generator: torch.Generator | SeededNoise | None = None) -> torch.Tensor | None:
     """Label dropout for classifier-free guidance: zero each sample's label with probability p.
     The zero vector is the "unconditional" label that guidance uses at sampling time."""
     if labels is None or p == 0:
         return labels
     if not 0 <= p <= 1:
         raise ValueError(f"label dropout must be in [0, 1], got {p}")
-    keep = torch.rand(labels.shape[0], generator=generator, device=labels.device) >= p
+    keep = _Draws(generator, labels.device).rand(labels.shape[0]) >= p
     return labels * keep.to(labels.dtype).reshape(-1, *([1] * (labels.dim() - 1)))
 
 
@@ -53,12 +72,12 @@ class EDMLoss:
     label_dropout: float = 0.0   # probability of training a sample unconditionally (for CFG)
 
     def __call__(self, denoise: Denoiser, images: torch.Tensor, labels: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None, **net_kwargs) -> torch.Tensor:
+                 generator: torch.Generator | SeededNoise | None = None, **net_kwargs) -> torch.Tensor:
         _check_batch(images, labels)
-        randn_like = _randn_like(generator)
-        n = randn_like(images.new_empty(images.shape[0], 1, 1, 1))
+        draws = _Draws(generator, images.device)
+        n = draws.randn_like(images.new_empty(images.shape[0], 1, 1, 1))
         sigma = (n * self.P_std + self.P_mean).exp()
-        noisy = images + sigma * randn_like(images)
+        noisy = images + sigma * draws.randn_like(images)
         labels = drop_labels(labels, self.label_dropout, generator)
         denoised = denoise(noisy, sigma.flatten(), labels, **net_kwargs)
         return edm_loss_weight(sigma, self.sigma_data) * (denoised - images) ** 2
@@ -95,15 +114,15 @@ class RelayLoss:
         return float(self.schedule.u(self.truncate_sigma))
 
     def __call__(self, denoise: Denoiser, images: torch.Tensor, labels: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None, **net_kwargs) -> torch.Tensor:
+                 generator: torch.Generator | SeededNoise | None = None, **net_kwargs) -> torch.Tensor:
         sch = self.schedule
         _check_batch(images, labels, sch.up_scale)
-        u = torch.rand(images.shape[0], generator=generator, dtype=torch.float64,
-                       device=images.device).clamp_(min=self.u_min)
+        draws = _Draws(generator, images.device)
+        u = draws.rand(images.shape[0], torch.float64).clamp_(min=self.u_min)
         sigma64 = sch._sigma(u)                                  # u ∈ [u_min, 1): valid
         sigma = sigma64.to(images.dtype).reshape(-1, 1, 1, 1)
         noisy = _blur(images, sch.blur_sigma(u), sch.up_scale, sch.min_scale)
-        noisy = noisy + sigma * sch.noise(images, _randn_like(generator))
+        noisy = noisy + sigma * sch.noise(images, draws.randn_like)
         labels = drop_labels(labels, self.label_dropout, generator)
         denoised = denoise(noisy, sigma.flatten(), labels, **net_kwargs)
         weight = edm_loss_weight(sigma, self.sigma_data).clamp(max=self.max_weight)

@@ -25,6 +25,11 @@ class SeededNoise:
         return torch.stack([torch.randn(shape, generator=g, dtype=dtype, device=self.device)
                             for g in self.generators])
 
+    def rand(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """A [len(seeds), *shape] tensor of U[0, 1) draws, row b from generator b."""
+        return torch.stack([torch.rand(shape, generator=g, dtype=dtype, device=self.device)
+                            for g in self.generators])
+
     def randn_like(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] != len(self.generators):
             raise ValueError(f"tensor has batch {x.shape[0]} but there are {len(self.generators)} seeds")

@@ -1,0 +1,131 @@
+"""Files: atomic writes, safetensors weights, and model directories.
+
+A model directory holds `config.json` (what to build: network, stage, diffusion settings) and
+`model.safetensors` (+ `ema.safetensors`). Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+MODEL_FORMAT = "relay-diffusion-model"
+MODEL_FORMAT_VERSION = 1
+TMP_MARK = ".tmp-"
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_directory(final: str | os.PathLike):
+    """Yield a temporary sibling directory; on success fsync its files and rename it to `final`
+    (replacing an older one). A crash leaves only `<final>.tmp-<pid>`, never a half-written
+    `final`."""
+    final = Path(final)
+    tmp = final.with_name(f"{final.name}{TMP_MARK}{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            fsync_path(f)
+        fsync_path(tmp)
+        if final.exists():
+            old = final.with_name(f"{final.name}{TMP_MARK}old-{os.getpid()}")
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(final)
+        fsync_path(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path, what: str = "file"):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{what} not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} {path} is not valid JSON: {e}") from None
+
+
+def state_dict_cpu(module: torch.nn.Module) -> dict:
+    """Contiguous CPU copies of a module's tensors (safetensors refuses shared storage)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def save_model_dir(directory: Path, config: dict, model: torch.nn.Module,
+                   ema: torch.nn.Module | None = None) -> None:
+    """Write config.json + model.safetensors (+ ema.safetensors) into an existing directory."""
+    directory = Path(directory)
+    write_json(directory / "config.json", {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, **config})
+    save_file(state_dict_cpu(model), str(directory / "model.safetensors"))
+    if ema is not None:
+        save_file(state_dict_cpu(ema), str(directory / "ema.safetensors"))
+
+
+def read_model_config(directory: Path) -> dict:
+    cfg = read_json(Path(directory) / "config.json", "model config")
+    if cfg.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{directory} is not a relay-diffusion model directory (config.json format "
+                         f"{cfg.get('format')!r})")
+    if cfg.get("version", 0) > MODEL_FORMAT_VERSION:
+        raise ValueError(f"{directory} was written by a newer relay-diffusion (format version "
+                         f"{cfg['version']}); please upgrade")
+    return cfg
+
+
+def load_weights(directory: Path, which: str = "ema", device: str | torch.device = "cpu") -> dict:
+    """State dict from `ema.safetensors` (which="ema", falling back to the raw weights when the
+    directory has no EMA) or `model.safetensors` (which="model")."""
+    directory = Path(directory)
+    path = directory / ("ema.safetensors" if which == "ema" else "model.safetensors")
+    if which == "ema" and not path.exists():
+        path = directory / "model.safetensors"
+    if not path.exists():
+        raise ValueError(f"no weights in {directory} (expected {path.name})")
+    return load_file(str(path), device=str(device))
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float images → uint8, the official rounding: clip(x·127.5 + 128) (spec §E.2.6)."""
+    return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def save_image_grid(images: torch.Tensor, path: str | os.PathLike, ncol: int, pad: int = 1) -> None:
+    """Save [N, C, H, W] images in [-1, 1] as one PNG grid with `ncol` columns (atomically)."""
+    from PIL import Image
+
+    n, c, h, w = images.shape
+    nrow = -(-n // ncol)
+    grid = torch.full((c, nrow * (h + pad) + pad, ncol * (w + pad) + pad), 255, dtype=torch.uint8)
+    pix = to_uint8(images.cpu())
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = pix[i]
+    arr = grid.permute(1, 2, 0).numpy()
+    img = Image.fromarray(arr[:, :, 0] if c == 1 else arr, "L" if c == 1 else "RGB")
+    path = Path(path)
+    tmp = path.with_name(path.name + TMP_MARK + str(os.getpid()))
+    img.save(tmp, format="PNG")
+    os.replace(tmp, path)

@@ -1,0 +1,6 @@
+"""Denoiser networks: the ADM U-Net (EDM's DhariwalUNet layout, spec §F.1) and its presets."""
+
+from .adm import ADMUNet
+from .presets import NETWORK_PRESETS, NetworkConfig, build_network, count_parameters
+
+__all__ = ["ADMUNet", "NetworkConfig", "NETWORK_PRESETS", "build_network", "count_parameters"]

@@ -1,0 +1,99 @@
+"""Network configurations: the four RDM paper models (spec §F.1) and tiny CPU models for tests and
+smoke runs. A config is a frozen, JSON-friendly dataclass; `build()` makes the module."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from torch import nn
+
+from .adm import ADMUNet
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Arguments of the network; defaults are EDM's ADM ones (64×64 RGB, unconditional)."""
+
+    arch: str = "adm"                                 # only "adm" (EDM's DhariwalUNet layout)
+    img_resolution: int = 64                          # height = width [pixels]
+    in_channels: int = 3                              # image channels in
+    out_channels: int = 3                             # image channels out
+    label_dim: int = 0                                # number of classes; 0 = unconditional
+    augment_dim: int = 0                              # augmentation-label length (EDM pipe: 9); 0 = none
+    model_channels: int = 192                         # base channel count
+    channel_mult: tuple[int, ...] = (1, 2, 3, 4)      # channels per level, × model_channels
+    channel_mult_emb: int = 4                         # embedding width, × model_channels
+    num_blocks: int = 3                               # residual blocks per encoder level
+    attn_resolutions: tuple[int, ...] = (32, 16, 8)   # resolutions [pixels] with self-attention
+    dropout: float = 0.10                             # dropout probability inside the blocks
+
+    def __post_init__(self):
+        if self.arch != "adm":
+            raise ValueError(f"unknown arch {self.arch!r}; only 'adm' is implemented")
+        # Lists (e.g. from JSON) become tuples so that configs stay hashable and compare equal.
+        object.__setattr__(self, "channel_mult", tuple(self.channel_mult))
+        object.__setattr__(self, "attn_resolutions", tuple(self.attn_resolutions))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["channel_mult"], d["attn_resolutions"] = list(self.channel_mult), list(self.attn_resolutions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NetworkConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown NetworkConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+    def with_data(self, resolution: int, channels: int, label_dim: int) -> NetworkConfig:
+        """Copy with the image size, channel count (in = out) and number of classes of a dataset."""
+        return dataclasses.replace(self, img_resolution=resolution, in_channels=channels,
+                                   out_channels=channels, label_dim=label_dim)
+
+    def build(self) -> nn.Module:
+        kwargs = self.to_dict()
+        del kwargs["arch"]
+        return ADMUNet(**kwargs)
+
+
+def build_network(config: NetworkConfig) -> nn.Module:
+    return config.build()
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable scalars (buffers such as the resampling filters are not counted)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+_STAGE1 = dict(img_resolution=64, model_channels=192, channel_mult=(1, 2, 3, 4), num_blocks=3,
+               attn_resolutions=(32, 16, 8))
+_STAGE2 = dict(img_resolution=256, model_channels=256, channel_mult=(1, 1, 2, 2, 4, 4), num_blocks=2,
+               attn_resolutions=(32, 16, 8))
+_TINY = dict(model_channels=32, channel_mult_emb=4, dropout=0.0)
+
+NETWORK_PRESETS: dict[str, NetworkConfig] = {
+    # Paper models (spec §F.1; paper: "295M" / "553M"). The ImageNet and CelebA-HQ counts differ
+    # by the class embedding (1000 × emb 768 / 1024, absent when unconditional) and the augment
+    # embedding (9 × 192 / 256, present with EDM's augmentation pipe).
+    # 295.9 M: class-conditional, no augmentation.
+    "imagenet64-stage1": NetworkConfig(label_dim=1000, augment_dim=0, dropout=0.1, **_STAGE1),
+    # 553.8 M: the official ImageNet stage-2 run used EDM's default augmentation (augment_dim 9).
+    "imagenet256-stage2": NetworkConfig(label_dim=1000, augment_dim=9, dropout=0.1, **_STAGE2),
+    # 295.1 M: unconditional, augmentation on.
+    "celebahq64-stage1": NetworkConfig(label_dim=0, augment_dim=9, dropout=0.15, **_STAGE1),
+    # 552.8 M: unconditional, augmentation on.
+    "celebahq256-stage2": NetworkConfig(label_dim=0, augment_dim=9, dropout=0.2, **_STAGE2),
+    # Tiny CPU models (< 5 M parameters). Attention needs >= 64 channels (heads = channels // 64),
+    # hence 64 channels at the attention levels. Channels/labels/resolution come from the dataset
+    # via `with_data`.
+    "tiny-8": NetworkConfig(img_resolution=8, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(4,), **_TINY),
+    "tiny-16": NetworkConfig(img_resolution=16, channel_mult=(1, 2, 2), num_blocks=1, attn_resolutions=(8, 4),
+                             **_TINY),
+    "tiny-32": NetworkConfig(img_resolution=32, channel_mult=(1, 2, 2), num_blocks=2, attn_resolutions=(16, 8),
+                             **_TINY),
+    "tiny-64": NetworkConfig(img_resolution=64, channel_mult=(1, 2, 2, 2), num_blocks=1,
+                             attn_resolutions=(16, 8), **_TINY),
+}

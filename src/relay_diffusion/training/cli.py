@@ -1,0 +1,94 @@
+"""`rdm train`: every `TrainConfig` field is a flag; flags override the preset."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import sys
+import typing
+
+from .config import TrainConfig, parse_images
+from .presets import TRAIN_PRESETS
+
+IMAGE_COUNTS = {"duration", "lr_rampup", "ema_halflife", "status_every", "snapshot_every", "sample_every"}
+FLAG_NAMES = {"ema_halflife": "ema", "status_every": "status", "snapshot_every": "snapshot",
+              "keep_snapshots": "keep"}
+
+
+def field_help(cls) -> dict:
+    """The trailing `# comment` of every dataclass field (continued on following comment-only
+    lines): the single source of the flag help texts."""
+    helps, current = {}, None
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+):[^#]*#\s?(.*)", line)
+        if m:
+            current = m.group(1)
+            helps[current] = m.group(2).strip()
+        elif current and re.match(r"\s+#", line):
+            helps[current] += " " + line.strip()[1:].strip()
+        else:
+            current = None
+    return helps
+
+
+def add_train_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a base or relay stage (resumes automatically)",
+        description="Train a base stage (EDM loss) or a relay stage (blur + block-noise loss) on CPU, "
+                    "one GPU, or many processes (torchrun --nproc_per_node=N $(which rdm) train ...). "
+                    "Re-running the same command resumes from the newest snapshot in --outdir. "
+                    "Image counts accept suffixes: 200k, 1.5M, 64Ki.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", choices=sorted(TRAIN_PRESETS), help="start from these settings")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and parameter count, then exit")
+    helps = field_help(TrainConfig)
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + FLAG_NAMES.get(f.name, f.name).replace("_", "-")
+        kw = dict(dest=f.name, default=None, help=helps.get(f.name, ""))
+        hint = hints[f.name]
+        if hint is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif f.name in IMAGE_COUNTS:
+            p.add_argument(flag, type=parse_images, metavar="IMAGES", **kw)
+        elif f.name == "betas":
+            p.add_argument(flag, type=lambda s: tuple(float(v) for v in s.split(",")), metavar="B1,B2", **kw)
+        else:
+            base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
+            p.add_argument(flag, type=base, **kw)
+    p.set_defaults(func=run_train)
+
+
+def resolve_config(args) -> TrainConfig:
+    values = dict(TRAIN_PRESETS[args.preset]) if args.preset else {}
+    for f in dataclasses.fields(TrainConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            values[f.name] = v
+    return TrainConfig.from_dict(values).validate()
+
+
+def run_train(args) -> int:
+    cfg = resolve_config(args)
+    if args.dry_run:
+        from ..networks import build_network, count_parameters
+        from .loop import prepare
+
+        setup = prepare(cfg)
+        import torch
+        with torch.device("meta"):
+            n = count_parameters(build_network(setup.network_config))
+        print(cfg.to_json())
+        print(f"network {cfg.network} at {setup.resolution}×{setup.resolution}×{setup.channels}, "
+              f"label_dim {setup.label_dim}: {n:,} parameters ({n / 1e6:.2f} M)")
+        return 0
+    from .loop import TrainingError, train
+
+    try:
+        train(cfg)
+    except TrainingError as e:
+        print(f"rdm: training stopped: {e}", file=sys.stderr)
+        return 3
+    return 0

@@ -1,0 +1,125 @@
+"""Training configuration: one dataclass, serialised to `config.json` in every run directory.
+
+Durations and intervals are counted in training images (EDM's "kimg", but plain integers), so
+they do not change when the batch size does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Optional
+
+STAGES = ("base", "relay")
+PRECISIONS = ("fp32", "bf16", "fp16")
+OPTIMIZERS = ("adam", "adamw")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    # what to train
+    stage: str = "base"                  # "base": EDM loss from pure noise; "relay": blur + noise loss
+    data: str = ""                       # EDM zip or image folder (see `rdm dataset`)
+    outdir: str = ""                     # run directory: config, stats, samples, snapshots
+    network: str = "tiny-32"             # network preset (relay_diffusion.networks.NETWORK_PRESETS)
+    resolution: Optional[int] = None     # train at this size; None = the dataset's. A smaller size
+                                         # divides the data size and is made by box averaging
+    cond: bool = False                   # class-conditional (needs dataset labels)
+    # optimisation
+    duration: int = 1_000_000            # training images in total
+    batch: int = 64                      # total batch over all processes and accumulation rounds
+    batch_gpu: Optional[int] = None      # per-process micro-batch; None = batch / processes
+    lr: float = 1e-3                     # peak learning rate
+    lr_rampup: int = 100_000             # images of linear learning-rate warm-up (EDM: 10M)
+    optimizer: str = "adam"              # "adam" (EDM/RDM) or "adamw"
+    weight_decay: float = 0.0            # AdamW decoupled weight decay
+    betas: tuple = (0.9, 0.999)          # Adam betas
+    eps: float = 1e-8                    # Adam epsilon
+    grad_clip: float = 0.0               # max gradient norm; 0 = off
+    ema_halflife: int = 50_000           # EMA half-life in images (RDM stage 2: 500k; EDM IN-64: 50M)
+    ema_rampup: float = 0.05             # half-life ≤ this × images seen (EDM's ramp-up)
+    dropout: Optional[float] = None      # network dropout; None = the network preset's
+    label_dropout: float = 0.0           # P(train a sample unconditionally), for CFG
+    xflip: bool = False                  # random horizontal flips (dataset doubled, as EDM)
+    # diffusion (EDM constants; relay settings from spec §C, paper ImageNet values as defaults)
+    sigma_data: float = 0.5              # σ_d of images in [−1, 1]
+    P_mean: float = -1.2                 # ln σ ~ N(P_mean, P_std²) (base stage)
+    P_std: float = 1.2
+    up_scale: int = 4                    # relay: patch size = block kernel = upsampling factor
+    block_scale: float = 0.15            # relay: α of the block noise
+    prob_length: float = 0.93            # relay: L (ImageNet 0.93, CelebA-HQ 0.89)
+    blur_sigma_max: float = 3.0          # relay: σ_B,max (ImageNet 3.0, CelebA-HQ 2.0)
+    min_scale: float = 1e-3              # relay: blur-factor floor m
+    noise_mixture: str = "official"      # relay: "official" σ(ε+αB) or "paper" (normalised)
+    truncate_sigma: float = 7.5e-3       # relay: smallest trained σ
+    # execution
+    precision: str = "fp32"              # "fp32", "bf16" (CUDA or CPU autocast) or "fp16" (CUDA)
+    compile: bool = False                # torch.compile the network
+    seed: int = 0                        # every random draw derives from it (per step and sample)
+    workers: int = 2                     # DataLoader workers when the dataset is not cached
+    cache: bool = True                   # hold the dataset in memory as uint8 when it is < 4 GiB
+    status_every: int = 10_000           # images between status lines / stats.jsonl records
+    snapshot_every: int = 100_000        # images between snapshots (model + training state)
+    sample_every: int = 100_000          # images between sample grids (0 = never)
+    keep_snapshots: int = 3              # keep the newest k snapshots
+    device: str = "auto"                 # "auto" (CUDA if present), "cpu", "cuda", "cuda:1", …
+
+    # fields that may change when a run is resumed
+    RESUMABLE_CHANGES = ("duration", "status_every", "snapshot_every", "sample_every",
+                         "keep_snapshots", "workers", "cache", "device", "compile")
+
+    def validate(self) -> "TrainConfig":
+        def need(cond, msg):
+            if not cond:
+                raise ValueError(msg)
+        need(self.stage in STAGES, f"stage must be one of {STAGES}, got {self.stage!r}")
+        need(bool(self.data), "no dataset given (--data)")
+        need(bool(self.outdir), "no output directory given (--outdir)")
+        need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}")
+        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}")
+        for name in ("duration", "batch", "lr_rampup", "status_every", "snapshot_every"):
+            need(getattr(self, name) >= (0 if name == "lr_rampup" else 1), f"{name} must be positive")
+        need(self.batch_gpu is None or self.batch_gpu >= 1, "batch_gpu must be positive")
+        need(self.lr > 0, "lr must be > 0")
+        need(self.ema_halflife >= 0, "ema_halflife must be >= 0")
+        need(self.keep_snapshots >= 1, "keep_snapshots must be >= 1")
+        need(0 <= self.label_dropout <= 1, "label_dropout must be in [0, 1]")
+        need(self.label_dropout == 0 or self.cond, "label_dropout needs a conditional model (--cond)")
+        need(self.resolution is None or self.resolution >= 1, "resolution must be positive")
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+    def differences(self, other: "TrainConfig") -> list:
+        """Names of fields that differ and may not change on resume."""
+        a, b = dataclasses.asdict(self), dataclasses.asdict(other)
+        return [k for k in a if a[k] != b[k] and k not in self.RESUMABLE_CHANGES]
+
+
+_SUFFIX = {"": 1, "k": 10 ** 3, "m": 10 ** 6, "g": 10 ** 9, "ki": 2 ** 10, "mi": 2 ** 20, "gi": 2 ** 30}
+
+
+def parse_images(text: str | int) -> int:
+    """'200000', '200k', '1.5M', '64Ki' → number of images."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kKmMgG]i?)?\s*", str(text))
+    if not m:
+        raise ValueError(f"not an image count: {text!r} (examples: 200000, 200k, 1.5M, 64Ki)")
+    value = float(m.group(1)) * _SUFFIX[(m.group(2) or "").lower()]
+    if value != int(value):
+        raise ValueError(f"image count must be a whole number: {text!r}")
+    return int(value)

@@ -1,0 +1,369 @@
+"""The training loop for base (EDM) and relay stages: CPU, one GPU, or many processes (DDP).
+
+Determinism: the images of step k, every sample's noise (seeded by (seed, step, position in the
+global batch)) and the dropout masks (seeded by (seed, step, rank, round)) depend only on the
+configuration, so an interrupted run resumed from its last snapshot ends bit-identical to an
+uninterrupted one, and N processes with batch b each train like one process with batch N·b.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from ..io import read_json, save_image_grid, write_json
+from ..losses import EDMLoss, RelayLoss
+from ..networks import NETWORK_PRESETS, build_network, count_parameters
+from ..precond import EDMPrecond
+from ..relay import RelaySchedule, upsample_nearest
+from ..sampling import SeededNoise, edm_sampler, relay_sampler
+from .batches import BatchSchedule, ImageSource, mix_seed
+from .checkpoint import list_snapshots, load_snapshot, save_snapshot
+from .config import TrainConfig
+from .distributed import Dist, init_distributed, shutdown_distributed
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user must act on (e.g. a non-finite loss)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Set-up: everything derived from the config and the dataset, checked before any training.
+
+
+@dataclasses.dataclass
+class Setup:
+    cfg: TrainConfig
+    dataset: object
+    resolution: int
+    channels: int
+    label_dim: int
+    network_config: object
+    schedule: RelaySchedule | None
+
+    @property
+    def model_config(self) -> dict:
+        """What a model directory needs to rebuild the denoiser (see io.save_model_dir)."""
+        return {"stage": self.cfg.stage, "resolution": self.resolution, "channels": self.channels,
+                "label_dim": self.label_dim, "sigma_data": self.cfg.sigma_data,
+                "network": self.network_config.to_dict(),
+                "schedule": dataclasses.asdict(self.schedule) if self.schedule else None}
+
+
+def open_training_data(path: str):
+    from ..data import ImageDataset
+
+    return ImageDataset(path)
+
+
+def prepare(cfg: TrainConfig, dataset=None) -> Setup:
+    """Resolve the config against the dataset (opened from cfg.data unless given); raise
+    ValueError on anything inconsistent."""
+    cfg.validate()
+    if cfg.network not in NETWORK_PRESETS:
+        raise ValueError(f"unknown network preset {cfg.network!r}; choose from {', '.join(sorted(NETWORK_PRESETS))}")
+    dataset = dataset if dataset is not None else open_training_data(cfg.data)
+    data_res = dataset.resolution
+    res = cfg.resolution or data_res
+    if res > data_res or data_res % res:
+        raise ValueError(f"training resolution {res} must divide the dataset resolution {data_res} "
+                         f"(smaller sizes are made by {data_res // max(res, 1)}×{data_res // max(res, 1)} box averaging)")
+    if cfg.cond and not dataset.has_labels:
+        raise ValueError(f"--cond needs class labels, but {cfg.data} has none")
+    label_dim = dataset.label_dim if cfg.cond else 0
+    schedule = None
+    if cfg.stage == "relay":
+        if res % cfg.up_scale:
+            raise ValueError(f"relay resolution {res} is not divisible by up_scale {cfg.up_scale}")
+        schedule = RelaySchedule(up_scale=cfg.up_scale, blur_sigma_max=cfg.blur_sigma_max,
+                                 prob_length=cfg.prob_length, min_scale=cfg.min_scale,
+                                 block_scale=cfg.block_scale, noise_mixture=cfg.noise_mixture,
+                                 P_mean=cfg.P_mean, P_std=cfg.P_std)
+        RelayLoss(schedule, truncate_sigma=cfg.truncate_sigma)          # validates prob_length etc.
+    ncfg = NETWORK_PRESETS[cfg.network].with_data(res, dataset.num_channels, label_dim)
+    if cfg.dropout is not None:
+        ncfg = dataclasses.replace(ncfg, dropout=cfg.dropout)
+    return Setup(cfg, dataset, res, dataset.num_channels, label_dim, ncfg, schedule)
+
+
+def _loss_fn(setup: Setup):
+    cfg = setup.cfg
+    if cfg.stage == "base":
+        return EDMLoss(P_mean=cfg.P_mean, P_std=cfg.P_std, sigma_data=cfg.sigma_data,
+                       label_dropout=cfg.label_dropout)
+    return RelayLoss(setup.schedule, sigma_data=cfg.sigma_data, truncate_sigma=cfg.truncate_sigma,
+                     label_dropout=cfg.label_dropout)
+
+
+def _check_resume(cfg: TrainConfig, outdir: Path) -> None:
+    stored = outdir / "config.json"
+    if not stored.exists():
+        return
+    old = TrainConfig.from_dict(read_json(stored, "run config"))
+    diffs = cfg.differences(old)
+    if diffs:
+        details = ", ".join(f"{k}: {getattr(old, k)!r} → {getattr(cfg, k)!r}" for k in diffs)
+        raise ValueError(f"{outdir} holds a run with other settings ({details}); resume it with the same "
+                         f"command or choose a new --outdir")
+
+
+# --------------------------------------------------------------------------------------------
+# Logging.
+
+
+class Logger:
+    def __init__(self, outdir: Path, enabled: bool, echo=print):
+        self.enabled, self.echo = enabled, echo
+        self.log_path, self.stats_path = outdir / "log.txt", outdir / "stats.jsonl"
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(outdir / "tensorboard"))
+            except Exception:                                   # tensorboard not installed
+                self.tb = None
+
+    def line(self, text: str) -> None:
+        if self.enabled:
+            self.echo(text)
+            with open(self.log_path, "a") as f:
+                f.write(text + "\n")
+
+    def stats(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.stats_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "nimg":
+                    self.tb.add_scalar(k, v, record["nimg"])
+
+
+def _fmt_images(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
+# --------------------------------------------------------------------------------------------
+# Sample grids.
+
+
+@torch.no_grad()
+def sample_grid(setup: Setup, ema_denoise, source: ImageSource, device, n: int = 32) -> torch.Tensor:
+    """Base: class-balanced samples (label = seed mod classes). Relay: rows of (nearest-upsampled
+    box-downsampled real image | relay sample | the real image)."""
+    rnd = SeededNoise(range(n), device)
+    labels = None
+    if setup.label_dim:
+        labels = torch.eye(setup.label_dim, device=device)[torch.arange(n, device=device) % setup.label_dim]
+    if setup.cfg.stage == "base":
+        return edm_sampler(ema_denoise, rnd.randn(setup.channels, setup.resolution, setup.resolution),
+                           labels, num_steps=18, randn_like=rnd)
+    s = setup.schedule.up_scale
+    real, real_labels = source.fetch(list(range(min(n, len(source)))), device)
+    n = real.shape[0]
+    labels = torch.eye(setup.label_dim, device=device)[real_labels] if setup.label_dim else None
+    x_up = upsample_nearest(torch.nn.functional.avg_pool2d(real, s), s)
+    out = relay_sampler(ema_denoise, x_up, labels, schedule=setup.schedule, num_steps=18,
+                        randn_like=SeededNoise(range(n), device))
+    return torch.cat([x_up, out, real])
+
+
+# --------------------------------------------------------------------------------------------
+# One optimisation step, reusable by the loop and the benchmarks.
+
+
+class Trainer:
+    """Network, EMA, optimizer, loss and data of one process; `step(k)` trains on global step k."""
+
+    def __init__(self, setup: Setup, d: Dist, device: torch.device):
+        cfg = self.cfg = setup.cfg
+        self.setup, self.d, self.device = setup, d, device
+        if cfg.batch % d.world_size:
+            raise ValueError(f"batch {cfg.batch} is not divisible by the {d.world_size} processes")
+        self.per_rank = cfg.batch // d.world_size
+        self.batch_gpu = cfg.batch_gpu or self.per_rank
+        if self.per_rank % self.batch_gpu:
+            raise ValueError(f"per-process batch {self.per_rank} is not divisible by batch_gpu {self.batch_gpu}")
+        self.rounds = self.per_rank // self.batch_gpu
+        if cfg.precision == "fp16" and device.type != "cuda":
+            raise ValueError("fp16 training needs CUDA; use --precision bf16 or fp32 on CPU")
+        torch.manual_seed(cfg.seed)                                      # same init on every rank
+        self.net = build_network(setup.network_config).to(device)
+        self.ema_net = copy.deepcopy(self.net).eval().requires_grad_(False)
+        self.model = EDMPrecond(self.net, cfg.sigma_data, setup.label_dim).train()
+        self.ema = EDMPrecond(self.ema_net, cfg.sigma_data, setup.label_dim)
+        opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(self.net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                                 weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        if d.world_size > 1:
+            self.forward = torch.nn.parallel.DistributedDataParallel(
+                self.forward, device_ids=[device.index] if device.type == "cuda" else None)
+        self.loss_fn = _loss_fn(setup)
+        self.source = ImageSource(setup.dataset, setup.resolution, cfg.xflip, cfg.cache)
+        self.schedule = BatchSchedule(len(self.source), cfg.batch, cfg.seed)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def load(self, snapshot: Path) -> int:
+        state = load_snapshot(snapshot, self.net, self.ema_net, self.optimizer, self.device)
+        if self.scaler is not None and state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
+        return state["nimg"]
+
+    def save(self, outdir: Path, nimg: int) -> None:
+        if self.d.is_main:
+            save_snapshot(outdir, nimg, self.setup.model_config, self.net, self.ema_net, self.optimizer,
+                          self.scaler.state_dict() if self.scaler else None, self.cfg.keep_snapshots)
+        self.d.barrier()
+
+    def step(self, step: int) -> dict:
+        """Train on the global batch of step `step` (images seen before it: step × batch)."""
+        cfg, d, setup, device = self.cfg, self.d, self.setup, self.device
+        nimg = step * cfg.batch
+        indices = self.schedule.indices(step)[d.rank * self.per_rank:(d.rank + 1) * self.per_rank]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        for r in range(self.rounds):
+            chunk = indices[r * self.batch_gpu:(r + 1) * self.batch_gpu]
+            images, labels = self.source.fetch(chunk, device)
+            onehot = torch.eye(setup.label_dim, device=device)[labels] if setup.label_dim else None
+            first = d.rank * self.per_rank + r * self.batch_gpu             # position in the global batch
+            rng = SeededNoise([mix_seed(cfg.seed, step, first + j) for j in range(len(chunk))], device)
+            torch.manual_seed(mix_seed(cfg.seed, step, d.rank, r, 0xD0))   # dropout masks
+            last = r == self.rounds - 1 or d.world_size == 1
+            with (contextlib.nullcontext() if last else self.forward.no_sync()):
+                with self._autocast():
+                    loss = self.loss_fn(self.forward, images, onehot, generator=rng)
+                per_sample_sum = loss.sum()
+                scaled = per_sample_sum / self.per_rank                     # EDM: normalise by per-GPU batch
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            loss_sum += per_sample_sum.detach().double()
+        total = d.sum(loss_sum)
+        if not torch.isfinite(total):
+            raise TrainingError(f"non-finite loss at {nimg:,} images (step {step})")
+        lr = cfg.lr * min(nimg / cfg.lr_rampup, 1.0) if cfg.lr_rampup > 0 else cfg.lr
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(),
+                                                   cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self._update_ema(nimg + cfg.batch)
+        return {"loss": float(total) / (cfg.batch * setup.channels * setup.resolution ** 2), "lr": lr,
+                "grad_norm": float(grad_norm)}
+
+    @torch.no_grad()
+    def _update_ema(self, nimg: int) -> None:
+        """EMA with a half-life in images (EDM): β = 0.5^(batch / half-life), half-life ramped up
+        as ema_rampup × images seen."""
+        halflife = self.cfg.ema_halflife
+        if self.cfg.ema_rampup:
+            halflife = min(halflife, self.cfg.ema_rampup * nimg)
+        beta = 0.5 ** (self.cfg.batch / max(halflife, 1e-8))
+        torch._foreach_lerp_(list(self.ema_net.parameters()), [p.detach() for p in self.net.parameters()],
+                             1 - beta)
+        for b_ema, b in zip(self.ema_net.buffers(), self.net.buffers()):
+            b_ema.copy_(b)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop.
+
+
+def train(cfg: TrainConfig, echo=print) -> dict:
+    """Train (or resume) the run described by `cfg`; returns a summary dict."""
+    dist_info, device = init_distributed(cfg.device)
+    try:
+        return _train(cfg, dist_info, device, echo)
+    finally:
+        shutdown_distributed()
+
+
+def _next(nimg: int, every: int) -> float:
+    return (nimg // every + 1) * every if every else math.inf
+
+
+def _train(cfg: TrainConfig, d: Dist, device: torch.device, echo) -> dict:
+    setup = prepare(cfg)
+    outdir = Path(cfg.outdir)
+    _check_resume(cfg, outdir)
+    trainer = Trainer(setup, d, device)
+    if d.is_main:
+        outdir.mkdir(parents=True, exist_ok=True)
+        write_json(outdir / "config.json", dataclasses.asdict(cfg))
+    d.barrier()
+    log = Logger(outdir, d.is_main, echo)
+
+    nimg = 0
+    snapshots = list_snapshots(outdir)
+    if snapshots:
+        nimg = trainer.load(snapshots[-1])
+        log.line(f"resuming from {snapshots[-1].name} at {nimg:,} images")
+    else:
+        log.line(f"starting a new run in {outdir}")
+    if nimg % cfg.batch:
+        raise ValueError(f"the snapshot at {nimg} images does not fall on a step boundary of batch {cfg.batch}")
+    log.line(f"{cfg.stage} stage, network {cfg.network}: {count_parameters(trainer.net) / 1e6:.2f} M parameters, "
+             f"{setup.resolution}×{setup.resolution}×{setup.channels}, "
+             f"{'%d classes' % setup.label_dim if setup.label_dim else 'unconditional'}, "
+             f"{d.world_size} process(es) on {device}, "
+             f"batch {cfg.batch} = {d.world_size}×{trainer.rounds}×{trainer.batch_gpu}")
+
+    t_start, nimg_start = time.time(), nimg
+    window, window_t = [], time.time()
+    next_status, next_snapshot = _next(nimg, cfg.status_every), _next(nimg, cfg.snapshot_every)
+    next_sample = _next(nimg, cfg.sample_every)
+    while nimg < cfg.duration:
+        try:
+            rec = trainer.step(nimg // cfg.batch)
+        except TrainingError as e:
+            last = list_snapshots(outdir)
+            raise TrainingError(f"{e}; nothing was saved. Last good snapshot: {last[-1] if last else 'none'}. "
+                                "Lower --lr, enable --grad-clip, or use --precision fp32.") from None
+        nimg += cfg.batch
+        window.append(rec)
+        if nimg >= next_status or nimg >= cfg.duration:
+            now = time.time()
+            rate = (nimg - nimg_start) / max(now - t_start, 1e-9)
+            stats = {"nimg": nimg, "loss": sum(r["loss"] for r in window) / len(window), "lr": rec["lr"],
+                     "grad_norm": rec["grad_norm"], "img_per_s": rate,
+                     "sec_per_step": (now - window_t) / len(window), "time": now}
+            log.stats(stats)
+            log.line(f"{_fmt_images(nimg):>8} / {_fmt_images(cfg.duration)} images  loss {stats['loss']:.4f}  "
+                     f"lr {rec['lr']:.2e}  {rate:,.0f} img/s  "
+                     f"eta {(cfg.duration - nimg) / max(rate, 1e-9) / 60:.1f} min")
+            window, window_t = [], now
+            next_status = _next(nimg, cfg.status_every)
+        if nimg >= next_sample and d.is_main:
+            grid = sample_grid(setup, trainer.ema, trainer.source, device)
+            save_image_grid(grid, outdir / f"samples-{nimg:012d}.png", ncol=8 if cfg.stage == "base" else 16)
+            next_sample = _next(nimg, cfg.sample_every)
+        if nimg >= next_snapshot and nimg < cfg.duration:
+            trainer.save(outdir, nimg)
+            next_snapshot = _next(nimg, cfg.snapshot_every)
+
+    snaps = list_snapshots(outdir)
+    if not snaps or snaps[-1].name != f"snapshot-{nimg:012d}":
+        trainer.save(outdir, nimg)
+    final = list_snapshots(outdir)[-1]
+    log.line(f"done: {nimg:,} images; model in {final}")
+    return {"nimg": nimg, "snapshot": str(final), "outdir": str(outdir)}
