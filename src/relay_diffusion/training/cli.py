@@ -9,7 +9,9 @@ import re
 import sys
 import typing
 
-from .config import TrainConfig, parse_images
+from ..networks import NETWORK_PRESETS
+from ..relay import NOISE_MIXTURES
+from .config import OPTIMIZERS, PRECISIONS, STAGES, TrainConfig, parse_images
 from .presets import TRAIN_PRESETS
 
 IMAGE_COUNTS = {"duration", "lr_rampup", "ema_halflife", "status_every", "snapshot_every", "sample_every"}
@@ -39,15 +41,20 @@ def add_train_parser(subparsers) -> None:
         description="Train a base stage (EDM loss) or a relay stage (blur + block-noise loss) on CPU, "
                     "one GPU, or many processes (torchrun --nproc_per_node=N $(which rdm) train ...). "
                     "Re-running the same command resumes from the newest snapshot in --outdir. "
-                    "Image counts accept suffixes: 200k, 1.5M, 64Ki.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "Image counts accept suffixes: 200k, 1.5M, 64Ki. Flags override --preset; "
+                    "[default] is the value without a preset.")
     p.add_argument("--preset", choices=sorted(TRAIN_PRESETS), help="start from these settings")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and parameter count, then exit")
     helps = field_help(TrainConfig)
     hints = typing.get_type_hints(TrainConfig)
+    choices = {"stage": STAGES, "precision": PRECISIONS, "optimizer": OPTIMIZERS,
+               "noise_mixture": NOISE_MIXTURES, "network": sorted(NETWORK_PRESETS)}
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + FLAG_NAMES.get(f.name, f.name).replace("_", "-")
-        kw = dict(dest=f.name, default=None, help=helps.get(f.name, ""))
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kw = dict(dest=f.name, default=None, help=f"{helps.get(f.name, '')} [default: {default}]")
+        if f.name in choices:
+            kw["choices"] = choices[f.name]
         hint = hints[f.name]
         if hint is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)

@@ -350,7 +350,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, echo) -> dict:
             log.stats(stats)
             log.line(f"{_fmt_images(nimg):>8} / {_fmt_images(cfg.duration)} images  loss {stats['loss']:.4f}  "
                      f"lr {rec['lr']:.2e}  {rate:,.0f} img/s  "
-                     f"eta {(cfg.duration - nimg) / max(rate, 1e-9) / 60:.1f} min")
+                     f"eta {max(cfg.duration - nimg, 0) / max(rate, 1e-9) / 60:.1f} min")
             window, window_t = [], now
             next_status = _next(nimg, cfg.status_every)
         if nimg >= next_sample and d.is_main:

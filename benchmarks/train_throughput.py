@@ -1,0 +1,119 @@
+"""Training throughput on CPU for the tiny presets: images/s, peak memory, and the share of a
+training step spent outside the network's forward + backward (data, relay corruption and noise,
+optimizer, EMA) — target ≤ 15 %.
+
+    python benchmarks/train_throughput.py --json train.json [--batch 128] [--steps 20]
+
+Each configuration runs in its own process (so its peak RSS is its own). Times are medians over
+--steps steps after 3 warm-up steps, measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+CONFIGS = [  # (name, stage, network, resolution, channels, classes)
+    ("base-8 (fmnist)", "base", "tiny-8", 8, 1, 10),
+    ("base-16 (twemoji)", "base", "tiny-16", 16, 3, 0),
+    ("relay-32 (fmnist)", "relay", "tiny-32", 32, 1, 10),
+    ("relay-64 (twemoji)", "relay", "tiny-64", 64, 3, 0),
+]
+
+
+class SyntheticDataset:
+    """Random uint8 images in memory with the attributes the trainer reads."""
+
+    def __init__(self, n, resolution, channels, classes):
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.randint(0, 256, (n, channels, resolution, resolution), generator=g, dtype=torch.uint8)
+        self.labels = torch.arange(n) % max(classes, 1)
+        self.resolution, self.num_channels = resolution, channels
+        self.label_dim, self.has_labels = classes, classes > 0
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], int(self.labels[i]) if self.has_labels else -1
+
+
+def _median_time(fn, steps):
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def run_one(index: int, batch: int, steps: int) -> dict:
+    from relay_diffusion.sampling import SeededNoise
+    from relay_diffusion.training import TrainConfig
+    from relay_diffusion.training.distributed import Dist
+    from relay_diffusion.training.loop import Trainer, prepare
+
+    name, stage, net, res, ch, classes = CONFIGS[index]
+    cfg = TrainConfig(stage=stage, data="<synthetic>", outdir="<none>", network=net, cond=classes > 0,
+                      batch=batch, lr_rampup=0, device="cpu", workers=0)
+    trainer = Trainer(prepare(cfg, SyntheticDataset(4096, res, ch, classes)), Dist(), torch.device("cpu"))
+    step = iter(range(10 ** 9))
+    for _ in range(3):
+        trainer.step(next(step))
+    t_step = _median_time(lambda: trainer.step(next(step)), steps)
+
+    # the network alone: forward + backward of the preconditioned model on a ready batch
+    images, labels = trainer.source.fetch(list(range(batch)), "cpu")
+    onehot = torch.eye(classes)[labels] if classes else None
+    x = images + 0.5 * torch.randn_like(images)
+    sigma = torch.full((batch,), 0.5)
+
+    def net_only():
+        trainer.optimizer.zero_grad(set_to_none=True)
+        trainer.model(x, sigma, onehot).square().mean().backward()
+
+    for _ in range(3):
+        net_only()
+    t_net = _median_time(net_only, steps)
+    return {"config": name, "stage": stage, "network": net, "resolution": res, "channels": ch,
+            "batch": batch, "params": sum(p.numel() for p in trainer.net.parameters()),
+            "step_s": t_step, "network_fwd_bwd_s": t_net, "images_per_s": batch / t_step,
+            "outside_network_share": max(0.0, 1 - t_net / t_step),
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument("--batch", type=int, default=128, help="training batch (the CPU presets use 128)")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per measurement (median)")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one is not None:
+        print(json.dumps(run_one(args.one, args.batch, args.steps)))
+        return {}
+    rows = []
+    for i in range(len(CONFIGS)):
+        out = subprocess.run([sys.executable, __file__, "--one", str(i), "--batch", str(args.batch),
+                              "--steps", str(args.steps)], check=True, capture_output=True, text=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    res = {"device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "machine": platform.machine(), "results": rows, "target_outside_network_share": 0.15}
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    return res
+
+
+if __name__ == "__main__":
+    main()
