@@ -21,9 +21,10 @@ class SeededNoise:
         self.generators = [torch.Generator(self.device).manual_seed(s % (1 << 32)) for s in seeds]
 
     def randn(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """A [len(seeds), *shape] standard-normal tensor."""
-        return torch.stack([torch.randn(shape, generator=g, dtype=dtype, device=self.device)
-                            for g in self.generators])
+        """A [len(seeds), *shape] standard-normal tensor. Drawn in float32 and cast, so that a
+        float64 run sees the same noise as a float32 run of the same seed."""
+        return torch.stack([torch.randn(shape, generator=g, dtype=torch.float32, device=self.device)
+                            for g in self.generators]).to(dtype)
 
     def rand(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """A [len(seeds), *shape] tensor of U[0, 1) draws, row b from generator b."""

@@ -1,0 +1,78 @@
+"""Trained models on disk: `RelayModel.from_pretrained(dir)` / `.save_pretrained(dir)`.
+
+A model directory (written by `rdm train` snapshots, `rdm import` or `save_pretrained`) holds
+`config.json` — stage ("base" or "relay"), resolution, channels, label_dim, sigma_data, the
+network config and, for a relay stage, its forward schedule — and safetensors weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from .io import atomic_directory, load_weights, read_model_config, save_model_dir
+from .networks import NetworkConfig
+from .precond import EDMPrecond
+from .relay import RelaySchedule
+
+STAGES = ("base", "relay")
+
+
+@dataclasses.dataclass
+class RelayModel:
+    """A denoiser D(x, sigma, labels) and what it was trained for."""
+
+    denoiser: EDMPrecond
+    config: dict
+
+    @property
+    def stage(self) -> str:
+        return self.config["stage"]
+
+    @property
+    def resolution(self) -> int:
+        return int(self.config["resolution"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.config["channels"])
+
+    @property
+    def label_dim(self) -> int:
+        return int(self.config.get("label_dim", 0))
+
+    @property
+    def schedule(self) -> RelaySchedule | None:
+        s = self.config.get("schedule")
+        return RelaySchedule(**s) if s else None
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, which: str = "ema",
+                        device: str | torch.device = "cpu") -> "RelayModel":
+        """Load a model directory; which="ema" (default; falls back to the raw weights) or "model"."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise ValueError(f"model directory not found: {directory}")
+        cfg = read_model_config(directory)
+        for key in ("stage", "resolution", "channels", "network"):
+            if key not in cfg:
+                raise ValueError(f"{directory}/config.json lacks {key!r}")
+        if cfg["stage"] not in STAGES:
+            raise ValueError(f"{directory}: unknown stage {cfg['stage']!r}")
+        if cfg["stage"] == "relay" and not cfg.get("schedule"):
+            raise ValueError(f"{directory}: a relay model needs its schedule in config.json")
+        net = NetworkConfig.from_dict(cfg["network"]).build()
+        try:
+            net.load_state_dict(load_weights(directory, which))
+        except RuntimeError as e:
+            raise ValueError(f"{directory}: weights do not match config.json: {e}") from None
+        denoiser = EDMPrecond(net, cfg.get("sigma_data", 0.5), cfg.get("label_dim", 0))
+        return cls(denoiser.to(device).eval().requires_grad_(False), cfg)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config.json + model.safetensors atomically."""
+        cfg = {k: v for k, v in self.config.items() if k not in ("format", "version")}
+        with atomic_directory(directory) as tmp:
+            save_model_dir(tmp, cfg, self.denoiser.net)

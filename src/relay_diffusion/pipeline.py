@@ -1,0 +1,156 @@
+"""A relay chain: a base model and any number of relay stages, run seed by seed.
+
+    chain = RelayChain.from_pretrained(["runs/base8/snapshot-…", "runs/relay32/snapshot-…"])
+    images = chain(seeds=range(16), labels="balanced")          # [16, C, 32, 32] in [−1, 1]
+    pil = chain.to_pil(images)
+
+One `SeededNoise` stream per image runs through all stages, so an image depends only on its
+seed (and label), never on the batch or the number of processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .models import RelayModel
+from .relay import upsample_nearest
+from .sampling import SeededNoise, classifier_free_guidance, edm_sampler, relay_sampler, sde_heun_sampler
+from .sampling.presets import BaseSamplerSettings, RelaySamplerSettings
+
+LABEL_MODES = ("balanced", "random")
+
+
+def class_labels(seeds: Sequence[int], label_dim: int, labels="balanced") -> torch.Tensor | None:
+    """Class index per seed: "balanced" = seed mod classes (the official "class balance", exactly
+    N/classes per class over consecutive seeds), "random" = drawn from a generator seeded by the
+    seed (not from the noise stream), an int = that class for all, a sequence = one per seed."""
+    if label_dim == 0:
+        return None
+    n = len(seeds)
+    if isinstance(labels, str):
+        if labels == "balanced":
+            idx = torch.tensor([int(s) % label_dim for s in seeds])
+        elif labels == "random":
+            idx = torch.tensor([int(torch.randint(label_dim, (), generator=torch.Generator().manual_seed(
+                (int(s) + 0x1ABE1) % (1 << 63)))) for s in seeds])
+        else:
+            raise ValueError(f"labels must be one of {LABEL_MODES}, a class index or a list, got {labels!r}")
+    elif isinstance(labels, int):
+        idx = torch.full((n,), labels)
+    else:
+        idx = torch.as_tensor(list(labels))
+        if idx.shape != (n,):
+            raise ValueError(f"{idx.numel()} labels for {n} seeds")
+    if ((idx < 0) | (idx >= label_dim)).any():
+        raise ValueError(f"class labels must be in [0, {label_dim}), got {idx.tolist()}")
+    return idx
+
+
+def _defaults(model: RelayModel):
+    return BaseSamplerSettings() if model.stage == "base" else RelaySamplerSettings()
+
+
+@dataclasses.dataclass
+class RelayChain:
+    """Stages in order; settings[i] are the sampler settings of stage i."""
+
+    models: list
+    settings: list = None
+
+    def __post_init__(self):
+        if not self.models:
+            raise ValueError("a chain needs at least one model")
+        if self.settings is None:
+            self.settings = [_defaults(m) for m in self.models]
+        if len(self.settings) != len(self.models):
+            raise ValueError(f"{len(self.settings)} sampler settings for {len(self.models)} stages")
+        for i, (m, s) in enumerate(zip(self.models, self.settings)):
+            want = BaseSamplerSettings if m.stage == "base" else RelaySamplerSettings
+            if not isinstance(s, want):
+                raise ValueError(f"stage {i} is a {m.stage} model and needs {want.__name__}")
+        for i, m in enumerate(self.models[1:], 1):
+            prev = self.models[i - 1]
+            if m.stage != "relay":
+                raise ValueError(f"stage {i} must be a relay model (only the first stage may be a base model)")
+            if m.resolution != prev.resolution * m.schedule.up_scale:
+                raise ValueError(f"stage {i} expects {m.resolution // m.schedule.up_scale}×"
+                                 f"{m.resolution // m.schedule.up_scale} inputs (up_scale {m.schedule.up_scale} "
+                                 f"to {m.resolution}), but stage {i - 1} makes {prev.resolution}×{prev.resolution}")
+            if m.channels != prev.channels:
+                raise ValueError(f"stage {i} has {m.channels} channels, stage {i - 1} {prev.channels}")
+        dims = {m.label_dim for m in self.models if m.label_dim}
+        if len(dims) > 1:
+            raise ValueError(f"stages disagree on the number of classes: {sorted(dims)}")
+
+    @classmethod
+    def from_pretrained(cls, directories: Sequence[str | Path], settings=None, which="ema",
+                        device="cpu") -> "RelayChain":
+        return cls([RelayModel.from_pretrained(d, which, device) for d in directories], settings)
+
+    @property
+    def label_dim(self) -> int:
+        return max(m.label_dim for m in self.models)
+
+    @property
+    def resolution(self) -> int:
+        return self.models[-1].resolution
+
+    @property
+    def input_resolution(self) -> int:
+        """Side of the images that the first stage expects (super-resolution mode)."""
+        m = self.models[0]
+        return m.resolution // m.schedule.up_scale if m.stage == "relay" else m.resolution
+
+    def _denoiser(self, i: int):
+        m, s = self.models[i], self.settings[i]
+        return classifier_free_guidance(m.denoiser, s.cfg_scale) if m.label_dim else m.denoiser
+
+    @torch.no_grad()
+    def __call__(self, seeds: Sequence[int], labels="balanced", *, low_res: torch.Tensor | None = None,
+                 dtype: torch.dtype = torch.float32, device=None, stage_callback=None) -> torch.Tensor:
+        """Images [len(seeds), C, H, W] in [−1, 1]. `low_res` ([N, C, h, w] in [−1, 1]) feeds a
+        chain that starts with a relay stage (super-resolution); otherwise the first stage must
+        be a base model. `stage_callback(i, images)` sees every stage's output."""
+        seeds = [int(s) for s in seeds]
+        device = torch.device(device) if device is not None else next(self.models[0].denoiser.parameters()).device
+        rnd = SeededNoise(seeds, device)
+        idx = class_labels(seeds, self.label_dim, labels)
+        onehot = torch.eye(self.label_dim, device=device)[idx.to(device)] if idx is not None else None
+        first = self.models[0]
+        if first.stage == "base":
+            if low_res is not None:
+                raise ValueError("this chain starts with a base model; low-res inputs need a relay stage first")
+            x = None
+        else:
+            if low_res is None:
+                raise ValueError("this chain starts with a relay stage: give low_res images")
+            want = (len(seeds), first.channels, self.input_resolution, self.input_resolution)
+            if tuple(low_res.shape) != want:
+                raise ValueError(f"low-res images must have shape {want}, got {tuple(low_res.shape)}")
+            x = low_res.to(device, dtype)
+        for i, (m, s) in enumerate(zip(self.models, self.settings)):
+            lab = onehot if m.label_dim else None
+            den = self._denoiser(i)
+            if m.stage == "base":
+                noise = rnd.randn(m.channels, m.resolution, m.resolution, dtype=dtype)
+                sampler = edm_sampler if s.method == "edm" else sde_heun_sampler
+                x = sampler(den, noise, lab, randn_like=rnd, dtype=dtype, **s.sampler_kwargs())
+            else:
+                x_up = upsample_nearest(x, m.schedule.up_scale)
+                x = relay_sampler(den, x_up, lab, schedule=m.schedule, randn_like=rnd, dtype=dtype,
+                                  **s.sampler_kwargs())
+            if stage_callback is not None:
+                stage_callback(i, x)
+        return x
+
+    @staticmethod
+    def to_pil(images: torch.Tensor) -> list:
+        from PIL import Image
+
+        from .io import to_uint8
+        arr = to_uint8(images.cpu()).permute(0, 2, 3, 1).numpy()
+        return [Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a, "L" if a.shape[2] == 1 else "RGB") for a in arr]
