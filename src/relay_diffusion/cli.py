@@ -10,6 +10,7 @@ import sys
 from . import __version__
 from .relay import RelaySchedule
 from .data.cli import add_dataset_parser
+from .generate import add_sample_parser
 from .sampling.presets import RELAY_RECIPES, RelaySamplerSettings, relay_step_table
 from .training.cli import add_train_parser
 
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     add_dataset_parser(verbs)
     add_train_parser(verbs)
+    add_sample_parser(verbs)
     analyze = verbs.add_parser("analyze", help="inspect noise and blur schedules",
                                description="Inspect noise and blur schedules.")
     what = analyze.add_subparsers(dest="what", metavar="WHAT")
