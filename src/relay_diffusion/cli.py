@@ -9,6 +9,7 @@ import sys
 
 from . import __version__
 from .relay import RelaySchedule
+from .checkpoints.cli import add_import_parser
 from .data.cli import add_dataset_parser
 from .generate import add_sample_parser
 from .sampling.presets import RELAY_RECIPES, RelaySamplerSettings, relay_step_table
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_parser(verbs)
     add_train_parser(verbs)
     add_sample_parser(verbs)
+    add_import_parser(verbs)
     analyze = verbs.add_parser("analyze", help="inspect noise and blur schedules",
                                description="Inspect noise and blur schedules.")
     what = analyze.add_subparsers(dest="what", metavar="WHAT")

@@ -16,8 +16,7 @@ from .io import atomic_directory, load_weights, read_model_config, save_model_di
 from .networks import NetworkConfig
 from .precond import EDMPrecond
 from .relay import RelaySchedule
-
-STAGES = ("base", "relay")
+from .training.config import STAGES
 
 
 @dataclasses.dataclass

@@ -16,8 +16,9 @@ Here every global goes through an allow-list (`find_class`), and only these are 
   the state as data. The module source stored by EDM's persistence is kept as a string only.
 
 Anything else raises `UnsafeCheckpointError` before it is called. Objects produced by the
-allowed functions have no behaviour a later opcode could exploit (BUILD on them only records
-state; they have no item or append methods).
+allowed functions have no behaviour a later opcode could exploit: BUILD on them either records
+state (placeholders) or fails (tensor and storage records), and they have no item or append
+methods.
 
 Three containers are understood: torch's zip format (`<name>/data.pkl` + `<name>/data/<key>`),
 torch's legacy format (magic number, header pickles, object pickle, storage keys, raw storages)
@@ -130,7 +131,15 @@ def element_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
-class StorageRef:
+class _NoBuild:
+    """Objects the pickle cannot modify: a BUILD opcode on them (or on their class) fails
+    instead of overwriting attributes."""
+
+    def __setstate__(self, state) -> None:
+        raise CheckpointError(f"the checkpoint tries to modify a {type(self).__name__}")
+
+
+class StorageRef(_NoBuild):
     """One storage of the file: `numel` elements of `dtype`, whose bytes `reader()` returns."""
 
     def __init__(self, dtype: torch.dtype, numel: int, reader: Callable[[], bytes] | None = None,
@@ -159,7 +168,7 @@ class StorageRef:
         return flat.view(dtype)
 
 
-class TensorRef:
+class TensorRef(_NoBuild):
     """A tensor of the checkpoint that has not been read yet: storage + offset/size/stride."""
 
     def __init__(self, storage: StorageRef, offset, size, stride, dtype: torch.dtype, requires_grad=False):
@@ -244,7 +253,7 @@ def _rebuild_from_type_v2(func, new_type, args, state):
     return func(*args)
 
 
-class TorchStorageType:
+class TorchStorageType(_NoBuild):
     """torch.FloatStorage etc.: only the element type matters."""
 
     def __init__(self, name: str, dtype: torch.dtype):
@@ -287,6 +296,12 @@ def _codecs_encode(text, encoding="utf-8"):
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise CheckpointError(f"unsupported _codecs.encode call with encoding {encoding!r}")
     return text.encode("latin1")
+
+
+def _bytearray(data=b""):
+    if not isinstance(data, (bytes, bytearray)):   # bytearray(<huge int>) would allocate it
+        raise CheckpointError("bytearray is only accepted from bytes")
+    return bytearray(data)
 
 
 def _reconstructor(cls, base, state):
@@ -373,7 +388,7 @@ PLACEHOLDER_MODULE_PREFIXES = ("torch.nn.modules.",)
 _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "slice"): slice,
-    ("builtins", "bytearray"): bytearray, ("builtins", "complex"): complex, ("builtins", "object"): object,
+    ("builtins", "bytearray"): _bytearray, ("builtins", "complex"): complex, ("builtins", "object"): object,
     ("_codecs", "encode"): _codecs_encode,
     ("copyreg", "_reconstructor"): _reconstructor,
     ("copyreg", "__newobj__"): _newobj,
@@ -476,7 +491,8 @@ def _unpickle(file, source: str, persistent=None):
 def _storage_pid(pid, source: str):
     """('storage', storage_type, key, location, numel[, view_metadata]) → (dtype, key, numel, view)."""
     if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
-        raise CheckpointError(f"{source}: unexpected persistent reference {pid[:1] if isinstance(pid, tuple) else pid!r}")
+        kind = pid[0] if isinstance(pid, tuple) and pid else type(pid).__name__
+        raise CheckpointError(f"{source}: unexpected persistent reference ({kind!r})")
     stype, key, numel = pid[1], pid[2], pid[4]
     if not isinstance(stype, TorchStorageType) or not isinstance(key, str) or not _is_int(numel) or numel < 0:
         raise CheckpointError(f"{source}: malformed storage reference")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..data import ImageDataset
 from ..io import read_json, save_image_grid, write_json
 from ..losses import EDMLoss, RelayLoss
 from ..networks import NETWORK_PRESETS, build_network, count_parameters
@@ -57,19 +58,13 @@ class Setup:
                 "schedule": dataclasses.asdict(self.schedule) if self.schedule else None}
 
 
-def open_training_data(path: str):
-    from ..data import ImageDataset
-
-    return ImageDataset(path)
-
-
 def prepare(cfg: TrainConfig, dataset=None) -> Setup:
     """Resolve the config against the dataset (opened from cfg.data unless given); raise
     ValueError on anything inconsistent."""
     cfg.validate()
     if cfg.network not in NETWORK_PRESETS:
         raise ValueError(f"unknown network preset {cfg.network!r}; choose from {', '.join(sorted(NETWORK_PRESETS))}")
-    dataset = dataset if dataset is not None else open_training_data(cfg.data)
+    dataset = dataset if dataset is not None else ImageDataset(cfg.data)
     data_res = dataset.resolution
     res = cfg.resolution or data_res
     if res > data_res or data_res % res:
