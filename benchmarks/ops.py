@@ -11,26 +11,16 @@ across machines.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit, machine, median_seconds  # noqa: E402
+
 from relay_diffusion import RelaySchedule, blur, block_noise, patch_dct, patch_idct
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 # ---- straightforward references ------------------------------------------------------------
@@ -111,7 +101,7 @@ def main(argv=None) -> dict:
     assert torch.allclose(reference_block_noise(xs, p), block_noise(xs, p), atol=1e-10)
 
     t = {}
-    t["randn"] = median_seconds(lambda: torch.randn(shape), r)
+    t["randn"] = median_seconds(lambda: torch.randn(shape), r, warmup=2)
     t["blur"] = median_seconds(lambda: blur(x, sb, p), r)
     t["blur_shared_sigma"] = median_seconds(lambda: blur(x, 2.0, p), r)
     t["patch_dct_round_trip"] = median_seconds(lambda: patch_idct(patch_dct(x, p), p), r)
@@ -125,9 +115,7 @@ def main(argv=None) -> dict:
     t["reference_block_noise_rolls"] = median_seconds(lambda: reference_block_noise(torch.randn(shape), p),
                                                       max(5, r // 3))
     res = {
-        "shape": list(shape), "patch": p, "dtype": "float32", "device": "cpu",
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+        "shape": list(shape), "patch": p, "dtype": "float32", **machine(),
         "seconds": {k: round(v, 6) for k, v in t.items()},
         "blur_over_randn": t["blur"] / t["randn"],
         "blur_shared_sigma_over_randn": t["blur_shared_sigma"] / t["randn"],
@@ -140,12 +128,7 @@ def main(argv=None) -> dict:
             t["reference_block_noise_transform_rolls"] / t["block_noise_transform"],
         "targets": {"blur_over_randn": 0.7, "block_noise_over_randn": 1.6},
     }
-    text = json.dumps(res, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    return res
+    return emit(res, args.json)
 
 
 if __name__ == "__main__":

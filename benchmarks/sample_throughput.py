@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit, machine, median_seconds  # noqa: E402
 from ops import _dct_fft, _from_patches, _idct_fft, _to_patches, reference_block_noise  # noqa: E402
 
 from relay_diffusion import EDMPrecond, RelaySchedule, SeededNoise, blur_factors, relay_sampler, relay_sigmas  # noqa: E402
@@ -30,16 +27,6 @@ from relay_diffusion.models import RelayModel  # noqa: E402
 from relay_diffusion.networks import NETWORK_PRESETS  # noqa: E402
 from relay_diffusion.pipeline import RelayChain  # noqa: E402
 from relay_diffusion.sampling.presets import BaseSamplerSettings, RelaySamplerSettings  # noqa: E402
-
-
-def median_seconds(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def _pdct(x, p):
@@ -143,14 +130,8 @@ def main(argv=None):
     ap.add_argument("--json", help="write the results to this file")
     ap.add_argument("--repeats", type=int, default=5, help="timings per measurement (median)")
     args = ap.parse_args(argv)
-    res = {"device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "machine": platform.machine(), "sampler_overhead": sampler_overhead(args.repeats),
-           "chains": chain_throughput(args.repeats)}
-    text = json.dumps(res, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    return res
+    return emit({**machine(), "sampler_overhead": sampler_overhead(args.repeats),
+                 "chains": chain_throughput(args.repeats)}, args.json)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
-import statistics
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit, machine, median_seconds  # noqa: E402
 
 CONFIGS = [  # (name, stage, network, resolution, channels, classes)
     ("base-8 (fmnist)", "base", "tiny-8", 8, 1, 10),
@@ -46,17 +47,7 @@ class SyntheticDataset:
         return self.images[i], int(self.labels[i]) if self.has_labels else -1
 
 
-def _median_time(fn, steps):
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def run_one(index: int, batch: int, steps: int) -> dict:
-    from relay_diffusion.sampling import SeededNoise
     from relay_diffusion.training import TrainConfig
     from relay_diffusion.training.distributed import Dist
     from relay_diffusion.training.loop import Trainer, prepare
@@ -68,7 +59,7 @@ def run_one(index: int, batch: int, steps: int) -> dict:
     step = iter(range(10 ** 9))
     for _ in range(3):
         trainer.step(next(step))
-    t_step = _median_time(lambda: trainer.step(next(step)), steps)
+    t_step = median_seconds(lambda: trainer.step(next(step)), steps, warmup=0)
 
     # the network alone: forward + backward of the preconditioned model on a ready batch
     images, labels = trainer.source.fetch(list(range(batch)), "cpu")
@@ -82,7 +73,7 @@ def run_one(index: int, batch: int, steps: int) -> dict:
 
     for _ in range(3):
         net_only()
-    t_net = _median_time(net_only, steps)
+    t_net = median_seconds(net_only, steps, warmup=0)
     return {"config": name, "stage": stage, "network": net, "resolution": res, "channels": ch,
             "batch": batch, "params": sum(p.numel() for p in trainer.net.parameters()),
             "step_s": t_step, "network_fwd_bwd_s": t_net, "images_per_s": batch / t_step,
@@ -105,14 +96,7 @@ def main(argv=None) -> dict:
         out = subprocess.run([sys.executable, __file__, "--one", str(i), "--batch", str(args.batch),
                               "--steps", str(args.steps)], check=True, capture_output=True, text=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    res = {"device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "machine": platform.machine(), "results": rows, "target_outside_network_share": 0.15}
-    text = json.dumps(res, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    return res
+    return emit({**machine(), "results": rows, "target_outside_network_share": 0.15}, args.json)
 
 
 if __name__ == "__main__":

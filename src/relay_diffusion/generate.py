@@ -3,7 +3,6 @@ layout), an optional grid and .npz, and a JSON record of every setting used."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
