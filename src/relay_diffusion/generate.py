@@ -67,14 +67,12 @@ def seed_from_name(name: str) -> int:
 def stage_settings(chain_models, preset: str | None, args) -> list:
     """Per-stage sampler settings: defaults or the preset, then the flags."""
     out = []
-    names = CHAIN_PRESETS.get(preset) if preset else None
-    base_names = [names[0]] if names else []
-    relay_names = [names[1]] if names else []
+    names = CHAIN_PRESETS[preset] if preset else None          # (base recipe, relay recipe)
     for m in chain_models:
         if m.stage == "base":
-            out.append(BASE_RECIPES[base_names[0]] if base_names else BaseSamplerSettings())
+            out.append(BASE_RECIPES[names[0]] if names else BaseSamplerSettings())
         else:
-            out.append(RELAY_RECIPES[relay_names[0]].sampler if relay_names else RelaySamplerSettings())
+            out.append(RELAY_RECIPES[names[1]].sampler if names else RelaySamplerSettings())
     n = len(out)
     for flag, (field, typ) in STAGE_FLAGS.items():
         raw = getattr(args, flag, None)
@@ -196,9 +194,8 @@ def _run(args, d, device) -> int:
     results = {}
     batches = [mine[i:i + args.batch] for i in range(0, len(mine), args.batch)]
     for b, idx in enumerate(batches):
-        s = [seeds[i] for i in idx]
-        lab = labels if isinstance(labels, (str, int)) else None
-        out = chain(s, lab, low_res=low[idx] if low is not None else None, dtype=dtype, device=device)
+        out = chain([seeds[i] for i in idx], labels, low_res=low[idx] if low is not None else None,
+                    dtype=dtype, device=device)
         u8 = to_uint8(out.cpu())
         pil = postprocess(u8, edits) if edits else None
         for j, i in enumerate(idx):
@@ -230,7 +227,7 @@ def _run(args, d, device) -> int:
                           "schedule": m.config.get("schedule"), "sampler": dataclasses.asdict(s)}
                          for m, s in zip(chain.models, chain.settings)],
               "seeds": args.seeds if not args.from_images else None, "num_images": len(seeds),
-              "labels": labels if not isinstance(labels, str) else labels, "dtype": str(dtype),
+              "labels": labels, "dtype": str(dtype),
               "weights": args.weights, "postprocess": edits, "from_images": args.from_images,
               "processes": d.world_size, "outdir": args.outdir, "grid": args.grid, "npz": args.npz}
     settings = args.settings or (str(Path(args.outdir) / "settings.json") if args.outdir else None)
