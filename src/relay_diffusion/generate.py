@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .io import save_image_grid, to_uint8
+from .io import save_image_grid, to_pil, to_uint8
 from .pipeline import LABEL_MODES, RelayChain
 from .sampling.presets import BASE_RECIPES, RELAY_RECIPES, BaseSamplerSettings, RelaySamplerSettings
 
@@ -93,11 +93,11 @@ def stage_settings(chain_models, preset: str | None, args) -> list:
 
 def postprocess(images_u8: torch.Tensor, edits: dict):
     """Explicit PIL colour edits (the official reproduction scripts' brightness/contrast/colour)."""
-    from PIL import Image, ImageEnhance
+    from PIL import ImageEnhance
 
     pil = []
-    for a in images_u8.permute(0, 2, 3, 1).numpy():
-        im = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
+    for u8 in images_u8:
+        im = to_pil(u8)
         for name in POSTPROCESS:
             if edits.get(name) is not None:
                 im = getattr(ImageEnhance, name.capitalize())(im).enhance(edits[name])
@@ -248,17 +248,12 @@ def _as_u8(v) -> torch.Tensor:
 
 
 def _save_png(image, outdir: Path, seed: int, name: str | None) -> None:
-    from PIL import Image
-
     if name is not None:
         path = outdir / f"{name}.png"
     else:
         path = outdir / f"{seed - seed % 1000:06d}" / f"{seed:06d}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    if torch.is_tensor(image):
-        a = image.permute(1, 2, 0).numpy()
-        image = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
-    image.save(path)
+    (to_pil(image) if torch.is_tensor(image) else image).save(path)
 
 
 def bundled_demo_chain() -> list[Path]:

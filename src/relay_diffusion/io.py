@@ -112,10 +112,16 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
-def save_image_grid(images: torch.Tensor, path: str | os.PathLike, ncol: int, pad: int = 1) -> None:
-    """Save [N, C, H, W] images in [-1, 1] as one PNG grid with `ncol` columns (atomically)."""
+def to_pil(image_u8: torch.Tensor):
+    """One uint8 [C, H, W] image (C = 1 or 3) → a PIL image ("L" or "RGB")."""
     from PIL import Image
 
+    a = image_u8.detach().cpu().permute(1, 2, 0).numpy()
+    return Image.fromarray(a[:, :, 0], "L") if a.shape[2] == 1 else Image.fromarray(a, "RGB")
+
+
+def save_image_grid(images: torch.Tensor, path: str | os.PathLike, ncol: int, pad: int = 1) -> None:
+    """Save [N, C, H, W] images in [-1, 1] as one PNG grid with `ncol` columns (atomically)."""
     n, c, h, w = images.shape
     nrow = -(-n // ncol)
     grid = torch.full((c, nrow * (h + pad) + pad, ncol * (w + pad) + pad), 255, dtype=torch.uint8)
@@ -123,8 +129,7 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, ncol: int, pa
     for i in range(n):
         r, q = divmod(i, ncol)
         grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = pix[i]
-    arr = grid.permute(1, 2, 0).numpy()
-    img = Image.fromarray(arr[:, :, 0] if c == 1 else arr, "L" if c == 1 else "RGB")
+    img = to_pil(grid)
     path = Path(path)
     tmp = path.with_name(path.name + TMP_MARK + str(os.getpid()))
     img.save(tmp, format="PNG")

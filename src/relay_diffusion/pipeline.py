@@ -149,8 +149,5 @@ class RelayChain:
 
     @staticmethod
     def to_pil(images: torch.Tensor) -> list:
-        from PIL import Image
-
-        from .io import to_uint8
-        arr = to_uint8(images.cpu()).permute(0, 2, 3, 1).numpy()
-        return [Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a, "L" if a.shape[2] == 1 else "RGB") for a in arr]
+        from .io import to_pil, to_uint8
+        return [to_pil(u8) for u8 in to_uint8(images.cpu())]
