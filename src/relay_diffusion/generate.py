@@ -133,9 +133,23 @@ def add_sample_parser(subparsers) -> None:
                     "resolution first) for the given seeds. Per-stage flags take one value for every "
                     "stage or a comma list with one value per stage ('-' keeps the default). Under "
                     "torchrun the seeds are split over the processes; the images are the same.")
+    add_chain_arguments(p, default_seeds="0-63")
+    p.add_argument("--from-images", metavar="DIR", help="super-resolution: run only the relay stages on these images")
+    p.add_argument("--outdir", help="write PNGs as OUTDIR/<seed//1000*1000:06d>/<seed:06d>.png")
+    p.add_argument("--grid", metavar="PNG", help="also write one grid image")
+    p.add_argument("--npz", metavar="FILE", help="also write uint8 images, seeds and labels to an .npz")
+    p.add_argument("--settings", metavar="JSON", help="where to record the settings (default OUTDIR/settings.json)")
+    for name in POSTPROCESS:
+        p.add_argument("--" + name, type=float, help=f"PIL ImageEnhance.{name.capitalize()} factor (off by default)")
+    p.set_defaults(func=run_sample)
+
+
+def add_chain_arguments(p, default_seeds: str) -> None:
+    """The flags that choose a chain, its sampler settings, seeds and labels (`rdm sample` and
+    `rdm eval --model`)."""
     p.add_argument("--model", action="append", dest="models", metavar="DIR",
                    help="model directory of a stage (repeat for a chain; default: the bundled demo chain)")
-    p.add_argument("--seeds", default="0-63", help="seed list, e.g. 0-63,100")
+    p.add_argument("--seeds", default=default_seeds, help=f"seed list, e.g. 0-63,100 (default {default_seeds})")
     p.add_argument("--batch", type=int, default=32, help="images per batch and process")
     p.add_argument("--class", dest="class_idx", type=int, help="class index for every image")
     p.add_argument("--labels", choices=LABEL_MODES, default="balanced",
@@ -144,16 +158,23 @@ def add_sample_parser(subparsers) -> None:
     for flag, help_text in STAGE_FLAG_HELP.items():
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="V[,V…]", help=help_text)
     p.add_argument("--float64", action="store_true", help="sample in float64 (default float32)")
-    p.add_argument("--from-images", metavar="DIR", help="super-resolution: run only the relay stages on these images")
-    p.add_argument("--outdir", help="write PNGs as OUTDIR/<seed//1000*1000:06d>/<seed:06d>.png")
-    p.add_argument("--grid", metavar="PNG", help="also write one grid image")
-    p.add_argument("--npz", metavar="FILE", help="also write uint8 images, seeds and labels to an .npz")
-    p.add_argument("--settings", metavar="JSON", help="where to record the settings (default OUTDIR/settings.json)")
-    for name in POSTPROCESS:
-        p.add_argument("--" + name, type=float, help=f"PIL ImageEnhance.{name.capitalize()} factor (off by default)")
     p.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of each model dir")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
-    p.set_defaults(func=run_sample)
+
+
+def build_chain(args, device) -> tuple[RelayChain, list]:
+    """(chain with its per-stage settings, model paths) from `add_chain_arguments` flags."""
+    if args.batch < 1:
+        raise ValueError("--batch must be >= 1")
+    models = args.models or [str(p) for p in bundled_demo_chain()]
+    chain = RelayChain.from_pretrained(models, which=args.weights, device=device)
+    chain.settings = stage_settings(chain.models, args.preset, args)
+    return chain, models
+
+
+def chain_labels(args):
+    """The `labels` argument of RelayChain.__call__: a fixed class or a labelling mode."""
+    return args.class_idx if args.class_idx is not None else args.labels
 
 
 def run_sample(args) -> int:
@@ -171,11 +192,7 @@ def _run(args, d, device) -> int:
 
     if not (args.outdir or args.grid or args.npz):
         raise ValueError("nothing to write: give --outdir, --grid and/or --npz")
-    models = args.models or [str(p) for p in bundled_demo_chain()]
-    chain = RelayChain.from_pretrained(models, which=args.weights, device=device)
-    chain.settings = stage_settings(chain.models, args.preset, args)
-    if args.batch < 1:
-        raise ValueError("--batch must be >= 1")
+    chain, models = build_chain(args, device)
     names = None
     if args.from_images:
         if chain.models[0].stage != "relay":
@@ -186,7 +203,7 @@ def _run(args, d, device) -> int:
         if chain.models[0].stage != "base":
             raise ValueError("this chain starts with a relay stage: give --from-images DIR")
         seeds, low = parse_seeds(args.seeds), None
-    labels = args.class_idx if args.class_idx is not None else args.labels
+    labels = chain_labels(args)
     dtype = torch.float64 if args.float64 else torch.float32
     edits = {k: getattr(args, k) for k in POSTPROCESS if getattr(args, k) is not None}
 

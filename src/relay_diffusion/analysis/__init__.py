@@ -1,0 +1,16 @@
+"""Analyses behind relay diffusion: the per-frequency SNR of Fig. 2 (`snr`) and the state of a
+relay stage's schedule at the sampler's start σ (`schedule`). Plots live in `plots` and import
+matplotlib only when drawn."""
+
+from __future__ import annotations
+
+from .schedule import patch_spectrum, schedule_curves, start_report, start_sigma, surviving_energy
+from .snr import (NOISE_KINDS, band_mask, block_axis_covariance, block_power_stationary,
+                  match_sigma, match_table, noise_power, noise_power_1d, signal_spectra, snr_rows,
+                  upsample_gain)
+
+__all__ = [
+    "NOISE_KINDS", "band_mask", "block_axis_covariance", "block_power_stationary", "match_sigma",
+    "match_table", "noise_power", "noise_power_1d", "signal_spectra", "snr_rows", "upsample_gain",
+    "patch_spectrum", "schedule_curves", "start_report", "start_sigma", "surviving_energy",
+]

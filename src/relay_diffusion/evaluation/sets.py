@@ -1,0 +1,153 @@
+"""What `rdm eval` compares: image sets (folder, EDM zip, image .npz) read in uint8 batches, and
+feature sets (activations and/or μ, Σ) kept in memory and saved as .npz.
+
+Feature .npz layout (ours): `pool` [N, D] (FID, P/R, KID), optional `spatial` [N, 2023] (sFID)
+and `logits` [N, K] (IS), `extractor` (a string naming the network). Also read: statistics-only
+files with `mu`, `sigma` (+ `mu_s`, `sigma_s`), as the ADM and RDM authors publish them, and
+activation files whose only 2-D float array is `arr_0` or `activations` (taken as pool features).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import zipfile
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+from ..data import ArraySource, DatasetError, FolderSource, ZipSource
+from ..data.sources import NPZ_IMAGE_KEYS
+from ..metrics.features import feature_statistics
+
+FEATURE_KEYS = ("pool", "spatial", "logits")
+STAT_KEYS = {"pool": ("mu", "sigma"), "spatial": ("mu_s", "sigma_s")}
+
+
+class ImageSet:
+    """A folder (recursive), EDM zip or .npz of images, read in batches of uint8 [B, C, H, W].
+    All images must share one size (the extractors resize, but a batch is one tensor)."""
+
+    def __init__(self, path: str | os.PathLike, limit: Optional[int] = None):
+        self.path = Path(path)
+        if self.path.is_dir():
+            self.source = FolderSource(self.path)
+        elif self.path.suffix.lower() == ".zip" and self.path.is_file():
+            self.source = ZipSource(self.path)
+        elif self.path.suffix.lower() == ".npz" and self.path.is_file():
+            self.source = _npz_images(self.path)
+        else:
+            raise ValueError(f"{self.path}: not an image folder, .zip or .npz")
+        self.count = len(self.source.names) if limit is None else min(limit, len(self.source.names))
+        if self.count == 0:
+            raise ValueError(f"{self.path}: no images")
+
+    def __len__(self) -> int:
+        return self.count
+
+    def batches(self, batch: int) -> Iterator[torch.Tensor]:
+        shape = None
+        for start in range(0, self.count, batch):
+            images = []
+            for i in range(start, min(start + batch, self.count)):
+                img = self.source.load(i)
+                if shape is None:
+                    shape = img.shape
+                elif img.shape != shape:
+                    raise DatasetError(f"{self.source.describe(i)}: {img.shape[1]}×{img.shape[0]}×"
+                                       f"{img.shape[2]}, but the set's first image is {shape[1]}×"
+                                       f"{shape[0]}×{shape[2]}", path=self.source.describe(i))
+                images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
+            yield torch.stack(images)
+
+    def fingerprint(self) -> str:
+        """Changes when any file of the set changes (names, sizes, modification times)."""
+        h = hashlib.sha256(f"{self.path.resolve()}|{self.count}".encode())
+        files = [self.path] if self.path.is_file() else [self.path / n for n in self.source.names[:self.count]]
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+        return h.hexdigest()[:16]
+
+
+def _npz_images(path: Path) -> ArraySource:
+    with np.load(path, allow_pickle=False) as npz:
+        key = next((k for k in NPZ_IMAGE_KEYS if k in npz.files and npz[k].ndim >= 3), None)
+        if key is None:
+            raise ValueError(f"{path}: no image array (uint8 [N, H, W, C] under one of "
+                             f"{', '.join(NPZ_IMAGE_KEYS)})")
+        return ArraySource(npz[key], None, str(path), item_name=key)
+
+
+@dataclasses.dataclass
+class FeatureSet:
+    """Activations ([N, D] float arrays) and/or precomputed statistics of one image set."""
+    description: str
+    count: int
+    extractor: Optional[str] = None
+    arrays: dict = dataclasses.field(default_factory=dict)     # "pool" | "spatial" | "logits" → [N, D]
+    stats: dict = dataclasses.field(default_factory=dict)      # "pool" | "spatial" → (mu, sigma)
+
+    def statistics(self, kind: str):
+        """(μ, Σ) of `kind` features, from the activations or the stored statistics; None if neither."""
+        if kind not in self.stats and kind in self.arrays:
+            self.stats[kind] = feature_statistics(self.arrays[kind])
+        return self.stats.get(kind)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Activations and statistics in one .npz (written atomically)."""
+        out = {k: np.asarray(v, dtype=np.float32) for k, v in self.arrays.items()}
+        for kind, (mu_key, sigma_key) in STAT_KEYS.items():
+            st = self.statistics(kind)
+            if st is not None:
+                out[mu_key], out[sigma_key] = st
+        out["count"] = np.array(self.count)
+        out["extractor"] = np.array(self.extractor or "unknown")
+        out["description"] = np.array(self.description)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp-{os.getpid()}.npz")
+        np.savez(tmp, **out)
+        os.replace(tmp, path)
+
+
+def is_feature_file(path: str | os.PathLike) -> bool:
+    """An .npz holding activations or statistics (rather than images)."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return any(k in npz.files for k in (*FEATURE_KEYS, "mu", "activations")) or (
+                "arr_0" in npz.files and npz["arr_0"].ndim == 2)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: cannot read as .npz ({e})") from None
+
+
+def load_feature_file(path: str | os.PathLike) -> FeatureSet:
+    """Read our feature files, ADM/RDM statistics files and bare activation files."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as npz:
+        files = set(npz.files)
+        arrays = {k: npz[k].astype(np.float64) for k in FEATURE_KEYS if k in files}
+        if not arrays:
+            bare = next((k for k in ("activations", "arr_0") if k in files and npz[k].ndim == 2), None)
+            if bare:
+                arrays["pool"] = npz[bare].astype(np.float64)
+        stats = {kind: (npz[m].astype(np.float64), npz[s].astype(np.float64))
+                 for kind, (m, s) in STAT_KEYS.items() if m in files and s in files}
+        if "mu" in files and "sigma" not in files:
+            raise ValueError(f"{path}: has 'mu' but no 'sigma'")
+        extractor = str(npz["extractor"]) if "extractor" in files else None
+        count = int(npz["count"]) if "count" in files else (
+            len(next(iter(arrays.values()))) if arrays else 0)
+    if not arrays and not stats:
+        raise ValueError(f"{path}: no activations (pool/spatial/logits, activations, arr_0 [N, D]) "
+                         f"or statistics (mu, sigma)")
+    for k, a in arrays.items():
+        if a.ndim != 2 or not np.isfinite(a).all():
+            raise ValueError(f"{path}: '{k}' must be a finite [N, D] array, got shape {a.shape}")
+    return FeatureSet(str(path), count, extractor, arrays, stats)

@@ -1,0 +1,21 @@
+"""Training runs of the Fashion-MNIST 32×32 study (docs/study.md): what is trained, for how many
+images, in which lane. Kept apart from the driver so the plan reads as one table."""
+
+from __future__ import annotations
+
+# Every run uses the package's own presets (training/presets.py); only the duration, snapshot
+# interval and the ablated relay settings change. Durations are in training images.
+SNAPSHOT = 50_000
+RUNS = {
+    # single-stage EDM at 32×32: the baseline (tiny-32, EDM loss from pure noise)
+    "single32": dict(preset="fmnist-single-32", duration=300_000),
+    # RDM: 8×8 base (EDM loss) + 8→32 relay (blur + block noise, α = 0.15, official mixture)
+    "base8": dict(preset="fmnist-base-8", duration=400_000, snapshot=100_000),
+    "relay32": dict(preset="fmnist-relay-8to32", duration=150_000),
+    # ablations of the relay stage, same budget: no block noise (α = 0; §3.2, Fig. 4) and the
+    # paper's variance-normalised mixture (ε + αB)/√(1+α²) instead of the official σ(ε + αB)
+    "relay32-alpha0": dict(preset="fmnist-relay-8to32", duration=150_000, block_scale=0.0),
+    "relay32-paper": dict(preset="fmnist-relay-8to32", duration=150_000, noise_mixture="paper"),
+}
+# two single-thread processes; each lane runs its runs one after another (≈ balanced)
+LANES = (("single32", "relay32-paper"), ("base8", "relay32", "relay32-alpha0"))
