@@ -1,14 +1,20 @@
-"""Shared benchmark helpers: median timings, the machine record, JSON output."""
+"""Shared benchmark helpers: median timings, the machine record, peak-memory probes, --quick
+defaults, child processes and JSON output."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+BENCH_DIR = Path(__file__).resolve().parent
 
 
 def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
@@ -23,9 +29,28 @@ def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def machine() -> dict:
-    return {"device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: str = "cpu") -> dict:
+    """Where the numbers were measured. `device` is what the benchmark ran on."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:                              # not on Linux
+        usable = os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpu_model": cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "gpu": gpu,
+            "python": platform.python_version()}
 
 
 def emit(result: dict, path: str | None) -> dict:
@@ -35,3 +60,73 @@ def emit(result: dict, path: str | None) -> dict:
     if path:
         Path(path).write_text(text + "\n")
     return result
+
+
+def add_quick(parser, **quick) -> None:
+    """Add --quick: a small smoke-run configuration. `quick` maps argument dests to the values
+    --quick uses for the arguments left at their default values (others keep what was given)."""
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run with small sizes/repeats (" +
+                             ", ".join(f"{k}={v}" for k, v in quick.items()) + "); not for citation")
+    parser.set_defaults(_quick_values=quick)
+
+
+def parse_args(parser, argv=None):
+    """parse_args, then apply the --quick values to the arguments left at their defaults."""
+    args = parser.parse_args(argv)
+    quick = vars(args).pop("_quick_values", {})
+    if getattr(args, "quick", False):
+        for dest, value in quick.items():
+            if getattr(args, dest) == parser.get_default(dest):
+                setattr(args, dest, value)
+    return args
+
+
+# ---- peak resident memory (Linux /proc) ------------------------------------------------------
+
+def rss_kib(field: str = "VmRSS:") -> int | None:
+    """A kB field of /proc/self/status (VmRSS: now, VmHWM: high-water mark); None if unavailable."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class PeakRSS:
+    """Process resident-memory high-water mark above the level at entry, in MiB (`.mib`).
+
+        with PeakRSS() as peak:
+            work()
+        peak.mib
+
+    Resets VmHWM by writing "5" to /proc/self/clear_refs, so the number is this block's own peak;
+    use it in a fresh process (memory the allocator kept from earlier work hides new growth).
+    `.mib` is None where /proc is not available."""
+
+    def __enter__(self):
+        self.before = rss_kib("VmRSS:")
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            self.before = None
+        self.mib = None
+        return self
+
+    def __exit__(self, *exc):
+        hwm = rss_kib("VmHWM:")
+        if self.before is not None and hwm is not None:
+            self.mib = (hwm - self.before) / 1024
+        return False
+
+
+def run_child(args: list[str], env: dict | None = None) -> dict:
+    """Run `python *args` and parse the last stdout line as JSON (stderr is shown on failure)."""
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env)
+    if out.returncode:
+        sys.stderr.write(out.stderr)
+        raise RuntimeError(f"child {args[:3]} failed with exit code {out.returncode}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

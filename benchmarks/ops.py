@@ -2,7 +2,7 @@
 shape, and speed-up over straightforward reference implementations (FFT-based patch DCT as in
 the official code's torch-dct path; block noise as s² circular rolls).
 
-    python benchmarks/ops.py --json ops.json [--shape 16,3,256,256] [--repeats 25]
+    python benchmarks/ops.py --json ops.json [--shape 16,3,256,256] [--repeats 25] [--quick]
 
 All numbers are medians of `--repeats` timings, measured in one run; ratios are what to compare
 across machines.
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, machine, median_seconds  # noqa: E402
+from common import add_quick, emit, machine, median_seconds, parse_args  # noqa: E402
 
 from relay_diffusion import RelaySchedule, blur, block_noise, patch_dct, patch_idct
 
@@ -88,7 +88,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--shape", default="16,3,256,256", help="B,C,H,W of the benchmark tensor")
     ap.add_argument("--repeats", type=int, default=25, help="timings per measurement (median)")
     ap.add_argument("--patch", type=int, default=4, help="patch size / block-noise kernel s")
-    args = ap.parse_args(argv)
+    add_quick(ap, shape="4,3,64,64", repeats=3)
+    args = parse_args(ap, argv)
     shape = tuple(int(v) for v in args.shape.split(","))
     p, r = args.patch, args.repeats
     torch.manual_seed(0)
@@ -115,7 +116,8 @@ def main(argv=None) -> dict:
     t["reference_block_noise_rolls"] = median_seconds(lambda: reference_block_noise(torch.randn(shape), p),
                                                       max(5, r // 3))
     res = {
-        "shape": list(shape), "patch": p, "dtype": "float32", **machine(),
+        "shape": list(shape), "patch": p, "dtype": "float32", **machine(), "quick": args.quick,
+        "repeats": r, "reference_repeats": max(5, r // 3),
         "seconds": {k: round(v, 6) for k, v in t.items()},
         "blur_over_randn": t["blur"] / t["randn"],
         "blur_shared_sigma_over_randn": t["blur_shared_sigma"] / t["randn"],

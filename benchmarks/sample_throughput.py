@@ -3,7 +3,7 @@ ADM networks, and the relay sampler's own overhead per step (a trivial denoiser)
 straightforward transcription of the official algorithm (float64, FFT patch DCT, s²-roll block
 noise, coefficient maps in DCT space) — target ≥ 8× less overhead.
 
-    python benchmarks/sample_throughput.py --json sample.json [--repeats 5]
+    python benchmarks/sample_throughput.py --json sample.json [--repeats 5] [--quick]
 
 Medians of --repeats, measured in one run.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, machine, median_seconds  # noqa: E402
+from common import add_quick, emit, machine, median_seconds, parse_args  # noqa: E402
 from ops import _dct_fft, _from_patches, _idct_fft, _to_patches, reference_block_noise  # noqa: E402
 
 from relay_diffusion import EDMPrecond, RelaySchedule, SeededNoise, blur_factors, relay_sampler, relay_sigmas  # noqa: E402
@@ -66,9 +66,8 @@ def reference_relay_sampler(denoise, x_up, sigmas, sch, s_noise, s_block, randn_
         x = _pidct((a_n + g - g * a_c) * u_c + s * (g * a_c - a_n) * (d + d2) / 2, p) + s_noise * s_next * noise(x)
 
 
-def sampler_overhead(repeats: int) -> dict:
-    """Seconds per relay step with a trivial denoiser (D(x) = 0.9·x) on 16×3×256×256."""
-    shape, steps = (16, 3, 256, 256), 8
+def sampler_overhead(repeats: int, shape=(16, 3, 256, 256), steps: int = 8) -> dict:
+    """Seconds per relay step with a trivial denoiser (D(x) = 0.9·x) on `shape` (default 16×3×256×256)."""
     sch = RelaySchedule()
     sigmas = relay_sigmas(40, 0.008, 80.0, 7.0, 0.9)[:steps]
     x_up = torch.rand(shape) * 2 - 1
@@ -89,7 +88,8 @@ def sampler_overhead(repeats: int) -> dict:
             lambda x, s: 0.9 * x, x_up, sigmas, sch, 0.2, 0.15, randn), max(3, repeats // 2)),
     }
     per_step = {k: v / steps for k, v in t.items()}
-    return {"shape": list(shape), "steps": steps, "seconds_per_step": per_step,
+    return {"shape": list(shape), "steps": steps, "repeats": repeats, "reference_repeats": max(3, repeats // 2),
+            "seconds_per_step": per_step,
             "overhead_reduction_float32": per_step["reference_float64"] / per_step["ours_float32"],
             "overhead_reduction_float64": per_step["reference_float64"] / per_step["ours_float64"],
             "target_reduction": 8.0}
@@ -105,22 +105,23 @@ def _random_model(stage, res, net_name, channels=3, up=None):
     return RelayModel(EDMPrecond(net).eval(), config)
 
 
-def chain_throughput(repeats: int) -> dict:
+def chain_throughput(repeats: int, demo_images: int = 100, chain_images: int = 4, chain_repeats: int = 1) -> dict:
     out = {}
     try:
         from relay_diffusion.generate import bundled_demo_chain
         demo = RelayChain.from_pretrained(bundled_demo_chain())
-        n = 100
+        n = demo_images
         sec = median_seconds(lambda: demo(range(n)), max(1, repeats // 2))
         out["demo_fmnist_8_to_32"] = {"images": n, "seconds": sec, "images_per_s": n / sec,
+                                      "repeats": max(1, repeats // 2),
                                       "settings": "base 18 steps (35 NFE) + relay 7 steps (13 NFE)"}
     except ValueError as e:
         out["demo_fmnist_8_to_32"] = {"skipped": str(e)}
     chain = RelayChain([_random_model("base", 64, "tiny-64"), _random_model("relay", 256, "tiny-64", up=4)],
                        [BaseSamplerSettings(), RelaySamplerSettings()])
-    n = 4
-    sec = median_seconds(lambda: chain(range(n)), 1)
-    out["tiny_adm_64_to_256"] = {"images": n, "seconds": sec, "images_per_s": n / sec,
+    n = chain_images
+    sec = median_seconds(lambda: chain(range(n)), chain_repeats)
+    out["tiny_adm_64_to_256"] = {"images": n, "seconds": sec, "images_per_s": n / sec, "repeats": chain_repeats,
                                  "settings": "tiny-64 networks, base 18 steps + relay 7 steps"}
     return out
 
@@ -129,9 +130,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", help="write the results to this file")
     ap.add_argument("--repeats", type=int, default=5, help="timings per measurement (median)")
-    args = ap.parse_args(argv)
-    return emit({**machine(), "sampler_overhead": sampler_overhead(args.repeats),
-                 "chains": chain_throughput(args.repeats)}, args.json)
+    ap.add_argument("--overhead-shape", default="16,3,256,256", help="B,C,H,W of the sampler-overhead batch")
+    ap.add_argument("--overhead-steps", type=int, default=8, help="relay steps timed for the overhead")
+    ap.add_argument("--demo-images", type=int, default=100, help="images per bundled-demo chain call")
+    ap.add_argument("--chain-images", type=int, default=4, help="images per tiny 64→256 chain call")
+    ap.add_argument("--chain-repeats", type=int, default=1, help="timings of the tiny 64→256 chain (median)")
+    add_quick(ap, repeats=2, overhead_shape="2,3,64,64", overhead_steps=4, demo_images=10, chain_images=1)
+    args = parse_args(ap, argv)
+    shape = tuple(int(v) for v in args.overhead_shape.split(","))
+    return emit({**machine(), "quick": args.quick,
+                 "sampler_overhead": sampler_overhead(args.repeats, shape, args.overhead_steps),
+                 "chains": chain_throughput(args.repeats, args.demo_images, args.chain_images,
+                                            args.chain_repeats)}, args.json)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 training step spent outside the network's forward + backward (data, relay corruption and noise,
 optimizer, EMA) — target ≤ 15 %.
 
-    python benchmarks/train_throughput.py --json train.json [--batch 128] [--steps 20]
+    python benchmarks/train_throughput.py --json train.json [--batch 128] [--steps 20] [--quick]
 
 Each configuration runs in its own process (so its peak RSS is its own). Times are medians over
 --steps steps after 3 warm-up steps, measured in one run.
@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, machine, median_seconds  # noqa: E402
+from common import add_quick, emit, machine, median_seconds, parse_args, run_child  # noqa: E402
 
 CONFIGS = [  # (name, stage, network, resolution, channels, classes)
     ("base-8 (fmnist)", "base", "tiny-8", 8, 1, 10),
@@ -87,16 +86,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=128, help="training batch (the CPU presets use 128)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per measurement (median)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    add_quick(ap, batch=8, steps=2)
+    args = parse_args(ap, argv)
     if args.one is not None:
         print(json.dumps(run_one(args.one, args.batch, args.steps)))
         return {}
     rows = []
     for i in range(len(CONFIGS)):
-        out = subprocess.run([sys.executable, __file__, "--one", str(i), "--batch", str(args.batch),
-                              "--steps", str(args.steps)], check=True, capture_output=True, text=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return emit({**machine(), "results": rows, "target_outside_network_share": 0.15}, args.json)
+        rows.append(run_child([__file__, "--one", str(i), "--batch", str(args.batch), "--steps", str(args.steps)]))
+    return emit({**machine(), "quick": args.quick, "steps": args.steps, "warmup_steps": 3, "results": rows,
+                 "target_outside_network_share": 0.15}, args.json)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ class ImageSet:
                     raise DatasetError(f"{self.source.describe(i)}: {img.shape[1]}×{img.shape[0]}×"
                                        f"{img.shape[2]}, but the set's first image is {shape[1]}×"
                                        f"{shape[0]}×{shape[2]}", path=self.source.describe(i))
-                images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
+                images.append(torch.from_numpy(np.array(img)).permute(2, 0, 1))   # a writable copy
             yield torch.stack(images)
 
     def fingerprint(self) -> str:

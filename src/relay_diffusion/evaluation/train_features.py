@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from ..data import load_images
+from ..training.cli import field_help
 from ..metrics.classifier import (FeatureNetConfig, FeatureTrainConfig, save_feature_net,
                                   train_feature_net)
 
@@ -46,10 +47,11 @@ def add_train_features_parser(sub) -> None:
     p.add_argument("--outdir", required=True, help="model directory to write")
     p.add_argument("--name", help="name in the card (default: the directory name)")
     p.add_argument("--widths", default="16,32,64,128", help="channels per stage (default 16,32,64,128)")
-    defaults = FeatureTrainConfig()
+    defaults, helps = FeatureTrainConfig(), field_help(FeatureTrainConfig)
     for f in dataclasses.fields(FeatureTrainConfig):
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)),
-                       default=getattr(defaults, f.name), help=f"[default {getattr(defaults, f.name)}]")
+        value = getattr(defaults, f.name)
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(value), default=value,
+                       help=f"{helps.get(f.name, '')} [default {value}]")
     p.set_defaults(func=run_train_features)
 
 

@@ -106,7 +106,7 @@ def bundled_feature_net_dir() -> Path:
 
 @dataclasses.dataclass
 class FeatureTrainConfig:
-    epochs: int = 6                      # passes over the training set
+    epochs: int = 4                      # passes over the training set
     batch: int = 128                     # images per step
     lr: float = 3e-3                     # peak AdamW learning rate (cosine decay to 0)
     weight_decay: float = 5e-4           # AdamW weight decay

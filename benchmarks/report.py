@@ -1,0 +1,275 @@
+"""Render benchmarks/README.md from the JSON files a benchmark run wrote (nothing is re-run).
+
+    python -m benchmarks.report [--outdir benchmarks/results] [--readme benchmarks/README.md]
+
+Reads <outdir>/run.json (date, machine, mode; written by `python -m benchmarks`) and
+<outdir>/{ops,sampling,training,scaling,metrics}.json; missing files give a "not run" note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+NAMES = ("ops", "sampling", "training", "scaling", "metrics")
+
+
+# ---- formatting ------------------------------------------------------------------------------
+
+def num(x, digits: int = 3) -> str:
+    """Significant-figure formatting; integers with thousands separators; None → —."""
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if x == 0:
+        return "0"
+    if abs(x) >= 10 ** digits:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def ms(seconds) -> str:
+    return "—" if seconds is None else num(seconds * 1e3)
+
+
+def ratio(x) -> str:
+    return "—" if x is None else f"{num(x)}×"
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def load(outdir: Path, name: str):
+    p = outdir / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+# ---- sections --------------------------------------------------------------------------------
+
+def header(run: dict | None, results: dict) -> str:
+    any_result = next((r for r in results.values() if r), {}) or {}
+    m = (run or {}).get("machine") or any_result
+    quick = bool((run or {}).get("quick")) or any(r.get("quick") for r in results.values() if r)
+    date = (run or {}).get("date")
+    if date is None:
+        date = "unknown (no run.json)"
+    threads = m.get("threads")
+    omp = m.get("omp_num_threads")
+    out = ["# Benchmarks", ""]
+    if quick:
+        out += ["> **Quick mode — not for citation.** These numbers come from a `--quick` smoke run (tiny "
+                "sizes, 1–3 repeats, paper configs not measured) that only checks that every benchmark runs. "
+                "Re-run `python -m benchmarks` for citable numbers.", ""]
+    out += [f"- **Date:** {date}",
+            f"- **CPU:** {m.get('cpu_model', m.get('processor', '?'))} — {m.get('logical_cores', '?')} logical "
+            f"cores ({m.get('usable_cores', '?')} usable by the process)",
+            f"- **Threads:** torch {threads}" + (f" (OMP_NUM_THREADS={omp})" if omp else ""),
+            f"- **GPU:** {m.get('gpu') or 'none'}",
+            f"- **Software:** torch {m.get('torch', '?')}, Python {m.get('python', '?')}"]
+    if run and run.get("note"):
+        out.append(f"- **Note:** {run['note']}")
+    out += ["", "Every time is the median of the stated number of repeats after warm-up; every ratio compares "
+            "two medians measured in the same run (so ratios, not absolute times, are what carry over "
+            "between machines).", ""]
+    return "\n".join(out)
+
+
+def ops_section(d: dict) -> str:
+    s, shape = d["seconds"], "×".join(str(v) for v in d["shape"])
+    rows = [
+        ["`torch.randn` (baseline)", ms(s["randn"]), "1×", "", ""],
+        ["`blur` (one σ_B per sample)", ms(s["blur"]), ratio(d["blur_over_randn"]),
+         ratio(d["blur_speedup_vs_fft_reference"]) + " vs FFT patch-DCT reference", f"≤ {d['targets']['blur_over_randn']}× randn"],
+        ["`blur` (shared σ_B)", ms(s["blur_shared_sigma"]), ratio(d["blur_shared_sigma_over_randn"]), "", ""],
+        ["`patch_dct` + `patch_idct`", ms(s["patch_dct_round_trip"]), ratio(s["patch_dct_round_trip"] / s["randn"]), "", ""],
+        ["`block_noise` transform only", ms(s["block_noise_transform"]), ratio(d["block_noise_transform_over_randn"]),
+         ratio(d["block_noise_transform_speedup_vs_roll_reference"]) + " vs s² rolls", ""],
+        ["`block_noise` incl. its randn", ms(s["block_noise"]), ratio(d["block_noise_over_randn"]),
+         ratio(d["block_noise_speedup_vs_roll_reference"]) + " vs s² rolls", f"≤ {d['targets']['block_noise_over_randn']}× randn"],
+        ["`RelaySchedule.noise` (ε + block noise)", ms(s["relay_noise"]), ratio(d["relay_noise_over_randn"]), "", ""],
+        ["reference blur (FFT patch DCT)", ms(s["reference_blur_fft"]), ratio(s["reference_blur_fft"] / s["randn"]), "", ""],
+        ["reference block noise (s² rolls, incl. randn)", ms(s["reference_block_noise_rolls"]),
+         ratio(s["reference_block_noise_rolls"] / s["randn"]), "", ""],
+    ]
+    return "\n".join([
+        "## Relay operator ops (`ops.py`)", "",
+        f"Tensor {shape} float32, patch / block size {d['patch']}; median of {d.get('repeats', '?')} "
+        f"(references: {d.get('reference_repeats', '?')}).", "",
+        table(["operation", "median ms", "time ÷ randn", "speed-up over reference (reference ÷ ours)", "target"], rows)])
+
+
+def sampling_sections(d: dict) -> str:
+    o = d["sampler_overhead"]
+    ps = o["seconds_per_step"]
+    shape = "×".join(str(v) for v in o["shape"])
+    over = table(["sampler", "median ms per step", "overhead reduction (reference ÷ this)"], [
+        ["relay_sampler, float32", ms(ps["ours_float32"]), ratio(o["overhead_reduction_float32"])],
+        ["relay_sampler, float64", ms(ps["ours_float64"]), ratio(o["overhead_reduction_float64"])],
+        ["official-style transcription, float64 (reference)", ms(ps["reference_float64"]), "1×"]])
+    rows = []
+    for name, c in d["chains"].items():
+        if "skipped" in c:
+            rows.append([f"`{name}`", "—", "—", "—", "—", f"skipped: {c['skipped']}"])
+        else:
+            rows.append([f"`{name}`", c["images"], c.get("repeats", "?"), num(c["seconds"]), num(c["images_per_s"]),
+                         c["settings"]])
+    return "\n".join([
+        "## Sampler overhead (`sample_throughput.py`)", "",
+        f"The relay (stage-2) sampler with a trivial denoiser D(x) = 0.9·x, so only the sampler's own work "
+        f"is timed: {shape}, {o['steps']} steps, median of {o.get('repeats', '?')} "
+        f"(reference: {o.get('reference_repeats', '?')}); target ≥ {num(o['target_reduction'])}× less overhead.", "",
+        over, "",
+        "## Sampling throughput (`sample_throughput.py`)", "",
+        "Whole 2-stage chains (base sampler, upsample, relay sampler) with real networks.", "",
+        table(["chain", "images per call", "repeats", "median s per call", "images/s", "settings"], rows)])
+
+
+def training_section(d: dict) -> str:
+    rows = [[r["config"], f"`{r['network']}`", r["resolution"], r["batch"], num(r["params"]), ms(r["step_s"]),
+             num(r["images_per_s"]), ms(r["network_fwd_bwd_s"]), f"{100 * r['outside_network_share']:.1f} %",
+             num(r["peak_rss_mib"])] for r in d["results"]]
+    return "\n".join([
+        "## Training throughput (`train_throughput.py`)", "",
+        f"Full trainer steps (data, relay corruption, loss, optimizer, EMA) on synthetic data, CPU, "
+        f"median of {d.get('steps', '?')} steps after {d.get('warmup_steps', 3)} warm-up steps; each config "
+        f"in its own process. \"Outside network\" = 1 − (network forward+backward ÷ whole step), both "
+        f"medians from the same run; target ≤ {100 * d['target_outside_network_share']:.0f} %.", "",
+        table(["config", "network", "res", "batch", "params", "step ms", "images/s", "network fwd+bwd ms",
+               "outside network", "process peak RSS MiB"], rows)])
+
+
+def scaling_section(d: dict) -> str:
+    base = d.get("base_resolution", 32)
+    on_cuda = str(d.get("device", "cpu")).startswith("cuda")
+    mem = "peak MiB/img (CUDA allocated)" if on_cuda else "peak MiB/img (RSS)"
+    tiny = d["tiny"]
+    abs_rows = [[f"`{r['network']}`", r["resolution"], num(r["params"]), num(r["flops_per_image"] / 1e9),
+                 ms(r["forward_s_per_image"]), ms(r["train_step_s_per_image"]), num(r["forward_gflops_per_s"]),
+                 num(r["forward_peak_mib_per_image"]), num(r["train_peak_mib_per_image"])] for r in tiny]
+    growth_rows = [[f"`{r['network']}`", r["resolution"], ratio(g["pixels"]), ratio(g["flops"]),
+                    ratio(g["forward_time"]), ratio(g["train_time"]), ratio(g["forward_memory"]),
+                    ratio(g["train_memory"])] for r in tiny for g in [r["growth_vs_base"]]]
+    paper = d["paper"]
+    res_list = [str(r) for r in d["resolutions"]]
+    paper_rows = [[f"`{r['network']}`", r["resolution"], num(r["params"]), num(r["flops_per_image"] / 1e9),
+                   (num(r["forward_s_per_image"]) if r["measured"] else "not run"),
+                   (num(r["forward_peak_mib"]) if r["measured"] else "not run"), r["repeats"] or "—"]
+                  for r in paper]
+    flops_rows = [[f"`{r['network']}`"] + [f"{num(r['flops_per_image_by_resolution'][k] / 1e9)} "
+                                            f"({ratio(r['flops_growth_vs_base'][k])})" for k in res_list]
+                  for r in paper]
+    prec = "bf16 autocast" if d.get("bf16") else "float32"
+    batch = tiny[0]["batch"] if tiny else "?"
+    reps = tiny[0]["repeats"] if tiny else "?"
+    return "\n".join([
+        "## Time and memory per image vs resolution (`scaling.py`)", "",
+        f"Device {d.get('device', 'cpu')}, {prec}. Tiny presets built for each resolution with "
+        f"`with_data(res, 3, 0)`; batch {batch}, median of {reps} calls. Forward = `torch.no_grad()` inference "
+        f"forward; train = forward + backward of the network (no optimizer). FLOPs: {d['flops']}. "
+        f"Memory: {d['memory']}, divided by the batch. FLOPs count convolutions, matmuls and attention, "
+        f"not element-wise ops. `attn_resolutions` are in pixels, so the tiny networks keep self-attention "
+        f"only where a level is 8×8 (tiny-32 at 32; tiny-64 at 32 and 64), as the parameter counts show.", "",
+        table(["network", "res", "params", "fwd GFLOPs/img", "fwd ms/img", "train ms/img", "fwd GFLOP/s",
+               "fwd " + mem, "train " + mem], abs_rows), "",
+        f"Growth relative to {base}×{base} (value at res ÷ value at {base}, same network, same run):", "",
+        table(["network", "res", "pixels", "FLOPs", "fwd time", "train time", "fwd memory", "train memory"],
+              growth_rows), "",
+        "Paper ADM configs at their native resolution: one forward pass, batch 1 (too large for training "
+        "steps on CPU).", "",
+        table(["network", "res", "params", "fwd GFLOPs/img", "fwd s/img", "fwd peak MiB", "repeats"], paper_rows), "",
+        f"Paper configs, forward GFLOPs per image at each resolution (growth vs {base}; counted, not run):", "",
+        table(["network"] + res_list, flops_rows)])
+
+
+def metrics_section(d: dict) -> str:
+    inc, fn = d["inception_32px"], d["feature_net_32px"]
+    rows = [["FID Inception-v3 (32 px input, resized to 299)", inc["batch"], num(inc["images_per_s"]), "1×"],
+            ["Fashion-MNIST feature net (32 px)", fn["batch"], num(fn["images_per_s"]),
+             ratio(d["feature_net_over_inception"])]]
+    pr = [[num(p["n"]), p["dim"], num(p["batch"]), p.get("repeats", 1), num(p["seconds"]),
+           num(p["peak_above_inputs_mib"]), num(p["inputs_mib"])] for p in d["precision_recall"]]
+    return "\n".join([
+        "## Evaluation costs (`metrics.py`)", "",
+        f"Feature extraction, median of {d.get('repeats', '?')} batches after one warm-up batch:", "",
+        table(["feature network", "batch", "images/s", "throughput ÷ Inception"], rows), "",
+        "Improved precision/recall (k = 3) on two random feature sets, each chunk size in a fresh process; "
+        "peak = resident-memory high-water mark above the inputs:", "",
+        table(["images per set", "dim", "distance chunk", "repeats", "median s", "peak MiB", "inputs MiB"], pr)])
+
+
+SECTIONS = {"ops": ops_section, "sampling": sampling_sections, "training": training_section,
+            "scaling": scaling_section, "metrics": metrics_section}
+
+HOW_TO_RUN = """## How to run
+
+From the repository root (the package installed, e.g. `pip install -e .`):
+
+```bash
+python -m benchmarks                          # everything, writes benchmarks/results/*.json + this README
+python -m benchmarks --quick                  # smoke run: small sizes and repeats (not for citation)
+python -m benchmarks --only ops,scaling       # a subset: ops, sampling, training, scaling, metrics
+python -m benchmarks --skip-paper             # scaling without the (slow on CPU) paper-config forwards
+python -m benchmarks --extra scaling="--device cuda --bf16"   # extra arguments for one script
+python -m benchmarks.report --outdir benchmarks/results      # re-render this README from the JSON files
+```
+
+Each benchmark runs in its own process and also works standalone, e.g.
+`python benchmarks/ops.py --json ops.json [--quick]`; `--help` lists each script's sizes and repeats.
+Set `OMP_NUM_THREADS` to pin the thread count; it is recorded above.
+
+| benchmark | script | JSON |
+|---|---|---|
+| relay operator ops | `ops.py` | `ops.json` |
+| sampler overhead, sampling throughput | `sample_throughput.py` | `sampling.json` |
+| training throughput | `train_throughput.py` | `training.json` |
+| time / memory per image vs resolution | `scaling.py` | `scaling.json` |
+| evaluation costs | `metrics.py` | `metrics.json` |
+"""
+
+
+def render(outdir: Path) -> str:
+    outdir = Path(outdir)
+    run = load(outdir, "run")
+    results = {name: load(outdir, name) for name in NAMES}
+    parts = [header(run, results)]
+    for name in NAMES:
+        d = results[name]
+        status = ((run or {}).get("benchmarks") or {}).get(name, {})
+        if d is None:
+            why = f"failed (exit code {status['returncode']})" if status.get("returncode") else "not run"
+            parts.append(f"## {name}\n\n_{why}; no `{name}.json` in the results._")
+            continue
+        try:
+            parts.append(SECTIONS[name](d))
+        except (KeyError, TypeError, ZeroDivisionError) as e:
+            parts.append(f"## {name}\n\n_could not render `{name}.json`: {type(e).__name__}: {e}_")
+    parts.append(HOW_TO_RUN)
+    return "\n\n".join(p.rstrip() for p in parts) + "\n"
+
+
+def write(outdir: Path, readme: Path) -> Path:
+    readme = Path(readme)
+    readme.write_text(render(outdir))
+    return readme
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--outdir", default=str(BENCH_DIR / "results"), help="folder with the benchmark JSON files")
+    ap.add_argument("--readme", default=str(BENCH_DIR / "README.md"), help="Markdown file to write")
+    args = ap.parse_args(argv)
+    path = write(Path(args.outdir), Path(args.readme))
+    print(f"wrote {path} ({_dt.datetime.now().strftime('%H:%M:%S')})")
+
+
+if __name__ == "__main__":
+    main()
