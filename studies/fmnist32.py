@@ -129,9 +129,28 @@ def run_eval(work: Path, name: str, spec: dict, extractor, ref, ref_images) -> b
     return True
 
 
-def phase_eval(work: Path, worker: int = 0, workers: int = 1, wait_hours: float = 4.0) -> None:
-    """This worker's share of EVALS (every workers-th, in table order). Finished ones are skipped;
-    one whose snapshots are not written yet waits (training may still run beside it)."""
+def claim(work: Path, name: str) -> bool:
+    """Take an evaluation for this process (a claim file holding its pid); a claim whose
+    process has died is taken over, so killed workers can simply be restarted."""
+    path = work / "evals" / f"{name}.claim"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(path.read_text() or 0), 0)
+            return int(path.read_text()) == os.getpid()
+        except (ProcessLookupError, ValueError):
+            path.unlink(missing_ok=True)
+            return claim(work, name)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
+def phase_eval(work: Path, wait_hours: float = 4.0) -> None:
+    """Evaluations in table order, each by whichever worker claims it first; finished ones are
+    skipped, one whose snapshots are not written yet waits (training may still run beside it)."""
     import torch
 
     from relay_diffusion.evaluation import load_extractor
@@ -139,21 +158,31 @@ def phase_eval(work: Path, worker: int = 0, workers: int = 1, wait_hours: float 
     torch.set_num_threads(1)
     extractor = load_extractor("fmnist")
     ref, ref_images = reference(work, extractor)
-    pending = [name for i, name in enumerate(EVALS) if i % workers == worker]
     deadline = time.time() + 3600 * wait_hours
-    while pending:
-        pending = [n for n in pending if not run_eval(work, n, EVALS[n], extractor, ref, ref_images)]
-        if pending:
+    while True:
+        todo = [n for n in EVALS if not (work / "evals" / f"{n}.json").exists()]
+        waiting = []
+        for name in todo:
+            if not claim(work, name):
+                continue
+            if run_eval(work, name, EVALS[name], extractor, ref, ref_images):
+                (work / "evals" / f"{name}.claim").unlink(missing_ok=True)
+                break                                   # re-scan: earlier items may be ready now
+            (work / "evals" / f"{name}.claim").unlink(missing_ok=True)
+            waiting.append(name)
+        else:
+            if not waiting:
+                return
             if time.time() > deadline:
-                raise SystemExit(f"worker {worker}: gave up waiting for snapshots of {', '.join(pending)}")
-            log(f"worker {worker}: waiting for snapshots of {', '.join(pending)}")
+                raise SystemExit(f"gave up waiting for snapshots of {', '.join(waiting)}")
+            log(f"pid {os.getpid()}: waiting for snapshots of {', '.join(waiting)}")
             time.sleep(60)
 
 
-def phase_eval_parallel(work: Path) -> None:
+def phase_eval_parallel(work: Path, workers: int = 2) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, __file__, "--workdir", str(work), "--phase", "eval",
-                               "--worker", str(i), "--workers", "2"], env=env) for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, __file__, "--workdir", str(work), "--phase", "eval-worker"],
+                              env=env) for _ in range(workers)]
     if any(p.wait() for p in procs):
         raise SystemExit("an evaluation worker failed")
 
@@ -161,14 +190,13 @@ def phase_eval_parallel(work: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="runs/study-fmnist32", help="runs, samples, metrics")
-    ap.add_argument("--phase", choices=("data", "train", "eval", "report", "all"), default="all")
-    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--phase", choices=("data", "train", "eval", "eval-worker", "report", "all"), default="all",
+                    help="eval runs two eval-worker processes (one thread each); more may be added")
     args = ap.parse_args(argv)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    if args.worker is not None:
-        phase_eval(work, args.worker, args.workers)
+    if args.phase == "eval-worker":
+        phase_eval(work)
         return 0
     from fmnist32_report import phase_report
 

@@ -32,7 +32,6 @@ EVALS = {
     "rdm@50k": rdm(50_000),
     "rdm@100k": rdm(100_000),
     # quality vs sampling cost
-    "single@300k-12steps": single(300_000, steps=12),
     "single@300k-8steps": single(300_000, steps=8),
     "rdm@150k-fast": rdm(base_steps=10, num_steps=10),
     # ablations of the relay stage (final models)
@@ -41,6 +40,6 @@ EVALS = {
     "rdm@150k-eta0.3": rdm(s_noise=0.3),
     "rdm@150k-trunc0.5": rdm(truncation_sigma=0.5),
     "rdm@150k-trunc1.5": rdm(truncation_sigma=1.5),
-    "rdm-alpha0@150k": rdm(relay="relay32-alpha0"),
-    "rdm-paper@150k": rdm(relay="relay32-paper"),
+    "rdm-alpha0@100k": rdm(100_000, relay="relay32-alpha0"),
+    "rdm-paper@100k": rdm(100_000, relay="relay32-paper"),
 }

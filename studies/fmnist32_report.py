@@ -102,7 +102,7 @@ def plots(results: dict) -> list:
              {"single-stage EDM 32×32": ["single@100k", "single@200k", "single@300k"],
               "RDM 8×8 → 32×32": ["rdm@50k", "rdm@100k", "rdm@150k"]}),
             ("sample_gflop", "sampling cost (GFLOP per image, NFE × network FLOPs)", "fid_vs_sampling.png",
-             {"single-stage EDM 32×32": ["single@300k-8steps", "single@300k-12steps", "single@300k"],
+             {"single-stage EDM 32×32": ["single@300k-8steps", "single@300k"],
               "RDM 8×8 → 32×32": ["rdm@150k-fast", "rdm@150k"]})):
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
         for g, names in groups.items():
@@ -227,7 +227,7 @@ are in [`docs/study/`](study/) (`results.json`).
 
 ![FID vs sampling cost](study/fid_vs_sampling.png)
 
-{table(results, ["single@300k-8steps", "single@300k-12steps", "single@300k", "rdm@150k-fast", "rdm@150k"])}
+{table(results, ["single@300k-8steps", "single@300k", "rdm@150k-fast", "rdm@150k"])}
 `rdm@150k-fast`: base 10 steps, relay 10-step grid truncated at 0.9.
 
 ## Ablations (relay stage, final models)
@@ -236,7 +236,10 @@ Sampler stochasticity η (paper Table 3 shape), truncation σ, block noise (α =
 and sampled), paper-normalised vs official noise mixture (trained and sampled):
 
 {table(results, ["rdm@150k-eta0", "rdm@150k-eta0.1", "rdm@150k", "rdm@150k-eta0.3", "rdm@150k-trunc0.5",
-                 "rdm@150k-trunc1.5", "rdm-alpha0@150k", "rdm-paper@150k"])}
+                 "rdm@150k-trunc1.5"])}
+Block noise and noise mixture (relay stages trained 100k images, both trained and sampled that way):
+
+{table(results, ["rdm@100k", "rdm-alpha0@100k", "rdm-paper@100k"])}
 ## Samples (seeds 0–99, one class per column)
 
 {" ".join(f"![{f}](study/{f})" for f in figures if f.startswith("samples_"))}

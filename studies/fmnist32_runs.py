@@ -12,10 +12,11 @@ RUNS = {
     # RDM: 8×8 base (EDM loss) + 8→32 relay (blur + block noise, α = 0.15, official mixture)
     "base8": dict(preset="fmnist-base-8", duration=400_000, snapshot=100_000),
     "relay32": dict(preset="fmnist-relay-8to32", duration=150_000),
-    # ablations of the relay stage, same budget: no block noise (α = 0; §3.2, Fig. 4) and the
-    # paper's variance-normalised mixture (ε + αB)/√(1+α²) instead of the official σ(ε + αB)
-    "relay32-alpha0": dict(preset="fmnist-relay-8to32", duration=150_000, block_scale=0.0),
-    "relay32-paper": dict(preset="fmnist-relay-8to32", duration=150_000, noise_mixture="paper"),
+    # ablations of the relay stage, compared with relay32's 100k snapshot (CPU budget): no block
+    # noise (α = 0; §3.2, Fig. 4) and the paper's variance-normalised mixture (ε + αB)/√(1+α²)
+    # instead of the official σ(ε + αB)
+    "relay32-alpha0": dict(preset="fmnist-relay-8to32", duration=100_000, block_scale=0.0),
+    "relay32-paper": dict(preset="fmnist-relay-8to32", duration=100_000, noise_mixture="paper"),
 }
 # two single-thread processes; each lane runs its runs one after another (≈ balanced)
 LANES = (("single32", "relay32-paper"), ("base8", "relay32", "relay32-alpha0"))
