@@ -202,3 +202,20 @@ def test_train_features_needs_labels(tmp_path, capsys):
 def test_train_feature_net_api_rejects_unlabelled():
     with pytest.raises(ValueError, match="labels"):
         train_feature_net(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.full((4,), -1))
+
+
+def test_adm_reference_batch_uses_published_statistics_and_image_activations(tmp_path, feature_net_dir):
+    """An ADM-style reference .npz (images in arr_0 + published mu/sigma): FID comes from the
+    published statistics, P/R from the images' activations."""
+    a = _images(tmp_path / "a.npz", 120, 1)
+    b = _images(tmp_path / "b.npz", 120, 2, block=2)
+    common = ["--features", feature_net_dir, "--allow-small", "--no-cache", "--metrics", "fid,pr"]
+    assert _eval("--samples", a, "--ref", b, *common, "--save-ref-features", tmp_path / "fb.npz",
+                 "--json", tmp_path / "plain.json") == 0
+    other = load_feature_file(tmp_path / "fb.npz").statistics("pool")
+    images = np.load(b)["images"]
+    np.savez(tmp_path / "adm.npz", arr_0=images, mu=other[0] + 1.0, sigma=other[1])   # shifted μ
+    assert _eval("--samples", a, "--ref", tmp_path / "adm.npz", *common, "--json", tmp_path / "adm.json") == 0
+    plain, adm = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("plain", "adm"))
+    assert adm["precision"] == pytest.approx(plain["precision"]) and adm["recall"] == pytest.approx(plain["recall"])
+    assert adm["fid"] > plain["fid"] + 1.0          # the shifted published μ was used

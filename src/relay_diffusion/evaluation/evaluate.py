@@ -227,12 +227,19 @@ def compute_metrics(samples: FeatureSet, reference: FeatureSet, metrics=FEATURE_
 
 def open_reference(path: str | os.PathLike, extractor: Extractor, batch: int, cache_dir, keep_images: int,
                    limit: Optional[int] = None, log=None):
-    """A reference given as a feature/statistics .npz or as images (folder, zip, image .npz)."""
-    from .sets import is_feature_file
+    """A reference given as a feature/statistics .npz, as images (folder, zip, image .npz), or as
+    both — ADM's reference batches hold images (`arr_0`) and the published μ, Σ: then FID/sFID use
+    the published statistics and P/R/KID the images' activations, as ADM's evaluator does."""
+    from .sets import is_feature_file, npz_has_images
 
-    if is_feature_file(path):
-        return load_feature_file(path), None
-    return image_set_features(ImageSet(path, limit), extractor, batch, cache_dir, keep_images, log)
+    if not is_feature_file(path):
+        return image_set_features(ImageSet(path, limit), extractor, batch, cache_dir, keep_images, log)
+    published = load_feature_file(path)
+    if not npz_has_images(path):
+        return published, None
+    features, images = image_set_features(ImageSet(path, limit), extractor, batch, cache_dir, keep_images, log)
+    features.stats.update(published.stats)
+    return features, images
 
 
 def format_metrics(result: dict) -> str:

@@ -73,6 +73,12 @@ class ImageSet:
         return h.hexdigest()[:16]
 
 
+def npz_has_images(path: str | os.PathLike) -> bool:
+    """An .npz with an image array ([N, H, W(, C)]) under one of the usual keys."""
+    with np.load(path, allow_pickle=False) as npz:
+        return any(k in npz.files and npz[k].ndim >= 3 for k in NPZ_IMAGE_KEYS)
+
+
 def _npz_images(path: Path) -> ArraySource:
     with np.load(path, allow_pickle=False) as npz:
         key = next((k for k in NPZ_IMAGE_KEYS if k in npz.files and npz[k].ndim >= 3), None)
