@@ -39,7 +39,7 @@ EVALS = {
     "rdm@150k-eta0.1": rdm(s_noise=0.1),
     "rdm@150k-eta0.3": rdm(s_noise=0.3),
     "rdm@150k-trunc0.5": rdm(truncation_sigma=0.5),
-    "rdm@150k-trunc1.5": rdm(truncation_sigma=1.5),
+    "rdm@150k-trunc1.6": rdm(truncation_sigma=1.6),   # grid: … 2.59, 1.56, 0.90, 0.49 …
     "rdm-alpha0@100k": rdm(100_000, relay="relay32-alpha0"),
     "rdm-paper@100k": rdm(100_000, relay="relay32-paper"),
 }

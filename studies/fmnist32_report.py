@@ -236,7 +236,7 @@ Sampler stochasticity η (paper Table 3 shape), truncation σ, block noise (α =
 and sampled), paper-normalised vs official noise mixture (trained and sampled):
 
 {table(results, ["rdm@150k-eta0", "rdm@150k-eta0.1", "rdm@150k", "rdm@150k-eta0.3", "rdm@150k-trunc0.5",
-                 "rdm@150k-trunc1.5"])}
+                 "rdm@150k-trunc1.6"])}
 Block noise and noise mixture (relay stages trained 100k images, both trained and sampled that way):
 
 {table(results, ["rdm@100k", "rdm-alpha0@100k", "rdm-paper@100k"])}
