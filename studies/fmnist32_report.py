@@ -84,8 +84,9 @@ def table(results: dict, names: list) -> str:
             continue
         r = results[n]
         kid = f"{1e3 * r['kid']:.2f} ± {1e3 * spread(r, 'kid'):.2f}"
-        rows.append(f"| {n} | {r['n']:,} | {r['train_pflop']:.3f} | {r['sample_gflop']:.2f} "
-                    f"({' + '.join(map(str, r['nfe']))}) | {fmt(r, 'fid')} | {fmt(r, 'precision')} | "
+        cost = (f"{r['train_pflop']:.3f} | {r['sample_gflop']:.2f} ({' + '.join(map(str, r['nfe']))})"
+                if r["nfe"] else "– | –")
+        rows.append(f"| {n} | {r['n']:,} | {cost} | {fmt(r, 'fid')} | {fmt(r, 'precision')} | "
                     f"{fmt(r, 'recall')} | {kid} | {fmt(r, 'swd', 2)} | {fmt(r, 'spectral')} | {fmt(r, 'is', 2)} |")
     return head + "\n".join(rows) + "\n"
 
@@ -163,9 +164,12 @@ def phase_report(work: Path) -> None:
         summary = (f"At the end of training RDM has FID {rdm['fid']:.3f} vs {single['fid']:.3f} for the "
                    f"single-stage model, using {rdm['train_pflop'] / single['train_pflop']:.0%} of its "
                    f"training compute and {rdm['sample_gflop'] / single['sample_gflop']:.0%} of its "
-                   f"sampling cost per image. RDM reaches the single-stage model's final FID at "
-                   f"{crossing(results, single['fid'])} PFLOP of training (single-stage: "
-                   f"{single['train_pflop']:.3f} PFLOP).")
+                   f"sampling cost per image. ")
+        cross = crossing(results, single["fid"])
+        summary += (f"Within the compute trained here (up to {rdm['train_pflop']:.3f} PFLOP) RDM does not "
+                    f"reach the single-stage model's final FID." if cross == "not reached" else
+                    f"RDM reaches the single-stage model's final FID at {cross} PFLOP of training "
+                    f"(single-stage: {single['train_pflop']:.3f} PFLOP).")
     runs = "\n".join(f"| `{k}` | {v['preset']} | {v['duration']:,} | "
                      f"{', '.join(f'{a}={b}' for a, b in v.items() if a not in ('preset', 'duration', 'snapshot')) or '–'} |"
                      for k, v in RUNS.items())
