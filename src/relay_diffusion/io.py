@@ -7,6 +7,7 @@ A model directory holds `config.json` (what to build: network, stage, diffusion 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -54,6 +55,24 @@ def atomic_directory(final: str | os.PathLike):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where downloaded-by-hand weights and caches live: $RDM_CACHE, else
+    $XDG_CACHE_HOME/relay_diffusion, else ~/.cache/relay_diffusion."""
+    if os.environ.get("RDM_CACHE"):
+        return Path(os.environ["RDM_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "relay_diffusion"
 
 
 def write_json(path: Path, obj) -> None:

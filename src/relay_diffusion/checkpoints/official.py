@@ -15,14 +15,13 @@ or the file holds RDM's `BlurLoss` as 'loss_fn' (then its settings are the sched
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import re
 from pathlib import Path
 
 import torch
 
-from ..io import MODEL_FORMAT, atomic_directory, read_json, save_model_dir
+from ..io import MODEL_FORMAT, atomic_directory, read_json, save_model_dir, sha256_file
 from ..networks import NetworkConfig, count_parameters
 from ..relay import RelaySchedule
 from ..sampling.presets import RELAY_RECIPES
@@ -43,14 +42,6 @@ SCHEDULE_FLAGS = tuple(f.name for f in dataclasses.fields(RelaySchedule))
 LOSS_SCHEDULE_FIELDS = ("up_scale", "prob_length", "blur_sigma_max", "min_scale", "block_scale", "P_mean", "P_std")
 SECOND_STAGE_NAME = re.compile(r"second[_-]?stage|stage[_-]?2", re.IGNORECASE)
 CHANNELS_PER_HEAD = 64
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,7 +405,7 @@ def import_checkpoint(src, dest, *, stage: str | None = None, recipe: str | None
     if stage_given is None and stage == "base" and SECOND_STAGE_NAME.search(src.name):
         warnings.append(f"{src.name} looks like an RDM second-stage (relay) model but is imported as a base "
                         f"model; re-run with --stage relay --recipe imagenet256|celebahq256 if it is one")
-    source = {"file": src.name, "sha256": sha256_of(src),
+    source = {"file": src.name, "sha256": sha256_file(src),
               "format": "edm-pkl" if container == "pickle" else "rdm-pt", "container": container,
               "key": key, "precond_class": precond.class_name if precond is not None else None,
               "network_class": net_obj.class_name, "persistent": net_obj.persistent,

@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 import torch
 
+from ..io import cache_dir
 from ..metrics import (frechet_distance, inception_score, kernel_inception_distance, precision_recall,
                        sliced_wasserstein_distance, spectral_distance)
 from .extractors import Extractor
@@ -36,8 +37,7 @@ PR_NEIGHBOURS = 3
 
 
 def default_cache_dir() -> Path:
-    from ..metrics.inception import _cache_dir
-    return _cache_dir() / "features"
+    return cache_dir() / "features"
 
 
 def _key(*parts) -> str:

@@ -22,7 +22,6 @@ differ from TF numbers by a small amount.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -30,6 +29,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..io import cache_dir, sha256_file
 
 __all__ = ["InceptionV3FID", "load_inception", "inception_weights_path",
            "WEIGHTS_FILENAME", "WEIGHTS_URL", "WEIGHTS_SHA256_PREFIX"]
@@ -233,19 +234,12 @@ class InceptionV3FID(nn.Module):
     forward = features
 
 
-def _cache_dir() -> Path:
-    if os.environ.get("RDM_CACHE"):
-        return Path(os.environ["RDM_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "relay_diffusion"
-
-
 def _missing_weights(reason: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"{reason}. The FID Inception weights are never downloaded automatically. Get "
         f"{WEIGHTS_FILENAME} from {WEIGHTS_URL} (pytorch-fid's release) and either pass its path "
         f"explicitly (`rdm eval --inception PATH`, or path=... in Python), or set the environment variable RDM_INCEPTION to its path, or put "
-        f"it at {_cache_dir() / WEIGHTS_FILENAME} (cache dir = $RDM_CACHE, else "
+        f"it at {cache_dir() / WEIGHTS_FILENAME} (cache dir = $RDM_CACHE, else "
         f"$XDG_CACHE_HOME/relay_diffusion, else ~/.cache/relay_diffusion).")
 
 
@@ -256,18 +250,10 @@ def inception_weights_path(path: str | os.PathLike | None = None) -> Path:
     elif os.environ.get("RDM_INCEPTION"):
         source, p = "RDM_INCEPTION", Path(os.environ["RDM_INCEPTION"])
     else:
-        source, p = "the cache", _cache_dir() / WEIGHTS_FILENAME
+        source, p = "the cache", cache_dir() / WEIGHTS_FILENAME
     if not p.is_file():
         raise _missing_weights(f"Inception weights not found at {p} ({source})")
     return p
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_inception(path: str | os.PathLike | None = None, device="cpu",
@@ -283,7 +269,7 @@ def load_inception(path: str | os.PathLike | None = None, device="cpu",
     p = inception_weights_path(path)
     if check_hash:
         prefix = WEIGHTS_SHA256_PREFIX if check_hash is True else str(check_hash).lower()
-        digest = _sha256(p)
+        digest = sha256_file(p)
         if not digest.startswith(prefix):
             raise ValueError(f"{p}: SHA-256 is {digest}, expected it to start with {prefix} "
                              f"(wrong or corrupted file; pass check_hash=False to skip this check)")
