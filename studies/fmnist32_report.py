@@ -17,14 +17,11 @@ FIG = ROOT / "docs" / "study"
 DISCUSSION = Path(__file__).resolve().parent / "fmnist32_discussion.md"
 
 
-def network_flops(snapshot: Path) -> dict:
-    """Forward and forward+backward FLOPs per image of a snapshot's network (counted by
+def network_flops(model) -> dict:
+    """Forward and forward+backward FLOPs per image of a model's network (counted by
     torch.utils.flop_counter on one image: convolutions, matmuls, attention)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from relay_diffusion.models import RelayModel
-
-    model = RelayModel.from_pretrained(snapshot)
     net = model.denoiser.net.train().requires_grad_(True)
     r, c = model.resolution, model.channels
     x = torch.randn(1, c, r, r)
@@ -37,11 +34,9 @@ def network_flops(snapshot: Path) -> dict:
     return {"forward": fwd.get_total_flops(), "train": both.get_total_flops()}
 
 
-def stage_nfe(snapshot: Path, settings: dict) -> int:
-    from relay_diffusion.models import RelayModel
+def stage_nfe(model, settings: dict) -> int:
     from relay_diffusion.sampling.presets import RelaySamplerSettings, relay_step_table
 
-    model = RelayModel.from_pretrained(snapshot)
     if model.stage == "base":
         return 2 * settings["num_steps"] - 1                 # Heun; the last step is Euler
     return relay_step_table(model.schedule, RelaySamplerSettings(**settings))["nfe"]
@@ -49,16 +44,20 @@ def stage_nfe(snapshot: Path, settings: dict) -> int:
 
 def accounting(results: dict) -> None:
     """Adds train_pflop (all stages' training up to the snapshots) and sample_gflop (per image) to
-    every result."""
-    flops = {}
+    every result. Each snapshot is loaded once; FLOPs are counted once per run."""
+    from relay_diffusion.models import RelayModel
+
+    flops, models = {}, {}
     for r in results.values():
         r["train_pflop"], r["sample_gflop"], r["nfe"] = 0.0, 0.0, []
         for snap, settings in zip(r["snapshots"], r["settings"]):
+            if snap not in models:
+                models[snap] = RelayModel.from_pretrained(snap)
             run = Path(snap).parent.name
             if run not in flops:
-                flops[run] = network_flops(Path(snap))
+                flops[run] = network_flops(models[snap])
             images = int(Path(snap).name.split("-")[1])
-            nfe = stage_nfe(Path(snap), settings)
+            nfe = stage_nfe(models[snap], settings)
             r["train_pflop"] += images * flops[run]["train"] / 1e15
             r["sample_gflop"] += nfe * flops[run]["forward"] / 1e9
             r["nfe"].append(nfe)

@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 
 from ..metrics.classifier import bundled_feature_net_dir, load_feature_net
+from .sets import file_stamp
 
 INCEPTION = "inception"
 BUNDLED_FEATURES = "fmnist"
@@ -29,8 +30,7 @@ class Extractor:
 
 
 def _file_fingerprint(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    return hashlib.sha256(file_stamp(path).encode()).hexdigest()[:16]
 
 
 def load_extractor(which: str = INCEPTION, inception_path: str | None = None,

@@ -68,9 +68,14 @@ class ImageSet:
         h = hashlib.sha256(f"{self.path.resolve()}|{self.count}".encode())
         files = [self.path] if self.path.is_file() else [self.path / n for n in self.source.names[:self.count]]
         for f in files:
-            st = f.stat()
-            h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+            h.update(file_stamp(f).encode())
         return h.hexdigest()[:16]
+
+
+def file_stamp(path: Path) -> str:
+    """What identifies a file's version for the activation cache: path, size, modification time."""
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
 def npz_has_images(path: str | os.PathLike) -> bool:
