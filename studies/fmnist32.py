@@ -70,6 +70,26 @@ def snapshot_dir(work: Path, run: str, images: int) -> Path | None:
     return best
 
 
+def finished(work: Path, name: str) -> bool:
+    """An evaluation is done when its JSON exists with the sample count its entry asks for; a
+    record of another count (the plan changed) is moved to evals/superseded/ and redone."""
+    import json
+
+    out = work / "evals" / f"{name}.json"
+    if not out.exists():
+        return False
+    if json.loads(out.read_text())["n"] == EVALS[name]["n"]:
+        return True
+    old = work / "evals" / "superseded"
+    old.mkdir(exist_ok=True)
+    for f in (out, out.with_name(f"{name}-first100.npz")):
+        try:
+            f.replace(old / f.name)
+        except FileNotFoundError:                   # another worker moved it first
+            pass
+    return False
+
+
 def reference(work: Path, extractor):
     """Features of the real training set (all 60k for FID; P/R and KID use the first 10k) and the
     first 10k real images for SWD / spectral distance."""
@@ -93,7 +113,7 @@ def run_eval(work: Path, name: str, spec: dict, extractor, ref, ref_images) -> b
     from relay_diffusion.pipeline import RelayChain, _defaults
 
     out = work / "evals" / f"{name}.json"
-    if out.exists():
+    if finished(work, name):
         return True
     n, t = spec["n"], time.perf_counter()
     if "real" in spec:                        # real held-out images: the floor of every metric
@@ -123,7 +143,9 @@ def run_eval(work: Path, name: str, spec: dict, extractor, ref, ref_images) -> b
     result["halves"] = [measure(slice(0, n // 2)), measure(slice(n // 2, n))]
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(work / "evals" / f"{name}-first100.npz", images=images[:100].numpy())
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    tmp = out.with_suffix(".json.tmp")                  # other workers read these: write atomically
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(out)
     log(f"eval {name}: FID {result['fid']:.3f} P {result['precision']:.3f} R {result['recall']:.3f} "
         f"({n} samples, {seconds:.0f} s sampling)")
     return True
@@ -160,7 +182,7 @@ def phase_eval(work: Path, wait_hours: float = 4.0) -> None:
     ref, ref_images = reference(work, extractor)
     deadline = time.time() + 3600 * wait_hours
     while True:
-        todo = [n for n in EVALS if not (work / "evals" / f"{n}.json").exists()]
+        todo = [n for n in EVALS if not finished(work, n)]
         waiting = []
         for name in todo:
             if not claim(work, name):

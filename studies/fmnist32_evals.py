@@ -3,29 +3,33 @@ settings, how many samples. Each entry becomes one JSON of metrics in <workdir>/
 
 from __future__ import annotations
 
-HEADLINE = 10_000      # samples of the headline rows (the issue asks for ≥ 10k)
-SMALL = 5_000          # samples of curve and ablation points (CPU budget; spread reported)
+SAMPLES = 10_000       # samples of every evaluation (the issue asks for ≥ 10k; FID's 1/n bias
+                       # makes points with different counts incomparable, so all use the same)
 
 # stage = (run name, training images of the snapshot, sampler settings overrides)
-SINGLE, BASE = "single32", "base8"
+SINGLE = "single32"
 
 
-def single(images, steps=18, n=SMALL):
-    return dict(stages=[(SINGLE, images, dict(num_steps=steps))], n=n)
+def single(images, steps=18):
+    return dict(stages=[(SINGLE, images, dict(num_steps=steps))], n=SAMPLES)
 
 
-def rdm(relay_images=150_000, relay="relay32", base_steps=18, n=SMALL, **relay_settings):
-    return dict(stages=[(BASE, 400_000, dict(num_steps=base_steps)),
-                        (relay, relay_images, relay_settings)], n=n)
+def rdm(relay_images=150_000, relay="relay32", base=("base8", 400_000), base_steps=18, **relay_settings):
+    return dict(stages=[(*base, dict(num_steps=base_steps)), (relay, relay_images, relay_settings)], n=SAMPLES)
+
+
+def rdm16(relay_images=100_000, **kw):
+    """RDM 16×16 → 32×32 (up-scale 2) on the base16 run's final snapshot."""
+    return rdm(relay_images, relay="relay16to32", base=("base16", 200_000), **kw)
 
 
 EVALS = {
     # real held-out images (Fashion-MNIST test set): what a perfect model would score
-    "real-test": dict(real="fmnist32-test.zip", n=HEADLINE),
+    "real-test": dict(real="fmnist32-test.zip", n=SAMPLES),
     # headline: final models at their default samplers (EDM Heun 18 steps; relay 18-step grid
     # truncated below σ = 0.9, η = 0.2)
-    "single@300k": single(300_000, n=HEADLINE),
-    "rdm@150k": rdm(n=HEADLINE),
+    "single@300k": single(300_000),
+    "rdm@150k": rdm(),
     # quality vs training compute
     "single@100k": single(100_000),
     "single@200k": single(200_000),
@@ -42,4 +46,8 @@ EVALS = {
     "rdm@150k-trunc1.6": rdm(truncation_sigma=1.6),   # grid: … 2.59, 1.56, 0.90, 0.49 …
     "rdm-alpha0@100k": rdm(100_000, relay="relay32-alpha0"),
     "rdm-paper@100k": rdm(100_000, relay="relay32-paper"),
+    # up-scale 2 (16 → 32): curve points and a cheaper base sampler
+    "rdm16@50k": rdm16(50_000),
+    "rdm16@100k": rdm16(),
+    "rdm16@100k-fast": rdm16(base_steps=10, num_steps=10),
 }

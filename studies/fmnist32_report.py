@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from fmnist32_evals import HEADLINE, SMALL
+from fmnist32_evals import SAMPLES
 from fmnist32_runs import RUNS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,10 +100,12 @@ def plots(results: dict) -> list:
     for key, label, fname, groups in (
             ("train_pflop", "training compute (PFLOP, network FLOPs × images)", "fid_vs_train.png",
              {"single-stage EDM 32×32": ["single@100k", "single@200k", "single@300k"],
-              "RDM 8×8 → 32×32": ["rdm@50k", "rdm@100k", "rdm@150k"]}),
+              "RDM 8×8 → 32×32": ["rdm@50k", "rdm@100k", "rdm@150k"],
+              "RDM 16×16 → 32×32": ["rdm16@50k", "rdm16@100k"]}),
             ("sample_gflop", "sampling cost (GFLOP per image, NFE × network FLOPs)", "fid_vs_sampling.png",
              {"single-stage EDM 32×32": ["single@300k-8steps", "single@300k"],
-              "RDM 8×8 → 32×32": ["rdm@150k-fast", "rdm@150k"]})):
+              "RDM 8×8 → 32×32": ["rdm@150k-fast", "rdm@150k"],
+              "RDM 16×16 → 32×32": ["rdm16@100k-fast", "rdm16@100k"]})):
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
         for g, names in groups.items():
             pts = [(results[n][key], results[n]["fid"], spread(results[n], "fid")) for n in names if n in results]
@@ -126,7 +128,7 @@ def grids(work: Path) -> list:
     from relay_diffusion.io import save_image_grid
 
     made = []
-    for name in ("single@300k", "rdm@150k"):
+    for name in ("single@300k", "rdm@150k", "rdm16@100k"):
         f = work / "evals" / f"{name}-first100.npz"
         if f.exists():
             images = torch.from_numpy(np.load(f)["images"]).float() / 127.5 - 1
@@ -136,10 +138,9 @@ def grids(work: Path) -> list:
     return made
 
 
-def crossing(results: dict, target: float) -> str:
-    """Training compute at which the RDM curve first reaches `target` FID (linear interpolation)."""
-    pts = sorted((results[n]["train_pflop"], results[n]["fid"]) for n in ("rdm@50k", "rdm@100k", "rdm@150k")
-                 if n in results)
+def crossing(results: dict, target: float, curve=("rdm@50k", "rdm@100k", "rdm@150k")) -> str:
+    """Training compute at which a curve first reaches `target` FID (linear interpolation)."""
+    pts = sorted((results[n]["train_pflop"], results[n]["fid"]) for n in curve if n in results)
     for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
         if y0 > target >= y1:
             return f"{x0 + (x1 - x0) * (y0 - target) / (y0 - y1):.3f}"
@@ -169,6 +170,11 @@ def phase_report(work: Path) -> None:
                     f"reach the single-stage model's final FID." if cross == "not reached" else
                     f"RDM reaches the single-stage model's final FID at {cross} PFLOP of training "
                     f"(single-stage: {single['train_pflop']:.3f} PFLOP).")
+        rdm16 = results.get("rdm16@100k")
+        if rdm16:
+            summary += (f" With up-scale 2 (16×16 base) RDM has FID {rdm16['fid']:.3f} at "
+                        f"{rdm16['train_pflop'] / single['train_pflop']:.0%} of the training compute and "
+                        f"{rdm16['sample_gflop'] / single['sample_gflop']:.0%} of the sampling cost.")
     runs = "\n".join(f"| `{k}` | {v['preset']} | {v['duration']:,} | "
                      f"{', '.join(f'{a}={b}' for a, b in v.items() if a not in ('preset', 'duration', 'snapshot')) or '–'} |"
                      for k, v in RUNS.items())
@@ -209,8 +215,7 @@ are in [`docs/study/`](study/) (`results.json`).
   accuracy), SWD on 7×7 Laplacian-pyramid patches (16 per image, 512 directions, ×10³), radial power-spectrum distance, and the
   classifier's IS. Reference: the 60k training images for FID, the first 10k for P/R, KID, SWD
   and spectral. The row `real-test` (10k real test images) is what a perfect model would score.
-- **Samples**: seeds 0…n−1, labels = seed mod 10, {HEADLINE:,} samples for the two headline rows and
-  {SMALL:,} for curve and ablation points (CPU budget). "±" is the half-difference of the metric on
+- **Samples**: seeds 0…n−1, labels = seed mod 10, {SAMPLES:,} samples for every row. "±" is the half-difference of the metric on
   the two halves of the seeds (seed-to-seed spread at half the sample count).
 - **Samplers**: single-stage and base: EDM Heun, 18 steps (35 NFE) unless stated; relay: 18-step
   Karras grid truncated below σ = 0.9 (7 steps, 13 NFE), η = 0.2, α = the model's, official
@@ -243,6 +248,13 @@ and sampled), paper-normalised vs official noise mixture (trained and sampled):
 Block noise and noise mixture (relay stages trained 100k images, both trained and sampled that way):
 
 {table(results, ["rdm@100k", "rdm-alpha0@100k", "rdm-paper@100k"])}
+## Up-scale 2: RDM 16×16 → 32×32
+
+A 16×16 base (`base16`, tiny-16) and a 16→32 relay (`relay16to32`, 2×2 patches and blocks), sized
+to the 8→32 RDM's final training compute; the single-stage and 8→32 rows repeated for comparison.
+`rdm16@100k-fast`: base 10 steps, relay 10-step grid truncated at 0.9.
+
+{table(results, ["single@300k", "rdm@150k", "rdm16@50k", "rdm16@100k", "rdm16@100k-fast"])}
 ## Samples (seeds 0–99, one class per column)
 
 {" ".join(f"![{f}](study/{f})" for f in figures if f.startswith("samples_"))}

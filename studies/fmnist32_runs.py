@@ -17,6 +17,10 @@ RUNS = {
     # instead of the official σ(ε + αB)
     "relay32-alpha0": dict(preset="fmnist-relay-8to32", duration=100_000, block_scale=0.0),
     "relay32-paper": dict(preset="fmnist-relay-8to32", duration=100_000, noise_mixture="paper"),
+    # RDM with up-scale 2: a 16×16 base (the 8×8 preset's recipe on tiny-16) + a 16→32 relay
+    # (2×2 patches, block noise over 2×2 blocks); durations sized to rdm 8→32's final compute
+    "base16": dict(preset="fmnist-base-8", duration=200_000, network="tiny-16", resolution=16),
+    "relay16to32": dict(preset="fmnist-relay-8to32", duration=100_000, up_scale=2),
 }
 # two single-thread processes; each lane runs its runs one after another (≈ balanced)
-LANES = (("single32", "relay32-paper"), ("base8", "relay32", "relay32-alpha0"))
+LANES = (("single32", "relay32-paper", "base16"), ("base8", "relay32", "relay32-alpha0", "relay16to32"))
