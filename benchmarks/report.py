@@ -151,43 +151,46 @@ def scaling_section(d: dict) -> str:
     base = d.get("base_resolution", 32)
     on_cuda = str(d.get("device", "cpu")).startswith("cuda")
     mem = "peak MiB/img (CUDA allocated)" if on_cuda else "peak MiB/img (RSS)"
-    tiny = d["tiny"]
-    abs_rows = [[f"`{r['network']}`", r["resolution"], num(r["params"]), num(r["flops_per_image"] / 1e9),
-                 ms(r["forward_s_per_image"]), ms(r["train_step_s_per_image"]), num(r["forward_gflops_per_s"]),
-                 num(r["forward_peak_mib_per_image"]), num(r["train_peak_mib_per_image"])] for r in tiny]
-    growth_rows = [[f"`{r['network']}`", r["resolution"], ratio(g["pixels"]), ratio(g["flops"]),
-                    ratio(g["forward_time"]), ratio(g["train_time"]), ratio(g["forward_memory"]),
-                    ratio(g["train_memory"])] for r in tiny for g in [r["growth_vs_base"]]]
-    paper = d["paper"]
-    res_list = [str(r) for r in d["resolutions"]]
-    paper_rows = [[f"`{r['network']}`", r["resolution"], num(r["params"]), num(r["flops_per_image"] / 1e9),
-                   (num(r["forward_s_per_image"]) if r["measured"] else "not run"),
-                   (num(r["forward_peak_mib"]) if r["measured"] else "not run"), r["repeats"] or "—"]
-                  for r in paper]
-    flops_rows = [[f"`{r['network']}`"] + [f"{num(r['flops_per_image_by_resolution'][k] / 1e9)} "
-                                            f"({ratio(r['flops_growth_vs_base'][k])})" for k in res_list]
-                  for r in paper]
+
+    def tables(rows: list) -> list[str]:
+        """Absolute values and growth vs the base resolution; unmeasured rows keep params/FLOPs."""
+        if not rows:
+            return ["(none)"]
+        def t(r, key, fmt):
+            return fmt(r[key]) if r.get("measured", True) else "not run"
+        absolute = [[f"`{r['network']}`", r["resolution"], num(r["params"]), num(r["flops_per_image"] / 1e9),
+                     t(r, "forward_s_per_image", ms), t(r, "train_step_s_per_image", ms),
+                     t(r, "forward_gflops_per_s", num), t(r, "forward_peak_mib_per_image", num),
+                     t(r, "train_peak_mib_per_image", num)] for r in rows]
+        growth = [[f"`{r['network']}`", r["resolution"], ratio(g["pixels"]), ratio(g["flops"]),
+                   ratio(g["forward_time"]), ratio(g["train_time"]), ratio(g["forward_memory"]),
+                   ratio(g["train_memory"])] for r in rows for g in [r["growth_vs_base"]]]
+        return [table(["network", "res", "params", "fwd GFLOPs/img", "fwd ms/img", "train ms/img", "fwd GFLOP/s",
+                       "fwd " + mem, "train " + mem], absolute), "",
+                f"Growth relative to {base}×{base} (value at res ÷ value at {base}, same network, same run):", "",
+                table(["network", "res", "pixels", "FLOPs", "fwd time", "train time", "fwd memory",
+                       "train memory"], growth)]
+
+    tiny, paper = d["tiny"], d["paper"]
     prec = "bf16 autocast" if d.get("bf16") else "float32"
     batch = tiny[0]["batch"] if tiny else "?"
     reps = tiny[0]["repeats"] if tiny else "?"
+    paper_reps = next((r["repeats"] for r in paper if r.get("measured")), None)
     return "\n".join([
         "## Time and memory per image vs resolution (`scaling.py`)", "",
-        f"Device {d.get('device', 'cpu')}, {prec}. Tiny presets built for each resolution with "
-        f"`with_data(res, 3, 0)`; batch {batch}, median of {reps} calls. Forward = `torch.no_grad()` inference "
-        f"forward; train = forward + backward of the network (no optimizer). FLOPs: {d['flops']}. "
-        f"Memory: {d['memory']}, divided by the batch. FLOPs count convolutions, matmuls and attention, "
-        f"not element-wise ops. `attn_resolutions` are in pixels, so the tiny networks keep self-attention "
-        f"only where a level is 8×8 (tiny-32 at 32; tiny-64 at 32 and 64), as the parameter counts show.", "",
-        table(["network", "res", "params", "fwd GFLOPs/img", "fwd ms/img", "train ms/img", "fwd GFLOP/s",
-               "fwd " + mem, "train " + mem], abs_rows), "",
-        f"Growth relative to {base}×{base} (value at res ÷ value at {base}, same network, same run):", "",
-        table(["network", "res", "pixels", "FLOPs", "fwd time", "train time", "fwd memory", "train memory"],
-              growth_rows), "",
-        "Paper ADM configs at their native resolution: one forward pass, batch 1 (too large for training "
-        "steps on CPU).", "",
-        table(["network", "res", "params", "fwd GFLOPs/img", "fwd s/img", "fwd peak MiB", "repeats"], paper_rows), "",
-        f"Paper configs, forward GFLOPs per image at each resolution (growth vs {base}; counted, not run):", "",
-        table(["network"] + res_list, flops_rows)])
+        f"Device {d.get('device', 'cpu')}, {prec}. Forward = `torch.no_grad()` inference forward; train = "
+        f"forward + backward of the network (no optimizer). FLOPs: {d['flops']}. Memory: {d['memory']}, "
+        f"divided by the batch. FLOPs count convolutions, matmuls and attention, not element-wise ops.", "",
+        f"### Tiny presets (batch {batch}, median of {reps} calls)", "",
+        "Built for each resolution with `with_data(res, 3, 0)`. `attn_resolutions` are in pixels, so the "
+        "tiny networks keep self-attention only where a level is 8×8 (tiny-32 at 32; tiny-64 at 32 and 64), "
+        "as the parameter counts show.", "",
+        *tables(tiny), "",
+        f"### Paper ADM configs (batch 1, median of {paper_reps or '—'} calls after a memory-probe call)", "",
+        "The official networks (labels and augmentation inputs kept) built at each resolution; native "
+        "resolutions: imagenet64-stage1 64, imagenet256-stage2 and celebahq256-stage2 256. Configs not "
+        "run (`--paper`, `--skip-paper`) still show parameters and FLOPs.", "",
+        *tables(paper)])
 
 
 def metrics_section(d: dict) -> str:
@@ -217,7 +220,8 @@ From the repository root (the package installed, e.g. `pip install -e .`):
 python -m benchmarks                          # everything, writes benchmarks/results/*.json + this README
 python -m benchmarks --quick                  # smoke run: small sizes and repeats (not for citation)
 python -m benchmarks --only ops,scaling       # a subset: ops, sampling, training, scaling, metrics
-python -m benchmarks --skip-paper             # scaling without the (slow on CPU) paper-config forwards
+python -m benchmarks --skip-paper             # scaling without the (slow on CPU) paper configs (≈ 3.5 min each on 2 cores)
+python -m benchmarks --extra scaling="--paper imagenet256-stage2"   # run only some paper configs
 python -m benchmarks --extra scaling="--device cuda --bf16"   # extra arguments for one script
 python -m benchmarks.report --outdir benchmarks/results      # re-render this README from the JSON files
 ```

@@ -1,10 +1,15 @@
 """Resolution scaling: parameters, forward FLOPs, seconds and peak memory per image of the ADM
 networks at 32, 64, 128 and 256 pixels — the tiny CPU presets (tiny-32, tiny-64, built for each
-resolution with `with_data(res, 3, 0)`; forward and a training step) and the paper configs
-(imagenet64-stage1 at 64, imagenet256-stage2 and celebahq256-stage2 at 256; forward only, batch 1).
+resolution with `with_data(res, 3, 0)`, batch --batch) and the paper configs (imagenet64-stage1,
+native 64; imagenet256-stage2 and celebahq256-stage2, native 256; labels kept, batch 1), each
+built at every resolution; forward and a training step (forward + backward) for both.
 
-    python benchmarks/scaling.py --json scaling.json [--batch 16] [--repeats 5] [--skip-paper]
-                                 [--device cuda [--bf16]] [--quick]
+    python benchmarks/scaling.py --json scaling.json [--batch 16] [--repeats 5]
+                                 [--paper NAMES | --skip-paper] [--device cuda [--bf16]] [--quick]
+
+On a 2-core CPU (≈ 300 GFLOP/s on these convolutions) the paper configs add ≈ 3.5 minutes each
+(≈ 3–4 TFLOP per forward sweep over 32…256, batch 1); celebahq256-stage2 is imagenet256-stage2
+without labels, so `--paper` may leave it out.
 
 FLOPs are counted by torch.utils.flop_counter.FlopCounterMode on a meta-device copy (matmuls,
 convolutions and attention; one multiply-add = 2 FLOPs), so they cost nothing to compute and are
@@ -122,10 +127,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=16, help="images per call for the tiny networks")
     ap.add_argument("--repeats", type=int, default=5, help="timed calls per tiny measurement (median)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls after the memory-probe call")
+    ap.add_argument("--paper", default=",".join(n for n, _ in PAPER),
+                    help="paper configs to run (comma-separated); the others are counted, not run")
     ap.add_argument("--paper-repeats", type=int, default=2,
-                    help="timed forward calls (batch 1) per paper config, after one memory-probe call")
+                    help="timed calls (batch 1) per paper measurement, after one memory-probe call")
     ap.add_argument("--skip-paper", action="store_true",
-                    help="do not run the paper configs (their parameters and FLOPs are still counted)")
+                    help="run no paper config (their parameters and FLOPs are still counted)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast around the network")
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -146,20 +153,21 @@ def main(argv=None) -> dict:
         print(f"scaling: {name} @ {res} {mode} (batch {batch})", file=sys.stderr, flush=True)
         return run_child([__file__, "--one", json.dumps(spec)])
 
-    tiny = []
-    for name in [n for n in args.tiny.split(",") if n]:
+    def network_rows(name, batch, repeats, warmup, run=True):
+        """One row per resolution: params and FLOPs (always), then forward and training-step seconds
+        and peak memory per image when `run`, and growth ratios vs the first resolution."""
         rows = []
         for res in resolutions:
-            fwd = child(name, res, "forward", args.batch, args.repeats, args.warmup)
-            train = child(name, res, "train", args.batch, args.repeats, args.warmup)
-            rows.append({"network": name, "resolution": res, **count(name, res), "batch": args.batch,
-                         "repeats": args.repeats,
-                         "forward_s_per_image": fwd["seconds_per_image"],
-                         "train_step_s_per_image": train["seconds_per_image"],
-                         "forward_peak_mib": fwd["peak_mib"], "forward_peak_mib_per_image": fwd["peak_mib_per_image"],
-                         "train_peak_mib": train["peak_mib"], "train_peak_mib_per_image": train["peak_mib_per_image"]})
+            row = {"network": name, "resolution": res, **count(name, res), "batch": batch,
+                   "repeats": repeats if run else None, "measured": run}
+            for mode, key in (("forward", "forward"), ("train", "train_step")):
+                m = child(name, res, mode, batch, repeats, warmup) if run else {}
+                row[f"{key}_s_per_image"] = m.get("seconds_per_image")
+                row[f"{mode}_peak_mib"] = m.get("peak_mib")
+                row[f"{mode}_peak_mib_per_image"] = m.get("peak_mib_per_image")
+            row["forward_gflops_per_s"] = _ratio(row["flops_per_image"] / 1e9, row["forward_s_per_image"])
+            rows.append(row)
         for r in rows:
-            r["forward_gflops_per_s"] = r["flops_per_image"] / r["forward_s_per_image"] / 1e9
             r["growth_vs_base"] = {
                 "pixels": (r["resolution"] / base_res) ** 2,
                 "flops": _ratio(r["flops_per_image"], rows[0]["flops_per_image"]),
@@ -168,23 +176,13 @@ def main(argv=None) -> dict:
                 "forward_memory": _ratio(r["forward_peak_mib"], rows[0]["forward_peak_mib"]),
                 "train_memory": _ratio(r["train_peak_mib"], rows[0]["train_peak_mib"]),
             }
-        tiny += rows
+        return rows
 
-    paper = []
-    for name, native in PAPER:
-        counts = {res: count(name, res) for res in resolutions}
-        row = {"network": name, "resolution": native, **count(name, native), "batch": 1,
-               "repeats": None if args.skip_paper else args.paper_repeats, "measured": not args.skip_paper,
-               "forward_s_per_image": None, "forward_peak_mib": None,
-               "params_by_resolution": {str(r): c["params"] for r, c in counts.items()},
-               "flops_per_image_by_resolution": {str(r): c["flops_per_image"] for r, c in counts.items()},
-               "flops_growth_vs_base": {str(r): c["flops_per_image"] / counts[base_res]["flops_per_image"]
-                                        for r, c in counts.items()}}
-        if not args.skip_paper:
-            fwd = child(name, native, "forward", 1, args.paper_repeats, 0)
-            row["forward_s_per_image"], row["forward_peak_mib"] = fwd["seconds_per_image"], fwd["peak_mib"]
-            row["forward_gflops_per_s"] = row["flops_per_image"] / fwd["seconds_per_image"] / 1e9
-        paper.append(row)
+    tiny = [r for name in args.tiny.split(",") if name
+            for r in network_rows(name, args.batch, args.repeats, args.warmup)]
+    paper_run = [] if args.skip_paper else [n for n in args.paper.split(",") if n]
+    paper = [r for name, _ in PAPER
+             for r in network_rows(name, 1, args.paper_repeats, 0, run=name in paper_run)]
 
     return emit({**machine(args.device), "quick": args.quick, "bf16": args.bf16, "resolutions": resolutions,
                  "base_resolution": base_res, "warmup": args.warmup,
