@@ -182,7 +182,8 @@ def phase_report(work: Path) -> None:
     discussion = DISCUSSION.read_text() if DISCUSSION.exists() else "_(not written yet)_\n"
     doc = f"""# Study: relay diffusion vs a single-stage model at equal compute (Fashion-MNIST 32×32)
 
-Reproduce (≈ 3–4 CPU-hours on 2 cores; resumes when interrupted):
+Reproduce (≈ 3 hours on an idle 2-core CPU, ≈ 6 single-thread process-hours; resumes when
+interrupted, and redoes only evaluations whose plan changed):
 
 ```bash
 python studies/fmnist32.py --workdir runs/study-fmnist32
