@@ -138,9 +138,10 @@ def grids(work: Path) -> list:
     return made
 
 
-def crossing(results: dict, target: float, curve=("rdm@50k", "rdm@100k", "rdm@150k")) -> str:
-    """Training compute at which a curve first reaches `target` FID (linear interpolation)."""
-    pts = sorted((results[n]["train_pflop"], results[n]["fid"]) for n in curve if n in results)
+def crossing(results: dict, target: float) -> str:
+    """Training compute at which the RDM curve first reaches `target` FID (linear interpolation)."""
+    pts = sorted((results[n]["train_pflop"], results[n]["fid"]) for n in ("rdm@50k", "rdm@100k", "rdm@150k")
+                 if n in results)
     for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
         if y0 > target >= y1:
             return f"{x0 + (x1 - x0) * (y0 - target) / (y0 - y1):.3f}"
