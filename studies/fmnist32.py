@@ -187,10 +187,10 @@ def phase_eval(work: Path, wait_hours: float = 4.0) -> None:
         for name in todo:
             if not claim(work, name):
                 continue
-            if run_eval(work, name, EVALS[name], extractor, ref, ref_images):
-                (work / "evals" / f"{name}.claim").unlink(missing_ok=True)
-                break                                   # re-scan: earlier items may be ready now
+            done = run_eval(work, name, EVALS[name], extractor, ref, ref_images)
             (work / "evals" / f"{name}.claim").unlink(missing_ok=True)
+            if done:
+                break                                   # re-scan: earlier items may be ready now
             waiting.append(name)
         else:
             if not waiting:
