@@ -17,6 +17,7 @@ from . import __version__
 from .io import save_image_grid, to_pil, to_uint8
 from .pipeline import LABEL_MODES, RelayChain
 from .sampling.presets import BASE_RECIPES, RELAY_RECIPES, BaseSamplerSettings, RelaySamplerSettings
+from .sampling.solvers import SOLVERS
 
 # official recipes for a (base, relay) chain (spec §E.1, §E.2.5)
 CHAIN_PRESETS = {"imagenet256": ("imagenet64", "imagenet256"), "celebahq256": ("celebahq64", "celebahq256")}
@@ -30,6 +31,8 @@ STAGE_FLAGS = {
     "churn_max": ("S_max", float), "churn_noise": ("S_noise", float), "sde_scale": ("sde_scale", float),
     "truncation_sigma": ("truncation_sigma", float), "truncation_t": ("truncation_t", float),
     "s_noise": ("s_noise", float), "s_block": ("s_block", float), "corrector": ("corrector", str),
+    "solver": ("solver", str), "sigma_grid": ("sigma_grid", str),
+    "lambda_frequency": ("lambda_frequency", float),
 }
 STAGE_FLAG_HELP = {
     "steps": "nominal σ-grid size (relay: before truncation)", "sigma_min": "smallest σ",
@@ -38,7 +41,10 @@ STAGE_FLAG_HELP = {
     "churn_min": "base/edm: S_min", "churn_max": "base/edm: S_max", "churn_noise": "base/edm: S_noise",
     "sde_scale": "base/sde: η", "truncation_sigma": "relay: start below this σ",
     "truncation_t": "relay: L of the sampler's u(σ)", "s_noise": "relay: η (fresh-noise fraction)",
-    "s_block": "relay: α of the injected block noise", "corrector": "relay: noise (official) or denoised",
+    "s_block": "relay: α of the injected block noise", "corrector": "relay/heun: noise (official) or denoised",
+    "solver": f"{', '.join(SOLVERS)} (heun = official; docs/solvers.md)",
+    "sigma_grid": "relay: truncated (official), rho or lambda (--steps σ's from --truncation-sigma down)",
+    "lambda_frequency": "relay, --sigma-grid lambda: patch-DCT frequency radius whose λ is uniform (0 = DC)",
 }
 
 
@@ -241,8 +247,9 @@ def _run(args, d, device) -> int:
                  labels=idx_labels.numpy() if idx_labels is not None else np.full(len(seeds), -1))
     record = {"relay_diffusion": __version__, "models": [str(Path(m).resolve()) for m in models],
               "stages": [{"stage": m.stage, "resolution": m.resolution, "label_dim": m.label_dim,
-                          "schedule": m.config.get("schedule"), "sampler": dataclasses.asdict(s)}
-                         for m, s in zip(chain.models, chain.settings)],
+                          "schedule": m.config.get("schedule"), "sampler": dataclasses.asdict(s), "nfe": n}
+                         for m, s, n in zip(chain.models, chain.settings, chain.nfe())],
+              "nfe": sum(chain.nfe()),
               "seeds": args.seeds if not args.from_images else None, "num_images": len(seeds),
               "labels": labels, "dtype": str(dtype),
               "weights": args.weights, "postprocess": edits, "from_images": args.from_images,

@@ -105,6 +105,11 @@ class RelayChain:
         m = self.models[0]
         return m.resolution // m.schedule.up_scale if m.stage == "relay" else m.resolution
 
+    def nfe(self) -> list[int]:
+        """Network evaluations per image of every stage (guided calls count twice)."""
+        return [s.nfe(m.schedule) * (2 if m.label_dim and s.cfg_scale != 1 else 1)
+                for m, s in zip(self.models, self.settings)]
+
     def _denoiser(self, i: int):
         m, s = self.models[i], self.settings[i]
         return classifier_free_guidance(m.denoiser, s.cfg_scale) if m.label_dim else m.denoiser

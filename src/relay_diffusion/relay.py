@@ -345,6 +345,12 @@ class RelaySchedule:
         """Per-frequency factors α_kl at noise level σ, shape [..., s, s]; (0, 0) is always 1."""
         return blur_factors(self.blur_sigma_at(sigma), self.up_scale, self.min_scale)
 
+    def frequency_factor(self, sigma: torch.Tensor | float, frequency: float) -> torch.Tensor:
+        """α at noise level σ of a patch-DCT frequency of radius f = √(k² + l²) (f = 0: the DC)."""
+        sb = self.blur_sigma_at(sigma)
+        decay = torch.exp(-(math.pi * frequency / self.up_scale) ** 2 * sb ** 2 / 2)
+        return (1 - self.min_scale) * decay + self.min_scale
+
     def blur(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """The clean image blurred to the level the forward process reaches at σ."""
         check_image(x, self.up_scale, "x")

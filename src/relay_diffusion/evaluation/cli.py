@@ -4,6 +4,7 @@ between two image sets, or between a model chain's samples and a reference, plus
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -99,9 +100,15 @@ def run_eval(args) -> int:
     result = compute_metrics(samples, ref, metrics, allow_small=args.allow_small,
                              sample_images=sample_images, reference_images=ref_images)
     result["num_samples"], result["num_ref"] = samples.count, ref.count
+    if args.models:
+        result["stages"] = [{"model": d, "sampler": dataclasses.asdict(s), "nfe": n}
+                            for d, s, n in zip(models, chain.settings, chain.nfe())]
+        result["nfe"] = sum(chain.nfe())
     result["features"] = samples.extractor or ref.extractor
     print(f"{samples.count} samples vs {ref.count or 'unknown number of'} reference images "
           f"({result['features']})")
+    if args.models:
+        print(f"network evaluations per image: {' + '.join(map(str, chain.nfe()))}")
     print(format_metrics(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

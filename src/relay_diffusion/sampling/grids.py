@@ -3,6 +3,9 @@ relay stage, which runs only the low-noise end of the trajectory (spec §C.6).""
 
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 import torch
 
 
@@ -38,3 +41,65 @@ def check_sigmas(sigmas) -> torch.Tensor:
     if s.numel() > 1 and not bool((s[1:] < s[:-1]).all()):
         raise ValueError("sigmas must be strictly decreasing")
     return s
+
+
+# --------------------------------------------------------------------------------------------
+# Relay grids (docs/solvers.md §4). The official one truncates a nominal EDM grid; for few steps
+# it is better to place exactly `num_steps` σ's between the start and σ_min.
+
+RELAY_GRIDS = ("truncated", "rho", "lambda")
+
+
+def relay_grid(kind: str, num_steps: int, sigma_min: float, sigma_max: float, rho: float,
+               truncation_sigma: float, schedule=None, lambda_frequency: float = 0.0) -> torch.Tensor:
+    """The σ's a relay stage runs (float64, descending):
+
+    truncated: the EDM grid of `num_steps` nominal points on [σ_min, σ_max], every σ ≥
+      truncation_sigma dropped (the official rule; the first kept σ is the start σ₀);
+    rho: `num_steps` ρ-spaced σ's from σ₀ = truncation_sigma down to σ_min (sigma_max unused);
+    lambda: `num_steps` σ's from truncation_sigma to σ_min, uniform in λ = log d(σ) − log σ of the
+      patch-DCT frequency of radius `lambda_frequency` (0: the DC, i.e. uniform in log σ) under
+      `schedule` (a RelaySchedule with the sampler's L).
+    """
+    if kind not in RELAY_GRIDS:
+        raise ValueError(f"sigma_grid must be one of {RELAY_GRIDS}, got {kind!r}")
+    if kind == "truncated":
+        return truncate_sigmas(karras_sigmas(num_steps, sigma_min, sigma_max, rho), truncation_sigma)
+    if not 0 < sigma_min < truncation_sigma < float("inf"):
+        raise ValueError(f"sigma_grid {kind!r} runs from truncation_sigma down to sigma_min: need "
+                         f"0 < sigma_min < truncation_sigma < inf, got {sigma_min}, {truncation_sigma}")
+    if kind == "rho":
+        return karras_sigmas(num_steps, sigma_min, truncation_sigma, rho)
+    if schedule is None:
+        raise ValueError("sigma_grid 'lambda' needs the relay schedule")
+    top = math.sqrt(2) * (schedule.up_scale - 1)
+    if not 0 <= lambda_frequency <= top:
+        raise ValueError(f"lambda_frequency must be in [0, {top:.3g}] (a patch-DCT frequency radius for "
+                         f"up_scale {schedule.up_scale}), got {lambda_frequency}")
+    return lambda_sigmas(num_steps, sigma_min, truncation_sigma,
+                         lambda s: torch.log(schedule.frequency_factor(s, lambda_frequency)))
+
+
+def lambda_sigmas(num_steps: int, sigma_min: float, sigma_start: float,
+                  log_factor: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """`num_steps` σ's from sigma_start to sigma_min, equally spaced in λ(σ) = log d(σ) − log σ
+    (strictly decreasing in σ for a non-increasing blur factor d; d ≡ 1 gives log σ)."""
+    ends = karras_sigmas(num_steps, sigma_min, sigma_start, 1.0)[[0, -1]]      # validates
+    if log_factor is None:
+        return torch.exp(torch.linspace(math.log(sigma_start), math.log(sigma_min), num_steps,
+                                        dtype=torch.float64))
+
+    def lam(log_sigma: torch.Tensor) -> torch.Tensor:
+        return log_factor(torch.exp(log_sigma)) - log_sigma
+
+    lo_hi = torch.log(ends)
+    target = torch.linspace(float(lam(lo_hi[0])), float(lam(lo_hi[1])), num_steps, dtype=torch.float64)
+    lo = torch.full_like(target, float(lo_hi[1]))                   # log σ_min: λ largest
+    hi = torch.full_like(target, float(lo_hi[0]))
+    for _ in range(80):                                             # bisection on log σ
+        mid = (lo + hi) / 2
+        above = lam(mid) > target                                   # σ still too small
+        lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+    out = torch.exp((lo + hi) / 2)
+    out[0], out[-1] = sigma_start, sigma_min
+    return out

@@ -8,27 +8,48 @@ import dataclasses
 import torch
 
 from ..relay import RelaySchedule
-from .grids import karras_sigmas, truncate_sigmas
+from .grids import RELAY_GRIDS, karras_sigmas, relay_grid
+from .solvers import SOLVERS, nfe
+
+
+def _check_solver_name(solver: str) -> None:
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class RelaySamplerSettings:
     """Arguments of `relay_sampler` (and the guidance scale wrapped around its denoiser)."""
 
-    num_steps: int = 18               # nominal EDM grid size before truncation
+    num_steps: int = 18               # grid size: nominal EDM grid before truncation ("truncated"),
+                                      # σ's run ("rho", "lambda")
     sigma_min: float = 0.008          # last σ; the sampler returns D(x; σ_min)
-    sigma_max: float = 80.0           # top of the nominal grid
+    sigma_max: float = 80.0           # top of the nominal grid ("truncated" only)
     rho: float = 7.0                  # grid exponent (EDM Eq. 5)
-    truncation_sigma: float = 0.9     # keep only σ < this; the first kept σ is the start σ₀
+    truncation_sigma: float = 0.9     # start: keep only σ < this ("truncated"), else σ₀ = this
     truncation_t: float | None = None  # L used by the sampler's u(σ); None = the model's L
     s_noise: float = 0.2              # η: fresh-noise fraction per step (paper Table 3: best 0.2)
     s_block: float | None = None      # α of the injected noise; None = the model's block_scale
     corrector: str = "noise"          # Heun corrector: "noise" (official) or "denoised" (2nd order)
+    solver: str = "heun"              # "heun" (official) or an exponential integrator (solvers.py)
+    sigma_grid: str = "truncated"     # "truncated" (official), "rho" or "lambda" (grids.relay_grid)
+    lambda_frequency: float = 0.0     # "lambda" grid: patch-DCT frequency radius whose λ is uniform
     cfg_scale: float = 1.0            # classifier-free guidance weight w (1 = off)
 
-    def sigmas(self) -> torch.Tensor:
-        return truncate_sigmas(karras_sigmas(self.num_steps, self.sigma_min, self.sigma_max, self.rho),
-                               self.truncation_sigma)
+    def __post_init__(self):
+        _check_solver_name(self.solver)
+        if self.sigma_grid not in RELAY_GRIDS:
+            raise ValueError(f"sigma_grid must be one of {RELAY_GRIDS}, got {self.sigma_grid!r}")
+
+    def sigmas(self, schedule: RelaySchedule | None = None) -> torch.Tensor:
+        """The σ's run; the "lambda" grid needs the model's schedule (for the sampler's u(σ))."""
+        return relay_grid(self.sigma_grid, self.num_steps, self.sigma_min, self.sigma_max, self.rho,
+                          self.truncation_sigma, schedule and schedule.for_sampling(self.truncation_t),
+                          self.lambda_frequency)
+
+    def nfe(self, schedule: RelaySchedule | None = None) -> int:
+        """Denoiser calls per image (each is two network evaluations under guidance)."""
+        return nfe(self.solver, len(self.sigmas(schedule)))
 
     def sampler_kwargs(self) -> dict:
         kw = dataclasses.asdict(self)
@@ -51,14 +72,25 @@ class BaseSamplerSettings:
     S_max: float = float("inf")
     S_noise: float = 1.0              # edm: noise inflation of the churn
     sde_scale: float = 0.05           # sde: η, fresh-noise fraction per step
+    solver: str = "heun"              # "heun" (EDM / official) or an exponential integrator;
+                                      # with "edm" deterministic (no churn), with "sde" η = sde_scale
     cfg_scale: float = 1.0            # classifier-free guidance weight w (1 = off)
 
     def __post_init__(self):
         if self.method not in ("edm", "sde"):
             raise ValueError(f"base sampler method must be 'edm' or 'sde', got {self.method!r}")
+        _check_solver_name(self.solver)
+
+    def sigmas(self) -> torch.Tensor:
+        return karras_sigmas(self.num_steps, self.sigma_min, self.sigma_max, self.rho)
+
+    def nfe(self, schedule=None) -> int:
+        """Denoiser calls per image (each is two network evaluations under guidance)."""
+        return nfe(self.solver, self.num_steps)
 
     def sampler_kwargs(self) -> dict:
-        kw = dict(num_steps=self.num_steps, sigma_min=self.sigma_min, sigma_max=self.sigma_max, rho=self.rho)
+        kw = dict(num_steps=self.num_steps, sigma_min=self.sigma_min, sigma_max=self.sigma_max, rho=self.rho,
+                  solver=self.solver)
         if self.method == "edm":
             kw.update(S_churn=self.S_churn, S_min=self.S_min, S_max=self.S_max, S_noise=self.S_noise)
         else:
@@ -109,14 +141,14 @@ def relay_step_table(schedule: RelaySchedule, settings: RelaySamplerSettings) ->
     """What a relay stage will do, step by step: σ, the sampler's u and σ_B, and the two lowest
     AC blur factors α(0,1), α(1,1) — plus the start σ₀ and the number of network evaluations."""
     sch = schedule.for_sampling(settings.truncation_t)
-    sig = settings.sigmas()
+    sig = settings.sigmas(schedule)
     u, sb = sch.u(sig), sch.blur_sigma_at(sig)
     fac = sch.factors(sig)
     p = sch.up_scale
     steps = [dict(step=i, sigma=float(sig[i]), u=float(u[i]), blur_sigma=float(sb[i]),
                   alpha_01=float(fac[i, 0, 1]) if p > 1 else 1.0,
                   alpha_11=float(fac[i, 1, 1]) if p > 1 else 1.0) for i in range(len(sig))]
-    nfe = 2 * len(sig) - 1
+    calls = nfe(settings.solver, len(sig))
     return dict(schedule=dataclasses.asdict(schedule), sampler=dataclasses.asdict(settings),
                 sigma_top=schedule.sigma_top, sigma_start=float(sig[0]), steps_kept=len(sig),
-                nfe=nfe, nfe_with_guidance=nfe * (2 if settings.cfg_scale != 1 else 1), steps=steps)
+                nfe=calls, nfe_with_guidance=calls * (2 if settings.cfg_scale != 1 else 1), steps=steps)

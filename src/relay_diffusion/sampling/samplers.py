@@ -18,7 +18,8 @@ import torch
 
 from .._validate import check_image
 from ..relay import RelaySchedule, _blur, upsample_nearest
-from .grids import check_sigmas, karras_sigmas, truncate_sigmas
+from .grids import check_sigmas, karras_sigmas, relay_grid
+from .solvers import FrequencyBasis, check_solver, multistep
 
 Denoiser = Callable[..., torch.Tensor]
 RandnLike = Callable[[torch.Tensor], torch.Tensor]
@@ -58,6 +59,7 @@ def edm_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tensor | N
                 S_min: float = 0.0,
                 S_max: float = float("inf"),
                 S_noise: float = 1.0,
+                solver: str = "heun",
                 sigmas=None,
                 randn_like: RandnLike = torch.randn_like,
                 dtype: torch.dtype = torch.float32,
@@ -65,13 +67,20 @@ def edm_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tensor | N
     """Sample from pure noise: x₀ = σ₀·noise, then Heun steps down the grid and a final Euler
     step to σ = 0. Churn: where S_min ≤ σ_i ≤ S_max, σ is first raised to σ̂ = σ_i(1 + γ),
     γ = min(S_churn/n, √2 − 1), by adding fresh noise. Draws: one ε per churned step, in order.
-    `sigmas` (descending) overrides the grid arguments."""
+    `sigmas` (descending) overrides the grid arguments. solver: "heun" (EDM's) or one of the
+    deterministic exponential integrators of `solvers.py` ("ddim", "dpmpp-2m", "dpmpp-3m"; no
+    churn), which return D(x; σ_min) after one evaluation per σ."""
     check_image(noise, 1, "noise")
     if S_churn < 0 or S_noise < 0:
         raise ValueError("S_churn and S_noise must be >= 0")
     grid = _grid(sigmas, num_steps, sigma_min, sigma_max, rho)
+    check_solver(solver, len(grid) - 1)
+    if solver != "heun" and S_churn > 0:
+        raise ValueError(f"S_churn applies to solver='heun' only, got solver={solver!r}")
     x = _prepare(noise, labels, dtype) * float(grid[0])
     evaluate = _evaluator(denoise, labels, x.shape[0], dtype, x.device)
+    if solver != "heun":
+        return _edm_multistep(evaluate, x, grid, solver, 0.0, randn_like, callback)
     sig = grid.tolist() + [0.0]
     n = len(grid)
     for i in range(n):
@@ -145,11 +154,21 @@ def _ddim_heun(evaluate, x: torch.Tensor, sigmas: list[float], eta: float,
 CORRECTORS = ("noise", "denoised")
 
 
-def _check_eta(eta: float, name: str, corrector: str) -> None:
+def _check_eta(eta: float, name: str, corrector: str, solver: str) -> None:
     if not 0 <= eta <= 1:
         raise ValueError(f"{name} must be in [0, 1], got {eta}")
     if corrector not in CORRECTORS:
         raise ValueError(f"corrector must be one of {CORRECTORS}, got {corrector!r}")
+    if corrector != "noise" and solver != "heun":
+        raise ValueError(f"corrector applies to solver='heun' only, got solver={solver!r}")
+
+
+def _edm_multistep(evaluate, x, grid: torch.Tensor, solver: str, eta: float, fresh_noise, callback):
+    """A multistep solver on plain EDM (d ≡ 1: DPM-Solver++ in λ = −log σ)."""
+    order, corrector = check_solver(solver, len(grid) - 1)
+    flat = torch.zeros(len(grid), 1, 1, dtype=torch.float64)
+    return multistep(evaluate, x, grid.tolist(), order, eta, flat, FrequencyBasis(1), fresh_noise, callback,
+                     corrector)
 
 
 @torch.no_grad()
@@ -160,18 +179,24 @@ def sde_heun_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tenso
                      rho: float = 7.0,
                      sde_scale: float = 0.05,
                      corrector: str = "noise",
+                     solver: str = "heun",
                      sigmas=None,
                      randn_like: RandnLike = torch.randn_like,
                      dtype: torch.dtype = torch.float32,
                      callback: Callback | None = None) -> torch.Tensor:
     """The DDIM-η Heun sampler of the official CelebA-HQ stage 1 (spec §E.1b), from pure noise:
     x₀ = σ₀·noise, g = sde_scale·σ_{i+1} of fresh noise per step (η = sde_scale), returns the
-    denoised image at σ_min. Draws: one ε for the predictor and one for the corrector per step."""
+    denoised image at σ_min. Draws: one ε for the predictor and one for the corrector per step.
+    Another `solver` ("ddim", "dpmpp-2m", "dpmpp-3m") keeps the same η: one evaluation and one
+    draw per step (solvers.py)."""
     check_image(noise, 1, "noise")
-    _check_eta(sde_scale, "sde_scale", corrector)
+    _check_eta(sde_scale, "sde_scale", corrector, solver)
     grid = _grid(sigmas, num_steps, sigma_min, sigma_max, rho)
+    check_solver(solver, len(grid) - 1)
     x = _prepare(noise, labels, dtype) * float(grid[0])
     evaluate = _evaluator(denoise, labels, x.shape[0], dtype, x.device)
+    if solver != "heun":
+        return _edm_multistep(evaluate, x, grid, solver, sde_scale, randn_like, callback)
     return _ddim_heun(evaluate, x, grid.tolist(), sde_scale, randn_like, None, corrector, callback)
 
 
@@ -181,8 +206,8 @@ def sde_heun_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tenso
 
 def relay_sigmas(num_steps: int = 18, sigma_min: float = 0.008, sigma_max: float = 80.0,
                  rho: float = 7.0, truncation_sigma: float = 0.9) -> torch.Tensor:
-    """The σ's a relay stage runs: the EDM grid with every σ ≥ truncation_sigma dropped."""
-    return truncate_sigmas(karras_sigmas(num_steps, sigma_min, sigma_max, rho), truncation_sigma)
+    """The σ's of the official relay grid: the EDM grid with every σ ≥ truncation_sigma dropped."""
+    return relay_grid("truncated", num_steps, sigma_min, sigma_max, rho, truncation_sigma)
 
 
 @torch.no_grad()
@@ -197,40 +222,55 @@ def relay_sampler(denoise: Denoiser, x_up: torch.Tensor, labels: torch.Tensor | 
                   s_noise: float = 0.2,
                   s_block: float | None = None,
                   corrector: str = "noise",
+                  solver: str = "heun",
+                  sigma_grid: str = "truncated",
+                  lambda_frequency: float = 0.0,
                   sigmas=None,
                   randn_like: RandnLike = torch.randn_like,
                   dtype: torch.dtype = torch.float32,
                   callback: Callback | None = None) -> torch.Tensor:
     """Continue the diffusion from a fully blurred image (e.g. a nearest-upsampled low-res sample).
 
-    x_up: [B, C, H, W], H and W divisible by schedule.up_scale. Starts at σ₀ = the first grid σ
-    below truncation_sigma with x = x_up + σ₀·(ε + s_block·Block(ε')) and runs `_ddim_heun` with
-    the patch blur of `schedule` — but its u(σ) uses `truncation_t` as L (default: the schedule's
-    prob_length; the official CelebA-HQ recipe uses 1.05 against a training L of 0.89).
-    s_noise is the paper's η, s_block its α (default: schedule.block_scale). corrector: see
-    `_ddim_heun` ("noise" = official). The defaults are the official generate.py defaults. Draws: ε, ε' for the start; then per step ε, ε' for the
-    predictor and ε, ε' for the corrector (ε' skipped when s_block = 0, all skipped when η = 0).
-    `sigmas` (descending) overrides the grid and truncation arguments.
+    x_up: [B, C, H, W], H and W divisible by schedule.up_scale. Starts at σ₀ = the grid's first σ
+    with x = x_up + σ₀·(ε + s_block·Block(ε')) and integrates down the grid with the patch blur of
+    `schedule` — but its u(σ) uses `truncation_t` as L (default: the schedule's prob_length; the
+    official CelebA-HQ recipe uses 1.05 against a training L of 0.89). s_noise is the paper's η,
+    s_block its α (default: schedule.block_scale).
+
+    solver: "heun" (official; `corrector` picks its second evaluation, see `_ddim_heun`) or an
+    exponential integrator per patch-DCT frequency ("ddim", "dpmpp-2m", "dpmpp-3m"; solvers.py),
+    one evaluation per σ, the same η and injected relay noise. sigma_grid: "truncated" (official,
+    `num_steps` nominal), "rho" or "lambda" (`num_steps` σ's from truncation_sigma down, ρ-spaced
+    or uniform in λ of frequency radius `lambda_frequency`); see `relay_grid`. `sigmas`
+    (descending) overrides all grid arguments. The defaults are the official generate.py defaults.
+
+    Draws: ε, ε' for the start; then per step (heun) ε, ε' for the predictor and ε, ε' for the
+    corrector, or (other solvers) one ε, ε' (ε' skipped when s_block = 0, all skipped when η = 0).
     """
     check_image(x_up, schedule.up_scale, "x_up")
-    _check_eta(s_noise, "s_noise", corrector)
+    _check_eta(s_noise, "s_noise", corrector, solver)
     if s_block is not None and s_block < 0:
         raise ValueError(f"s_block must be >= 0, got {s_block}")
     sch = schedule.for_sampling(truncation_t)
     if s_block is not None:
         sch = dataclasses.replace(sch, block_scale=s_block)
-    grid = check_sigmas(sigmas) if sigmas is not None else relay_sigmas(
-        num_steps, sigma_min, sigma_max, rho, truncation_sigma)
+    sig = check_sigmas(sigmas) if sigmas is not None else relay_grid(
+        sigma_grid, num_steps, sigma_min, sigma_max, rho, truncation_sigma, sch, lambda_frequency)
+    order, pc = check_solver(solver, len(sig) - 1)
     x = _prepare(x_up, labels, dtype)
     noise = lambda like: sch.noise(like, randn_like)                       # noqa: E731
-    x = x + float(grid[0]) * noise(x)
-    blur_sigmas = {s: float(sch.blur_sigma_at(s)) for s in grid.tolist()}
+    x = x + float(sig[0]) * noise(x)
+    evaluate = _evaluator(denoise, labels, x.shape[0], dtype, x.device)
+    if order:
+        log_factors = torch.log(sch.factors(sig))                          # [n, p, p]
+        return multistep(evaluate, x, sig.tolist(), order, s_noise, log_factors,
+                         FrequencyBasis(sch.up_scale), noise, callback, pc)
+    blur_sigmas = {s: float(sch.blur_sigma_at(s)) for s in sig.tolist()}
 
     def reblur(x0: torch.Tensor, s: float) -> torch.Tensor:
         return _blur(x0, blur_sigmas[s], sch.up_scale, sch.min_scale)
 
-    evaluate = _evaluator(denoise, labels, x.shape[0], dtype, x.device)
-    return _ddim_heun(evaluate, x, grid.tolist(), s_noise, noise, reblur, corrector, callback)
+    return _ddim_heun(evaluate, x, sig.tolist(), s_noise, noise, reblur, corrector, callback)
 
 
 def relay_stage(denoise: Denoiser, x_low: torch.Tensor, labels: torch.Tensor | None = None, *,
