@@ -35,11 +35,11 @@ def network_flops(model) -> dict:
 
 
 def stage_nfe(model, settings: dict) -> int:
-    from relay_diffusion.sampling.presets import RelaySamplerSettings, relay_step_table
+    from relay_diffusion.sampling.presets import BaseSamplerSettings, RelaySamplerSettings
 
     if model.stage == "base":
-        return 2 * settings["num_steps"] - 1                 # Heun; the last step is Euler
-    return relay_step_table(model.schedule, RelaySamplerSettings(**settings))["nfe"]
+        return BaseSamplerSettings(**settings).nfe()
+    return RelaySamplerSettings(**settings).nfe(model.schedule)
 
 
 def accounting(results: dict) -> None:

@@ -52,4 +52,7 @@ def test_bad_flags_give_a_clear_error(capsys):
 def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "relay_diffusion.cli", "analyze", "schedule"],
                        capture_output=True, text=True, check=True)
-    assert "steps kept: 7 of 18" in r.stdout
+    assert "grid: truncated, 7 σ's (num_steps 18)" in r.stdout and "solver: heun   NFE: 13" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "relay_diffusion.cli", "analyze", "schedule", "--solver", "dpmpp-2m",
+                        "--sigma-grid", "rho", "--steps", "6"], capture_output=True, text=True, check=True)
+    assert "grid: rho, 6 σ's (num_steps 6)   start sigma: 0.90000   solver: dpmpp-2m   NFE: 6" in r.stdout

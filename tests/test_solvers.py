@@ -115,6 +115,23 @@ def test_few_steps_beat_the_official_heun_at_equal_cost(gaussian):
         assert error < heun / gain, (solver, error, heun)
 
 
+def test_quadrature_weights_integrate_polynomials_exactly():
+    """Eq. 6: with q nodes, Σ_j w_j P(t_j) = ∫₀ʰ e^{w−h} P(w) dw for every P of degree < q —
+    checked against a fine trapezoidal rule, for step sizes around the series/closed-form switch."""
+    from relay_diffusion.sampling.solvers import _exp_weights
+
+    for h in (0.01, 0.2, 0.3, 2.0):
+        h_t = torch.tensor(h, dtype=torch.float64)
+        nodes = [torch.tensor(t, dtype=torch.float64) for t in (h, 0.0, -0.7 * h, -1.9 * h)]
+        w = torch.linspace(0, h, 200001, dtype=torch.float64)
+        for q in (1, 2, 3, 4):
+            weights = _exp_weights(h_t, nodes[:q])
+            for degree in range(q):
+                exact = torch.trapezoid(torch.exp(w - h) * w ** degree, w)
+                got = sum(float(weights[j]) * float(nodes[j]) ** degree for j in range(q))
+                assert got == pytest.approx(float(exact), rel=1e-8, abs=1e-14), (h, q, degree)
+
+
 # --------------------------------------------------------------------------------------------
 # Equivalences
 

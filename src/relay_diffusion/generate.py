@@ -16,11 +16,9 @@ import torch
 from . import __version__
 from .io import save_image_grid, to_pil, to_uint8
 from .pipeline import LABEL_MODES, RelayChain
-from .sampling.presets import BASE_RECIPES, RELAY_RECIPES, BaseSamplerSettings, RelaySamplerSettings
+from .sampling.presets import CHAIN_RECIPES, chain_recipe
 from .sampling.solvers import SOLVERS
 
-# official recipes for a (base, relay) chain (spec §E.1, §E.2.5)
-CHAIN_PRESETS = {"imagenet256": ("imagenet64", "imagenet256"), "celebahq256": ("celebahq64", "celebahq256")}
 POSTPROCESS = ("brightness", "contrast", "color")   # PIL ImageEnhance, applied in this order
 
 # flag → (settings field, type); a value list has 1 entry (all stages) or one per stage ("-" = keep)
@@ -72,13 +70,7 @@ def seed_from_name(name: str) -> int:
 
 def stage_settings(chain_models, preset: str | None, args) -> list:
     """Per-stage sampler settings: defaults or the preset, then the flags."""
-    out = []
-    names = CHAIN_PRESETS[preset] if preset else None          # (base recipe, relay recipe)
-    for m in chain_models:
-        if m.stage == "base":
-            out.append(BASE_RECIPES[names[0]] if names else BaseSamplerSettings())
-        else:
-            out.append(RELAY_RECIPES[names[1]].sampler if names else RelaySamplerSettings())
+    out = chain_recipe(preset, [m.stage for m in chain_models])
     n = len(out)
     for flag, (field, typ) in STAGE_FLAGS.items():
         raw = getattr(args, flag, None)
@@ -160,7 +152,9 @@ def add_chain_arguments(p, default_seeds: str) -> None:
     p.add_argument("--class", dest="class_idx", type=int, help="class index for every image")
     p.add_argument("--labels", choices=LABEL_MODES, default="balanced",
                    help="class labels without --class: seed mod classes (official class balance) or random per seed")
-    p.add_argument("--preset", choices=sorted(CHAIN_PRESETS), help="official sampler recipes for a base + relay chain")
+    p.add_argument("--preset", choices=sorted(CHAIN_RECIPES),
+                   help="sampler recipes: the official imagenet256 / celebahq256 ones, or fast (few-step "
+                        "solvers, docs/solvers-quality.md); flags override them")
     for flag, help_text in STAGE_FLAG_HELP.items():
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="V[,V…]", help=help_text)
     p.add_argument("--float64", action="store_true", help="sample in float64 (default float32)")

@@ -16,7 +16,9 @@ import torch
 from ..data.convert import BUILTIN_SOURCES, open_source
 from ..data.loader import ImageDataset
 from ..relay import NOISE_MIXTURES, RelaySchedule
+from ..sampling.grids import RELAY_GRIDS
 from ..sampling.presets import RELAY_RECIPES, RelaySamplerSettings, relay_step_table
+from ..sampling.solvers import SOLVERS
 from .plots import PlotUnavailable
 from .schedule import patch_spectrum, schedule_curves, start_report
 from .snr import NOISE_KINDS, match_table, signal_spectra, snr_rows
@@ -107,13 +109,18 @@ def _add_schedule_parser(sub) -> None:
                     "forward process still holds at σ₀ (spec §C.6). Flags override the preset.")
     p.add_argument("--preset", choices=sorted(RELAY_RECIPES), default="default",
                    help="official recipe to start from (default: generate.py defaults)")
-    p.add_argument("--steps", dest="num_steps", type=int, help="nominal grid size before truncation")
+    p.add_argument("--steps", dest="num_steps", type=int,
+                   help="grid size (truncated: nominal before truncation; rho, lambda: σ's run)")
     p.add_argument("--sigma-min", type=float, help="smallest σ (the sampler returns D at it)")
     p.add_argument("--sigma-max", type=float, help="largest σ of the nominal grid")
     p.add_argument("--rho", type=float, help="grid exponent ρ")
-    p.add_argument("--truncation-sigma", type=float, help="keep only σ below this")
+    p.add_argument("--truncation-sigma", type=float, help="start: keep only σ below this (truncated), else σ₀")
     p.add_argument("--truncation-t", type=float, help="L used by the sampler's u(σ)")
     p.add_argument("--cfg-scale", type=float, help="guidance weight (doubles the NFE when ≠ 1)")
+    p.add_argument("--solver", choices=SOLVERS, help="relay solver (heun = official; sets the NFE per σ)")
+    p.add_argument("--sigma-grid", choices=RELAY_GRIDS,
+                   help="truncated (official) or rho / lambda (--steps σ's from --truncation-sigma down)")
+    p.add_argument("--lambda-frequency", type=float, help="--sigma-grid lambda: frequency radius (0 = DC)")
     p.add_argument("--up-scale", type=int, help="patch size / upsampling factor of the model")
     p.add_argument("--blur-sigma-max", type=float, help="σ_B,max of the model")
     p.add_argument("--prob-length", type=float, help="training L of the model")
@@ -158,8 +165,8 @@ def _print_schedule(preset, recipe, schedule, settings, table) -> None:
     print(f"preset {preset}: {recipe.note}")
     print(f"model: up_scale={schedule.up_scale} blur_sigma_max={schedule.blur_sigma_max} "
           f"prob_length={schedule.prob_length} (sigma_top={table['sigma_top']:.5f})")
-    print(f"steps kept: {table['steps_kept']} of {settings.num_steps}   start sigma: "
-          f"{table['sigma_start']:.5f}   NFE: {table['nfe']}"
+    print(f"grid: {settings.sigma_grid}, {table['steps_kept']} σ's (num_steps {settings.num_steps})   start sigma: "
+          f"{table['sigma_start']:.5f}   solver: {settings.solver}   NFE: {table['nfe']}"
           + (f" ({table['nfe_with_guidance']} with guidance {settings.cfg_scale})"
              if settings.cfg_scale != 1 else ""))
     print(f"{'step':>4} {'sigma':>10} {'u':>8} {'blur_sigma':>10} {'alpha01':>8} {'alpha11':>8}")

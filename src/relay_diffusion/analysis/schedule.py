@@ -18,9 +18,9 @@ from ..sampling.presets import RelaySamplerSettings
 from .snr import to_unit_range
 
 
-def start_sigma(settings: RelaySamplerSettings) -> float:
-    """σ₀: the first σ of the truncated Karras grid (§C.6 step 3)."""
-    return float(settings.sigmas()[0])
+def start_sigma(schedule: RelaySchedule, settings: RelaySamplerSettings) -> float:
+    """σ₀: the first σ of the sampler's grid (the official one: of the truncated Karras grid)."""
+    return float(settings.sigmas(schedule)[0])
 
 
 def surviving_energy(factors: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,7 +58,7 @@ def start_report(schedule: RelaySchedule, settings: RelaySamplerSettings,
     """The state the sampler assumes at σ₀ (with its own L = truncation_t, §C.4): u, σ_B, the
     s×s blur factors and the surviving non-DC energy (white, and data-weighted when given)."""
     sch = schedule.for_sampling(settings.truncation_t)
-    sigma0 = start_sigma(settings)
+    sigma0 = start_sigma(schedule, settings)
     factors = sch.factors(sigma0)
     report = dict(sigma_start=sigma0, u=float(sch.u(sigma0)), blur_sigma=float(sch.blur_sigma_at(sigma0)),
                   factors=factors.tolist(), nondc_energy_white=float(surviving_energy(factors)))
@@ -77,7 +77,7 @@ def schedule_curves(schedule: RelaySchedule, settings: RelaySamplerSettings, num
     sigma = sch.sigma(u)
     factors = sch.factors(sigma)
     curves = dict(u=u, sigma=sigma, blur_sigma=sch.blur_sigma(u), factors=factors,
-                  nondc_white=surviving_energy(factors), steps=settings.sigmas().to(torch.float64))
+                  nondc_white=surviving_energy(factors), steps=settings.sigmas(schedule).to(torch.float64))
     if weights is not None:
         curves["nondc_data"] = surviving_energy(factors, weights)
     return curves

@@ -152,3 +152,28 @@ def relay_step_table(schedule: RelaySchedule, settings: RelaySamplerSettings) ->
     return dict(schedule=dataclasses.asdict(schedule), sampler=dataclasses.asdict(settings),
                 sigma_top=schedule.sigma_top, sigma_start=float(sig[0]), steps_kept=len(sig),
                 nfe=calls, nfe_with_guidance=calls * (2 if settings.cfg_scale != 1 else 1), steps=steps)
+
+
+# Few-step recipes measured on the Fashion-MNIST models (docs/solvers-quality.md): not official,
+# for any model; the numbers are the plan results they come from.
+FAST_RECIPE = (
+    BaseSamplerSettings(solver="dpmpp-2m-pc", num_steps=10),                      # plan base-curves
+    RelaySamplerSettings(solver="dpmpp-2m-pc", sigma_grid="rho", rho=3.0, num_steps=6, s_noise=0.0),
+)
+
+# chain recipes: (base-stage settings, relay-stage settings) for `rdm sample --preset NAME`
+CHAIN_RECIPES = {
+    "imagenet256": (BASE_RECIPES["imagenet64"], RELAY_RECIPES["imagenet256"].sampler),
+    "celebahq256": (BASE_RECIPES["celebahq64"], RELAY_RECIPES["celebahq256"].sampler),
+    "fast": FAST_RECIPE,
+}
+
+
+def chain_recipe(name: str | None, stages: list[str]) -> list:
+    """Sampler settings for a chain of stages ("base" / "relay"): a CHAIN_RECIPES entry, or the
+    defaults (generate.py's) when name is None."""
+    if name is not None and name not in CHAIN_RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(sorted(CHAIN_RECIPES))}")
+    base, relay = CHAIN_RECIPES[name] if name else (BaseSamplerSettings(), RelaySamplerSettings())
+    return [base if s == "base" else relay for s in stages]
+

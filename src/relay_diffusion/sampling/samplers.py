@@ -68,8 +68,8 @@ def edm_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tensor | N
     step to σ = 0. Churn: where S_min ≤ σ_i ≤ S_max, σ is first raised to σ̂ = σ_i(1 + γ),
     γ = min(S_churn/n, √2 − 1), by adding fresh noise. Draws: one ε per churned step, in order.
     `sigmas` (descending) overrides the grid arguments. solver: "heun" (EDM's) or one of the
-    deterministic exponential integrators of `solvers.py` ("ddim", "dpmpp-2m", "dpmpp-3m"; no
-    churn), which return D(x; σ_min) after one evaluation per σ."""
+    other SOLVERS, deterministic exponential integrators (solvers.py; no churn) that return
+    D(x; σ_min) after one evaluation per σ."""
     check_image(noise, 1, "noise")
     if S_churn < 0 or S_noise < 0:
         raise ValueError("S_churn and S_noise must be >= 0")
@@ -187,8 +187,8 @@ def sde_heun_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tenso
     """The DDIM-η Heun sampler of the official CelebA-HQ stage 1 (spec §E.1b), from pure noise:
     x₀ = σ₀·noise, g = sde_scale·σ_{i+1} of fresh noise per step (η = sde_scale), returns the
     denoised image at σ_min. Draws: one ε for the predictor and one for the corrector per step.
-    Another `solver` ("ddim", "dpmpp-2m", "dpmpp-3m") keeps the same η: one evaluation and one
-    draw per step (solvers.py)."""
+    The other SOLVERS (exponential integrators, solvers.py) keep the same η: one evaluation and
+    one draw per step."""
     check_image(noise, 1, "noise")
     _check_eta(sde_scale, "sde_scale", corrector, solver)
     grid = _grid(sigmas, num_steps, sigma_min, sigma_max, rho)
@@ -237,9 +237,9 @@ def relay_sampler(denoise: Denoiser, x_up: torch.Tensor, labels: torch.Tensor | 
     official CelebA-HQ recipe uses 1.05 against a training L of 0.89). s_noise is the paper's η,
     s_block its α (default: schedule.block_scale).
 
-    solver: "heun" (official; `corrector` picks its second evaluation, see `_ddim_heun`) or an
-    exponential integrator per patch-DCT frequency ("ddim", "dpmpp-2m", "dpmpp-3m"; solvers.py),
-    one evaluation per σ, the same η and injected relay noise. sigma_grid: "truncated" (official,
+    solver: "heun" (official; `corrector` picks its second evaluation, see `_ddim_heun`) or one of
+    the other SOLVERS, exponential integrators per patch-DCT frequency (solvers.py): one
+    evaluation per σ, the same η and injected relay noise. sigma_grid: "truncated" (official,
     `num_steps` nominal), "rho" or "lambda" (`num_steps` σ's from truncation_sigma down, ρ-spaced
     or uniform in λ of frequency radius `lambda_frequency`); see `relay_grid`. `sigmas`
     (descending) overrides all grid arguments. The defaults are the official generate.py defaults.

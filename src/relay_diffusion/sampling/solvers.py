@@ -130,7 +130,9 @@ def multistep(evaluate: Callable[[torch.Tensor, float], torch.Tensor], x: torch.
     """Run the multistep solver from x at sigmas[0]; returns D(x; σ_last). One evaluation per σ.
     corrector: once x̂₀ at the new σ is known (evaluated at the predicted state, needed for the
     next step anyway), redo the step with it (Eq. 10) — one order more, no extra evaluation.
-    Draws: one relay-noise sample per step when η > 0 (shared by predictor and corrector)."""
+    Draws: one relay-noise sample per step when η > 0 (shared by predictor and corrector).
+    callback(dict(step, sigma, sigma_next, x, denoised)) after every step; x is the predicted
+    state, the one the next evaluation sees (a corrector then replaces it as the step's start)."""
     pred = multistep_coefficients(log_factors, sigmas, order, eta)
     # corrected steps: all with the corrector; else, for order ≥ 3, the warm-up steps (order 1,
     # 2), whose lower order would otherwise cap the global order at 2 (docs/solvers.md §2.3)
