@@ -72,7 +72,7 @@ def plan_grid_search() -> dict:
     grids = {f"rho{r:g}": dict(sigma_grid="rho", rho=r) for r in (1.0, 2.0, 3.0, 5.0, 7.0)}
     grids.update({f"lam{f:g}": dict(sigma_grid="lambda", lambda_frequency=f) for f in (0.0, 1.0, 2.0, 3.0)})
     pts = {}
-    for solver in ("dpmpp-2m", "dpmpp-2m-pc"):
+    for solver in ("dpmpp-2m", "dpmpp-2m-pc", "dpmpp-3m-pc"):
         for nfe in (4, 8):
             for gname, g in grids.items():
                 pts[f"demo-{solver}-{gname}-nfe{nfe}"] = relay("demo", SAMPLES_QUICK, solver=solver, num_steps=nfe,

@@ -67,6 +67,19 @@ def _exp_weights(h: torch.Tensor, nodes: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.solve(vander, moments).movedim(-1, 0)              # [q, ...]
 
 
+def _dpmpp_2m(h: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """Eq. 8, DPM-Solver++(2M): weights of x̂₀ at the step's start and one step back."""
+    base, r = -torch.expm1(-h), h0 / h
+    return torch.stack([base * (1 + 0.5 / r), -base * (0.5 / r)])
+
+
+# The quadratic of Eq. 9 extrapolates: where a frequency's step in μ is longer than 1.25 × either
+# of its two previous steps (few-step grids, a blur factor that starts to move), its error
+# amplification makes the relay stage unstable, and that frequency takes the 2M step instead
+# (docs/solvers.md §2.2). Every smooth grid has step ratios → 1, so the order stays 3.
+MAX_STEP_RATIO = 1.25
+
+
 def multistep_coefficients(log_factors: torch.Tensor, sigmas: list[float], order: int, eta: float,
                            corrector: bool = False) -> list[tuple[float, torch.Tensor]]:
     """Per step i (σ_i → σ_{i+1}, i < n − 1): (a_i, T_i) with
@@ -89,13 +102,17 @@ def multistep_coefficients(log_factors: torch.Tensor, sigmas: list[float], order
         past = [mu[i] - mu[i - j] + j * rho_step for j in range(q)]   # 0, H₀, H₀ + H₁, …
         if corrector and kappa > 0:
             weights = _exp_weights(h, [h] + [-t for t in past])
-        elif q == 2 and order == 2:                                # Eq. 8: DPM-Solver++(2M)
-            base, r = -torch.expm1(-h), past[1] / h
-            weights = torch.stack([base * (1 + 0.5 / r), -base * (0.5 / r)])
         elif q == 1:                                               # DDIM: h φ₁(−h) = 1 − e^{−h}
             weights = -torch.expm1(-h)[None]
-        else:
+        elif q == 2 and order == 2:
+            weights = _dpmpp_2m(h, past[1])
+        elif q == 2:                                               # dpmpp-3m warm-up (corrected)
             weights = _exp_weights(h, [-t for t in past])
+        else:                                                      # Eq. 9, where it is stable
+            h0, h1 = past[1], past[2] - past[1]
+            stable = (h <= MAX_STEP_RATIO * h0) & (h <= MAX_STEP_RATIO * h1)
+            weights = torch.where(stable, _exp_weights(h, [-t for t in past]),
+                                  torch.cat([_dpmpp_2m(h, h0), torch.zeros_like(h)[None]]))
         steps.append((kappa * sigmas[i + 1] / sigmas[i], weights * torch.exp(log_factors[i + 1])))
     return steps
 
