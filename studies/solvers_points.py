@@ -23,7 +23,8 @@ MIN_SIGMAS = {"ddim": 2, "dpmpp-2m": 3, "dpmpp-3m": 4, "ddim-pc": 2, "dpmpp-2m-p
 BEST_RELAY_GRID = dict(sigma_grid="lambda", lambda_frequency=2.0)   # plan grid-search (RMSE)
 BEST_START = dict(truncation_sigma=0.9, sigma_min=0.008)  # plan start-search
 BEST_RELAY_SOLVER = "dpmpp-2m-pc"                        # plan relay-curves
-BEST_BASE_RHO = 7.0                                      # plan base-curves
+BEST_BASE_RHO = 20.0                                     # plan base-grid (RMSE)
+BEST_BASE = dict(solver="dpmpp-2m-pc", rho=BEST_BASE_RHO)  # plan base-curves
 
 
 def relay(chain: str, n: int, reference: str | None = "auto", **relay_settings) -> dict:
@@ -128,8 +129,9 @@ def plan_relay_eta() -> dict:
     return pts
 
 
-# the relay stage under every base point: accurate enough that the base's own error dominates
-FIXED_RELAY = dict(solver=BEST_RELAY_SOLVER, num_steps=16, s_noise=0.0, **BEST_RELAY_GRID, **BEST_START)
+# the relay stage under every base point (8 evaluations): the same deterministic map for all, so the
+# RMSE to the base reference is the base stage's own error carried through it
+FIXED_RELAY = dict(solver=BEST_RELAY_SOLVER, num_steps=8, s_noise=0.0, **BEST_RELAY_GRID, **BEST_START)
 BASE_NFES = (5, 6, 8, 10, 13, 16, 20, 35)
 HEUN_NFES = (5, 7, 9, 13, 19, 35)
 
@@ -155,7 +157,7 @@ def plan_base_grid() -> dict:
     """ρ of the base stage's EDM grid for the multistep solvers, at 8 evaluations."""
     return {f"demo-base-{solver}-rho{rho:g}-nfe8": chain_point(
         "demo", SAMPLES_QUICK, base_grid(solver, 8, rho=rho), FIXED_RELAY, "demo-base-reference")
-        for solver in ("dpmpp-2m", "dpmpp-2m-pc") for rho in (3.0, 5.0, 7.0, 10.0, 20.0)}
+        for solver in ("dpmpp-2m", "dpmpp-2m-pc") for rho in (3.0, 5.0, 7.0, 10.0, 20.0, 40.0)}
 
 
 def plan_base_curves() -> dict:
@@ -169,6 +171,65 @@ def plan_base_curves() -> dict:
     return pts
 
 
+# ---- 10,000-sample points: the targets of issue 11 on the demo chain ------------------------
+# (chosen by measurement: the best relay setting at each budget, plan relay-curves / relay-eta)
+BEST_RELAY_AT = {4: dict(solver="dpmpp-2m-pc", **BEST_RELAY_GRID),
+                 8: dict(solver="dpmpp-3m-pc", sigma_grid="rho", rho=2.0)}
+
+
+def plan_demo_full() -> dict:
+    """The points the conclusions rest on (10,000 samples): relay stage against the official
+    sampler (default 18-step grid, 13 NFE; 100-step grid, 69 NFE) on shared base samples; the
+    base stage against EDM Heun with 35 evaluations (fixed relay); the whole chain at ≤ 20."""
+    n = SAMPLES_FULL
+    pts = {"demo-full-official-trunc18": relay("demo", n, **official_truncated(18)),
+           "demo-full-official-trunc100": relay("demo", n, **official_truncated(100))}
+    for nfe, best in BEST_RELAY_AT.items():
+        pts[f"demo-full-relay-nfe{nfe}"] = relay("demo", n, num_steps=nfe, s_noise=0.0, **best, **BEST_START)
+    pts["demo-full-relay-nfe24"] = relay("demo", n, solver="dpmpp-3m-pc", num_steps=24, s_noise=0.0,
+                                         **BEST_RELAY_GRID, **BEST_START)
+    pts["demo-full-base-heun-nfe35"] = chain_point("demo", n, base_grid("heun", 35), FIXED_RELAY, None)
+    pts["demo-full-base-nfe10"] = chain_point("demo", n, base_grid(nfe=10, **BEST_BASE), FIXED_RELAY, None)
+    pts["demo-full-chain-nfe20"] = chain_point("demo", n, base_grid(nfe=12, **BEST_BASE),
+                                               dict(num_steps=8, s_noise=0.0, **BEST_RELAY_AT[8], **BEST_START),
+                                               None)
+    return pts
+
+
+# ---- the study's models (docs/study.md), re-judged with the solvers --------------------------
+
+
+
+def study_chain(chain: str, n: int, base: dict, relay_settings: dict | None = None) -> dict:
+    return chain_point(chain, n, base, relay_settings, None)
+
+
+BEST_RELAY = dict(solver=BEST_RELAY_SOLVER, s_noise=0.0, **BEST_RELAY_GRID, **BEST_START)
+
+
+def plan_study_curves() -> dict:
+    """The study's final models at few evaluations (1,000 samples): the single-stage model with
+    EDM Heun and the multistep solvers from 8 to 35 evaluations; RDM 8→32 and 16→32 with the best
+    base sampler (10 evaluations) and the best relay solver from 3 to 16 relay evaluations."""
+    pts = {}
+    for nfe in (9, 13, 19, 35):
+        pts[f"single-heun-nfe{nfe}"] = study_chain("single", SAMPLES_QUICK, base_grid("heun", nfe))
+    for solver in ("dpmpp-2m", "dpmpp-2m-pc", "dpmpp-3m-pc"):
+        for nfe in (8, 10, 13, 16, 20):
+            pts[f"single-{solver}-nfe{nfe}"] = study_chain("single", SAMPLES_QUICK,
+                                                           base_grid(solver, nfe, rho=BEST_BASE_RHO))
+    for chain in ("rdm8", "rdm16"):
+        pts[f"{chain}-official"] = study_chain(chain, SAMPLES_QUICK, REF_BASE, {})
+        for nfe in (3, 4, 6, 8, 12, 16):
+            pts[f"{chain}-relay-nfe{nfe}"] = study_chain(chain, SAMPLES_QUICK, base_grid(nfe=10, **BEST_BASE),
+                                                         dict(BEST_RELAY, num_steps=nfe))
+    for nfe in (6, 8, 13, 20):
+        pts[f"rdm16-base-nfe{nfe}"] = study_chain("rdm16", SAMPLES_QUICK, base_grid(nfe=nfe, **BEST_BASE),
+                                                  dict(BEST_RELAY, num_steps=8))
+    return pts
+
+
 PLANS = {"reference": plan_reference, "grid-search": plan_grid_search, "official": plan_official,
          "start-search": plan_start_search, "relay-curves": plan_relay_curves, "relay-eta": plan_relay_eta,
-         "base-reference": plan_base_reference, "base-grid": plan_base_grid, "base-curves": plan_base_curves}
+         "base-reference": plan_base_reference, "base-grid": plan_base_grid, "base-curves": plan_base_curves,
+         "demo-full": plan_demo_full, "study-curves": plan_study_curves}

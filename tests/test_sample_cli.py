@@ -112,7 +112,25 @@ def test_postprocessing_is_explicit_and_recorded(tmp_path, chain_dirs):
     assert json.loads((tmp_path / "bright.json").read_text())["postprocess"] == {"brightness": 1.5}
 
 
+def test_solver_flags_and_the_fast_preset(tmp_path, chain_dirs):
+    """--solver / --sigma-grid per stage, --preset fast, and the NFE of every stage in settings.json."""
+    assert main(["sample", *models(chain_dirs), "--seeds", "0-1", "--npz", str(tmp_path / "a.npz"),
+                 "--settings", str(tmp_path / "a.json"), "--solver", "dpmpp-2m,heun,dpmpp-3m-pc",
+                 "--sigma-grid=-,rho,lambda", "--lambda-frequency", "1", "--steps", "6,4,5", "--s-noise", "0"]) == 0
+    rec = json.loads((tmp_path / "a.json").read_text())
+    assert [s["sampler"]["solver"] for s in rec["stages"]] == ["dpmpp-2m", "heun", "dpmpp-3m-pc"]
+    assert [s["nfe"] for s in rec["stages"]] == [6, 7, 5] and rec["nfe"] == 18
+    assert rec["stages"][2]["sampler"]["sigma_grid"] == "lambda"
+    assert main(["sample", *models(chain_dirs), "--seeds", "0-1", "--npz", str(tmp_path / "b.npz"),
+                 "--settings", str(tmp_path / "b.json"), "--preset", "fast"]) == 0
+    rec = json.loads((tmp_path / "b.json").read_text())
+    assert all(s["sampler"]["solver"] != "heun" for s in rec["stages"])
+    assert rec["stages"][0]["nfe"] + rec["stages"][1]["nfe"] <= 20
+
+
 @pytest.mark.parametrize("extra,match", [
+    (["--solver", "euler"], "solver must be one of"),
+    (["--solver", "dpmpp-3m", "--steps", "3"], "needs at least 3 steps"),
     (["--steps", "6,12"], "1 value or 3"),
     (["--truncation-sigma", "0.5,0.5,0.5"], "does not apply to stage 0"),
     ([], "nothing to write"),

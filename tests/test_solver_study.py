@@ -1,0 +1,45 @@
+"""The solver study's plans (studies/solvers_points.py) and its spectrum measure: every point is a
+valid chain of sampler settings with the NFE it claims, names are unique, and every RMSE
+reference is a saved point of an earlier plan."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+STUDIES = Path(__file__).resolve().parent.parent / "studies"
+sys.path.insert(0, str(STUDIES))
+points = pytest.importorskip("solvers_points")
+driver = pytest.importorskip("solvers")
+
+from relay_diffusion import RelaySchedule  # noqa: E402
+from relay_diffusion.sampling.presets import BaseSamplerSettings, RelaySamplerSettings  # noqa: E402
+
+
+def test_every_plan_point_is_a_valid_chain():
+    seen, saved = set(), set()
+    for plan, make in points.PLANS.items():
+        for name, spec in make().items():
+            assert name not in seen, f"{name} appears twice"
+            seen.add(name)
+            assert spec["chain"] == "demo" or spec["chain"] in points.CHAINS
+            base = BaseSamplerSettings(**spec["stages"][0])
+            assert base.nfe() >= 2
+            for relay in spec["stages"][1:]:
+                settings = RelaySamplerSettings(**relay)
+                sig = settings.sigmas(RelaySchedule())
+                assert settings.nfe(RelaySchedule()) == (2 * len(sig) - 1 if settings.solver == "heun" else len(sig))
+            if spec.get("reference"):
+                assert spec["reference"] in saved, f"{name}: reference {spec['reference']} is not saved earlier"
+            if spec.get("save"):
+                saved.add(name)
+
+
+def test_high_frequency_power_is_one_for_the_same_set_and_falls_with_blur():
+    x = torch.rand(16, 1, 32, 32) * 2 - 1
+    blurred = torch.nn.functional.avg_pool2d(x, 2).repeat_interleave(2, -1).repeat_interleave(2, -2)
+    assert driver.high_frequency_power(x, x) == pytest.approx(1.0)
+    assert driver.high_frequency_power(x, blurred) < 0.5
