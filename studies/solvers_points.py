@@ -177,16 +177,22 @@ BEST_RELAY_AT = {4: dict(solver="dpmpp-2m-pc", **BEST_RELAY_GRID),
                  8: dict(solver="dpmpp-3m-pc", sigma_grid="rho", rho=2.0)}
 
 
+def plan_demo_full_official() -> dict:
+    """The official relay sampler at 10,000 samples: the default 18-step grid truncated at 0.9
+    (13 NFE) and the 100-step grid (69 NFE), η = 0.2, on the shared base samples."""
+    return {"demo-full-official-trunc18": relay("demo", SAMPLES_FULL, **official_truncated(18)),
+            "demo-full-official-trunc100": relay("demo", SAMPLES_FULL, **official_truncated(100))}
+
+
 def plan_demo_full() -> dict:
-    """The points the conclusions rest on (10,000 samples): relay stage against the official
-    sampler (default 18-step grid, 13 NFE; 100-step grid, 69 NFE) on shared base samples; the
-    base stage against EDM Heun with 35 evaluations (fixed relay); the whole chain at ≤ 20."""
+    """The points the conclusions rest on (10,000 samples): the best relay settings at 4, 8 and
+    16 evaluations on the same shared base samples as `demo-full-official`; the base stage against
+    EDM Heun with 35 evaluations (fixed relay); the whole chain at ≤ 20 evaluations."""
     n = SAMPLES_FULL
-    pts = {"demo-full-official-trunc18": relay("demo", n, **official_truncated(18)),
-           "demo-full-official-trunc100": relay("demo", n, **official_truncated(100))}
+    pts = {}
     for nfe, best in BEST_RELAY_AT.items():
         pts[f"demo-full-relay-nfe{nfe}"] = relay("demo", n, num_steps=nfe, s_noise=0.0, **best, **BEST_START)
-    pts["demo-full-relay-nfe24"] = relay("demo", n, solver="dpmpp-3m-pc", num_steps=24, s_noise=0.0,
+    pts["demo-full-relay-nfe16"] = relay("demo", n, solver="dpmpp-3m-pc", num_steps=16, s_noise=0.0,
                                          **BEST_RELAY_GRID, **BEST_START)
     pts["demo-full-base-heun-nfe35"] = chain_point("demo", n, base_grid("heun", 35), FIXED_RELAY, None)
     pts["demo-full-base-nfe10"] = chain_point("demo", n, base_grid(nfe=10, **BEST_BASE), FIXED_RELAY, None)
@@ -232,4 +238,5 @@ def plan_study_curves() -> dict:
 PLANS = {"reference": plan_reference, "grid-search": plan_grid_search, "official": plan_official,
          "start-search": plan_start_search, "relay-curves": plan_relay_curves, "relay-eta": plan_relay_eta,
          "base-reference": plan_base_reference, "base-grid": plan_base_grid, "base-curves": plan_base_curves,
-         "demo-full": plan_demo_full, "study-curves": plan_study_curves}
+         "demo-full-official": plan_demo_full_official, "demo-full": plan_demo_full,
+         "study-curves": plan_study_curves}
