@@ -157,8 +157,12 @@ def relay_step_table(schedule: RelaySchedule, settings: RelaySamplerSettings) ->
 # Few-step recipes measured on the Fashion-MNIST models (docs/solvers-quality.md): not official,
 # for any model; the numbers are the plan results they come from.
 FAST_RECIPE = (
-    BaseSamplerSettings(solver="dpmpp-2m-pc", num_steps=10),                      # plan base-curves
-    RelaySamplerSettings(solver="dpmpp-2m-pc", sigma_grid="rho", rho=3.0, num_steps=6, s_noise=0.0),
+    # base: DPM-Solver++(2M) + corrector, ρ = 20 grid, 12 evaluations (plans base-grid, base-curves)
+    BaseSamplerSettings(solver="dpmpp-2m-pc", num_steps=12, rho=20.0),
+    # relay: the same solver per patch-DCT frequency, σ 0.9 → 0.008 on a ρ = 2 grid, 8 evaluations,
+    # deterministic (plans grid-search, start-search, relay-curves, relay-eta); ρ = 2 ties the best
+    # λ-uniform grid at 8 evaluations and, unlike a λ grid, suits every up-scale factor
+    RelaySamplerSettings(solver="dpmpp-2m-pc", sigma_grid="rho", rho=2.0, num_steps=8, s_noise=0.0),
 )
 
 # chain recipes: (base-stage settings, relay-stage settings) for `rdm sample --preset NAME`
