@@ -198,13 +198,13 @@ def plan_demo_full() -> dict:
     pts = {}
     for nfe, best in BEST_RELAY_AT.items():
         pts[f"demo-full-relay-nfe{nfe}"] = relay("demo", n, num_steps=nfe, s_noise=0.0, **best, **BEST_START)
-    pts["demo-full-relay-nfe8-3m"] = relay("demo", n, num_steps=8, s_noise=0.0, **MOST_ACCURATE_AT_8,
-                                           **BEST_START)
     pts["demo-full-relay-nfe16"] = relay("demo", n, solver="dpmpp-3m-pc", num_steps=16, s_noise=0.0,
                                          **BEST_RELAY_GRID, **BEST_START)
     pts["demo-full-base-heun-nfe35"] = chain_point("demo", n, base_grid("heun", 35), FIXED_RELAY, None)
     pts["demo-full-base-nfe10"] = chain_point("demo", n, base_grid(nfe=10, **BEST_BASE), FIXED_RELAY, None)
     pts["demo-full-chain-nfe20"] = chain_point("demo", n, *(dataclasses.asdict(s) for s in FAST_RECIPE), None)
+    pts["demo-full-relay-nfe8-3m"] = relay("demo", n, num_steps=8, s_noise=0.0, **MOST_ACCURATE_AT_8,
+                                           **BEST_START)
     return pts
 
 
@@ -216,28 +216,24 @@ def study_chain(chain: str, n: int, base: dict, relay_settings: dict | None = No
     return chain_point(chain, n, base, relay_settings, None)
 
 
-BEST_RELAY = dict(solver=BEST_RELAY_SOLVER, s_noise=0.0, **BEST_RELAY_GRID, **BEST_START)
 
 
 def plan_study_curves() -> dict:
     """The study's final models at few evaluations (1,000 samples): the single-stage model with
-    EDM Heun and the multistep solvers from 8 to 35 evaluations; RDM 8→32 and 16→32 with the best
-    base sampler (10 evaluations) and the best relay solver from 3 to 16 relay evaluations."""
+    EDM Heun and DPM-Solver++(2M) + corrector from 8 to 35 evaluations; RDM 8→32 and 16→32 with
+    the fast preset's base sampler and relay solver from 3 to 16 relay evaluations."""
     pts = {}
-    for nfe in (9, 13, 19, 35):
+    for nfe in (13, 19, 35):
         pts[f"single-heun-nfe{nfe}"] = study_chain("single", SAMPLES_QUICK, base_grid("heun", nfe))
-    for solver in ("dpmpp-2m", "dpmpp-2m-pc", "dpmpp-3m-pc"):
-        for nfe in (8, 10, 13, 16, 20):
-            pts[f"single-{solver}-nfe{nfe}"] = study_chain("single", SAMPLES_QUICK,
-                                                           base_grid(solver, nfe, rho=BEST_BASE_RHO))
+    for nfe in (8, 10, 13, 16, 20):
+        pts[f"single-dpmpp-2m-pc-nfe{nfe}"] = study_chain("single", SAMPLES_QUICK, base_grid(
+            "dpmpp-2m-pc", nfe, rho=BEST_BASE_RHO))
+    fast_base, fast_relay = (dataclasses.asdict(s) for s in FAST_RECIPE)
     for chain in ("rdm8", "rdm16"):
         pts[f"{chain}-official"] = study_chain(chain, SAMPLES_QUICK, REF_BASE, {})
         for nfe in (3, 4, 6, 8, 12, 16):
-            pts[f"{chain}-relay-nfe{nfe}"] = study_chain(chain, SAMPLES_QUICK, base_grid(nfe=10, **BEST_BASE),
-                                                         dict(BEST_RELAY, num_steps=nfe))
-    for nfe in (6, 8, 13, 20):
-        pts[f"rdm16-base-nfe{nfe}"] = study_chain("rdm16", SAMPLES_QUICK, base_grid(nfe=nfe, **BEST_BASE),
-                                                  dict(BEST_RELAY, num_steps=8))
+            pts[f"{chain}-relay-nfe{nfe}"] = study_chain(chain, SAMPLES_QUICK, fast_base,
+                                                         dict(fast_relay, num_steps=nfe))
     return pts
 
 
