@@ -166,9 +166,9 @@ def targets(recs: dict) -> list[str]:
 
 
 def _curves(rows, lines, plans, stage: int, what: str) -> None:
-    """FID, RMSE to the reference ODE solution, recall and high-frequency power against the NFE
-    of `stage`, one line per solver (with its Heun corrector); the relay plots add the official
-    sampler's curve (truncated grids, η = 0.2; plan official)."""
+    """FID, RMSE to the reference ODE solution, recall, spectral distance and high-frequency power
+    against the NFE of `stage`, one line per solver (with its Heun corrector); the relay plots add
+    the official sampler's curve (truncated grids, η = 0.2; plan official)."""
     groups = by(rows, lambda r: sampler_label(r, stage).split(",")[0])
     if stage == 1:
         official = [r for r in plans.get("official", []) if r["name"].startswith("demo-heun-noise")]
@@ -177,6 +177,7 @@ def _curves(rows, lines, plans, stage: int, what: str) -> None:
     nfe = lambda r: r["nfe"][stage]                                    # noqa: E731
     for key, ylabel, logy in (("rmse", "RMSE to the converged ODE solution", True), ("fid", "feature FID", True),
                               ("recall", "recall", False),
+                              ("spectral", "radial power-spectrum distance", True),
                               ("hf_power", "high-frequency power (generated / real)", False)):
         have = {k: [r for r in v if key in r] for k, v in groups.items()}
         have = {k: v for k, v in have.items() if v}
