@@ -80,4 +80,6 @@ EVALS = {
     "single@200k-dpm10": single_dpm(200_000, 10),
     "rdm@50k-dpm20": rdm_fast(50_000),
     "rdm@100k-dpm20": rdm_fast(100_000),
+    "rdm@50k-dpm16": rdm_fast(50_000, relay_nfe=4),
+    "rdm@100k-dpm16": rdm_fast(100_000, relay_nfe=4),
 }

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fnmatch
 import json
 import sys
 import time
@@ -166,6 +167,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default="runs/solvers", help="points, cached base samples, features")
     ap.add_argument("--study", default="runs/study-fmnist32", help="the Fashion-MNIST study's workdir")
     ap.add_argument("--points", default="all", help=f"plans to run: all or a comma list of {', '.join(PLANS)}")
+    ap.add_argument("--only", help="run only these points of the plans (comma list of shell patterns), "
+                                   "e.g. to split one plan between two workers")
     ap.add_argument("--batch", type=int, default=500, help="images per sampling batch")
     ap.add_argument("--report", action="store_true", help="write docs/solvers-quality.md and its plots")
     args = ap.parse_args(argv)
@@ -182,6 +185,8 @@ def main(argv=None) -> int:
     waiting = []
     for plan in plans:
         for name, spec in PLANS[plan]().items():
+            if args.only and not any(fnmatch.fnmatch(name, pat) for pat in args.only.split(",")):
+                continue
             if not run_point(work, study, name, dict(spec, plan=plan), ref, args.batch):
                 waiting.append(name)
     if waiting:
