@@ -87,14 +87,18 @@ class Reference:
         return {k: v for k, v in out.items() if k != "skipped"}
 
 
-def base_samples(work: Path, chain_name: str, models, settings, n: int, batch: int) -> torch.Tensor:
-    """The base stage's samples for seeds 0…n−1 (float, unquantised), cached per settings."""
+def base_cache_path(work: Path, chain_name: str, settings, n: int) -> Path:
     import hashlib
 
+    key = hashlib.sha256(json.dumps([chain_name, dataclasses.asdict(settings), n]).encode()).hexdigest()[:16]
+    return work / "base" / f"{chain_name}-{key}.pt"
+
+
+def base_samples(work: Path, chain_name: str, models, settings, n: int, batch: int) -> torch.Tensor:
+    """The base stage's samples for seeds 0…n−1 (float, unquantised), cached per settings."""
     from relay_diffusion.pipeline import RelayChain
 
-    key = hashlib.sha256(json.dumps([chain_name, dataclasses.asdict(settings), n]).encode()).hexdigest()[:16]
-    path = work / "base" / f"{chain_name}-{key}.pt"
+    path = base_cache_path(work, chain_name, settings, n)
     if path.exists():
         return torch.load(path, weights_only=True)
     chain = RelayChain(models[:1], [settings])
@@ -127,7 +131,10 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
     settings = [settings_for(m, o) for m, o in zip(models, spec["stages"])]
     n, t = spec["n"], time.perf_counter()
     seeds = list(range(n))
-    if len(models) > 1 and spec.get("shared_base", True):
+    # a base point whose base settings are those of cached shared samples reuses them (per-seed noise:
+    # the same images as sampling the chain whole)
+    if len(models) > 1 and (spec.get("shared_base", True)
+                            or base_cache_path(work, spec["chain"], settings[0], n).exists()):
         low = base_samples(work, spec["chain"], models, settings[0], n, batch)
         chain = RelayChain(models[1:], settings[1:])
         floats = torch.cat([chain(seeds[i:i + batch], "balanced", low_res=low[i:i + batch]).cpu()
