@@ -123,8 +123,9 @@ def plots(results: dict) -> list:
         for g, names in groups.items():
             pts = [(results[n][key], results[n]["fid"], spread(results[n], "fid")) for n in names if n in results]
             x, y, e = zip(*pts) if pts else ((), (), ())
-            ax.errorbar(x, y, yerr=e, marker="s" if "preset" in g or "Solver" in g else "o",
-                        capsize=3, label=g, linestyle="--" if "Solver" in g or "preset" in g else "-")
+            solver_sampled = "preset" in g or "Solver" in g             # dashed: the re-judged curves
+            ax.errorbar(x, y, yerr=e, marker="s" if solver_sampled else "o", capsize=3, label=g,
+                        linestyle="--" if solver_sampled else "-")
         ax.set_xlabel(label)
         ax.set_ylabel("feature-net FID vs train (↓)")
         ax.grid(alpha=0.3)
@@ -156,6 +157,11 @@ def grids(work: Path) -> list:
 RDM_CURVE = ("rdm@50k", "rdm@100k", "rdm@150k")
 RDM_SOLVER_CURVE = ("rdm@50k-dpm20", "rdm@100k-dpm20", "rdm@150k-dpm20")
 RDM_BEST_CURVE = ("rdm@50k-dpm16", "rdm@100k-dpm16", "rdm@150k-dpm16")
+
+
+def share(cross: str, total_pflop: float) -> str:
+    """A crossing() value ("0.114" or "≤ 0.080") as a fraction of `total_pflop`."""
+    return f"{float(cross.strip('≤ ')) / total_pflop:.0%}"
 
 
 def crossing(results: dict, target: float, curve: tuple = RDM_CURVE) -> str:
@@ -208,13 +214,13 @@ def phase_report(work: Path) -> None:
                             f" of the single-stage model's best sampler) RDM has FID {best_rdm['fid']:.3f}; on that "
                             f"curve it reaches the single-stage model's best FID at "
                             + ("no trained snapshot" if cross == "not reached" else
-                               f"{cross} PFLOP of training ({float(cross.strip('≤ ')) / single['train_pflop']:.0%})"))
+                               f"{cross} PFLOP of training ({share(cross, single['train_pflop'])})"))
             cross = crossing(results, matched["fid"], RDM_SOLVER_CURVE)
             summary += (". " + (f"The solver-sampled RDM curve does not reach the matched-cost single-stage "
                                 f"FID within its training." if cross == "not reached" else
                                 f"The solver-sampled RDM curve reaches the matched-cost single-stage FID at "
-                                f"{cross} PFLOP of training ({float(cross.strip('≤ ')) / single['train_pflop']:.0%}"
-                                f" of the single-stage model's)."))
+                                f"{cross} PFLOP of training ({share(cross, single['train_pflop'])} of the "
+                                f"single-stage model's)."))
         rdm16 = results.get("rdm16@100k")
         if rdm16:
             summary += (f" With up-scale 2 (16×16 base) RDM has FID {rdm16['fid']:.3f} at "
