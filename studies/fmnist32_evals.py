@@ -3,9 +3,7 @@ settings, how many samples. Each entry becomes one JSON of metrics in <workdir>/
 
 from __future__ import annotations
 
-import dataclasses
-
-from relay_diffusion.sampling.presets import FAST_RECIPE
+from relay_diffusion.sampling.presets import chain_recipe_dicts
 
 SAMPLES = 10_000       # samples of every evaluation (the issue asks for ≥ 10k; FID's 1/n bias
                        # makes points with different counts incomparable, so all use the same)
@@ -28,7 +26,7 @@ def rdm(relay_images=150_000, relay="relay32", base=("base8", 400_000), base_ste
 # DPM-Solver++(2M) + corrector. RDM with the `--preset fast` chain (12 base + 8 relay evaluations,
 # 2.3 GFLOP/image) and with 4 relay evaluations; the single-stage model at the same sampling cost
 # (10 evaluations) and at 8 (the best FID of the solver study's curves, docs/solvers-quality.md).
-FAST_BASE, FAST_RELAY = (dataclasses.asdict(s) for s in FAST_RECIPE)
+FAST_BASE, FAST_RELAY = chain_recipe_dicts("fast")
 
 
 def single_dpm(images, nfe):

@@ -4,9 +4,7 @@ found (the constants under "chosen by measurement", each with the plan that chos
 
 from __future__ import annotations
 
-import dataclasses
-
-from relay_diffusion.sampling.presets import FAST_RECIPE
+from relay_diffusion.sampling.presets import chain_recipe_dicts
 
 SAMPLES_QUICK = 1_000      # exploration (grids, start σ, curves); comparisons at equal n only
 SAMPLES_FULL = 10_000      # the points that conclusions rest on
@@ -202,7 +200,7 @@ def plan_demo_full() -> dict:
                                          **BEST_RELAY_GRID, **BEST_START)
     pts["demo-full-base-heun-nfe35"] = chain_point("demo", n, base_grid("heun", 35), FIXED_RELAY, None)
     pts["demo-full-base-nfe10"] = chain_point("demo", n, base_grid(nfe=10, **BEST_BASE), FIXED_RELAY, None)
-    pts["demo-full-chain-nfe20"] = chain_point("demo", n, *(dataclasses.asdict(s) for s in FAST_RECIPE), None)
+    pts["demo-full-chain-nfe20"] = chain_point("demo", n, *chain_recipe_dicts("fast"), None)
     pts["demo-full-relay-nfe8-3m"] = relay("demo", n, num_steps=8, s_noise=0.0, **MOST_ACCURATE_AT_8,
                                            **BEST_START)
     return pts
@@ -228,7 +226,7 @@ def plan_study_curves() -> dict:
     for nfe in (8, 10, 13, 16, 20):
         pts[f"single-dpmpp-2m-pc-nfe{nfe}"] = study_chain("single", SAMPLES_QUICK, base_grid(
             "dpmpp-2m-pc", nfe, rho=BEST_BASE_RHO))
-    fast_base, fast_relay = (dataclasses.asdict(s) for s in FAST_RECIPE)
+    fast_base, fast_relay = chain_recipe_dicts("fast")
     for chain in ("rdm8", "rdm16"):
         pts[f"{chain}-official"] = study_chain(chain, SAMPLES_QUICK, REF_BASE, {})
         for nfe in (3, 4, 6, 8, 12, 16):

@@ -16,7 +16,7 @@ points = pytest.importorskip("solvers_points")
 driver = pytest.importorskip("solvers")
 
 from relay_diffusion import RelaySchedule  # noqa: E402
-from relay_diffusion.sampling.presets import BaseSamplerSettings, RelaySamplerSettings  # noqa: E402
+from relay_diffusion.sampling.presets import FAST_RECIPE, BaseSamplerSettings, RelaySamplerSettings  # noqa: E402
 
 
 def test_every_plan_point_is_a_valid_chain():
@@ -36,6 +36,12 @@ def test_every_plan_point_is_a_valid_chain():
                 assert spec["reference"] in saved, f"{name}: reference {spec['reference']} is not saved earlier"
             if spec.get("save"):
                 saved.add(name)
+
+
+def test_fast_chain_point_is_the_fast_preset():
+    """The study measures exactly the `--preset fast` chain: its dicts rebuild the preset."""
+    base, relay = points.PLANS["demo-full"]()["demo-full-chain-nfe20"]["stages"]
+    assert (BaseSamplerSettings(**base), RelaySamplerSettings(**relay)) == FAST_RECIPE
 
 
 def test_high_frequency_power_is_one_for_the_same_set_and_falls_with_blur():

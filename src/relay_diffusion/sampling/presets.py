@@ -181,3 +181,10 @@ def chain_recipe(name: str | None, stages: list[str]) -> list:
     base, relay = CHAIN_RECIPES[name] if name else (BaseSamplerSettings(), RelaySamplerSettings())
     return [base if s == "base" else relay for s in stages]
 
+
+
+def chain_recipe_dicts(name: str) -> tuple[dict, dict]:
+    """A CHAIN_RECIPES entry as JSON-ready dicts (base settings, relay settings), the form run
+    configs and the studies' evaluation plans store."""
+    base, relay = chain_recipe(name, ["base", "relay"])
+    return dataclasses.asdict(base), dataclasses.asdict(relay)
