@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -24,8 +26,10 @@ from ops import _dct_fft, _from_patches, _idct_fft, _to_patches, reference_block
 
 from relay_diffusion import EDMPrecond, RelaySchedule, SeededNoise, blur_factors, relay_sampler, relay_sigmas  # noqa: E402
 from relay_diffusion.models import RelayModel  # noqa: E402
+from relay_diffusion.networks.runtime import RuntimeOptions  # noqa: E402
 from relay_diffusion.networks import NETWORK_PRESETS  # noqa: E402
 from relay_diffusion.pipeline import RelayChain  # noqa: E402
+from relay_diffusion.relay import upsample_nearest  # noqa: E402
 from relay_diffusion.sampling.presets import BaseSamplerSettings, RelaySamplerSettings, chain_recipe  # noqa: E402
 
 
@@ -64,6 +68,46 @@ def reference_relay_sampler(denoise, x_up, sigmas, sch, s_noise, s_block, randn_
         x_t = _pidct((a_n + g - g * a_c) * u_c + s * (g * a_c - a_n) * d, p) + s_noise * s_next * noise(x)
         d2 = (_pdct(x_t, p) - _pdct(denoise(x_t, s_next).double(), p)) / s_next
         x = _pidct((a_n + g - g * a_c) * u_c + s * (g * a_c - a_n) * (d + d2) / 2, p) + s_noise * s_next * noise(x)
+
+
+def reference_edm_sampler(denoise, noise, sigmas):
+    """EDM's deterministic Heun (S_churn = 0) as the official stage 1 runs it: float64 state,
+    the network called in float32, a final Euler step to σ = 0."""
+    sig = sigmas.tolist() + [0.0]
+    x = noise.double() * sig[0]
+    for s, s_next in zip(sig[:-1], sig[1:]):
+        d = (x - denoise(x, s)) / s
+        x_next = x + (s_next - s) * d
+        if s_next > 0:
+            x_next = x + (s_next - s) * (d + (x_next - denoise(x_next, s_next)) / s_next) / 2
+        x = x_next
+    return x
+
+
+class CountedCalls:
+    """denoise(x, σ) for the official transcriptions: float32 network, float64 result, counted."""
+
+    def __init__(self, denoiser):
+        self.denoiser, self.calls = denoiser, 0
+
+    def __call__(self, x, sigma):
+        self.calls += 1
+        return self.denoiser(x.float(), torch.full((x.shape[0],), float(sigma))).double()
+
+
+def official_chain(chain: RelayChain, n: int) -> tuple[torch.Tensor, list[int]]:
+    """The chain's base + relay stages through the official algorithms (float64 samplers, fp32
+    eager networks, torch.randn noise): images and network calls per image of each stage."""
+    base, relay = chain.models
+    base_settings, relay_settings = chain.settings
+    counted = [CountedCalls(base.denoiser), CountedCalls(relay.denoiser)]
+    noise = torch.randn(n, base.channels, base.resolution, base.resolution)
+    low = reference_edm_sampler(counted[0], noise, base_settings.sigmas())
+    sch = relay.schedule
+    x = reference_relay_sampler(counted[1], upsample_nearest(low, sch.up_scale), relay_settings.sigmas(sch), sch,
+                                relay_settings.s_noise, sch.block_scale if relay_settings.s_block is None
+                                else relay_settings.s_block, torch.randn_like)
+    return x, [c.calls for c in counted]
 
 
 def sampler_overhead(repeats: int, shape=(16, 3, 256, 256), steps: int = 8) -> dict:
@@ -135,6 +179,61 @@ def chain_throughput(repeats: int, demo_images: int = 100, chain_images: int = 4
     return out
 
 
+# network runtimes timed against the official samplers (networks/runtime.py, docs/speed.md)
+RUNTIMES = {
+    "fp32": {},
+    "fp32_channels_last": dict(channels_last=True),
+    "bf16": dict(precision="bf16"),
+    "bf16_channels_last": dict(precision="bf16", channels_last=True),
+    "fp32_compiled": dict(compile=True),
+    "bf16_channels_last_compiled": dict(precision="bf16", channels_last=True, compile=True),
+}
+# runtimes whose demo-chain FID equals fp32's within its seed spread (docs/speed.md, "Quality")
+UNCHANGED_QUALITY = ("fp32", "fp32_channels_last", "fp32_compiled", "bf16", "bf16_channels_last",
+                     "bf16_channels_last_compiled")
+
+
+def chain_vs_official(repeats: int, n: int, runtimes: list[str]) -> dict:
+    """Images/s of the tiny-ADM 64→256 chain with the default (official) sampler settings: ours
+    per network runtime against official_chain on the same weights and the same number of
+    network calls. The official chain is timed before and after ours; the median of both."""
+    models = [_random_model("base", 64, "tiny-64"), _random_model("relay", 256, "tiny-64", up=4)]
+    chain = RelayChain(models, [BaseSamplerSettings(), RelaySamplerSettings()])
+
+    def official():
+        for m in models:
+            m.denoiser.configure(RuntimeOptions())
+        return official_chain(chain, n)
+
+    _, calls = official()
+    if calls != chain.nfe():
+        raise AssertionError(f"network calls differ: official {calls}, ours {chain.nfe()}")
+    t_official = [median_seconds(official, repeats)]
+    out = {}
+    for name in runtimes:
+        options = RuntimeOptions(**RUNTIMES[name])
+        for m in models:
+            m.denoiser.configure(options)
+        t0 = time.perf_counter()
+        chain(range(n))                                  # warm-up (compilation happens here)
+        first = time.perf_counter() - t0
+        t = median_seconds(lambda: chain(range(n)), repeats, warmup=0)
+        out[name] = {"seconds": t, "images_per_s": n / t, "first_call_seconds": first}
+    t_official.append(median_seconds(official, repeats))
+    official_s = statistics.median(t_official)
+    for r in out.values():
+        r["speedup_vs_official"] = official_s / r["seconds"]
+    fair = [k for k in out if k in UNCHANGED_QUALITY]
+    best = max(fair, key=lambda k: out[k]["speedup_vs_official"]) if fair else None
+    fp32 = [k for k in fair if k.startswith("fp32")]
+    return {"images": n, "repeats": repeats, "network_calls_per_image": calls,
+            "settings": "tiny-64 networks, base 64² EDM Heun 18 steps + relay 256² 18-step grid from σ 0.9",
+            "official_seconds": t_official, "official_images_per_s": n / official_s, "ours": out,
+            "best_runtime": best, "chain_speedup_vs_official": out[best]["speedup_vs_official"] if best else None,
+            "chain_speedup_vs_official_fp32_math": max(out[k]["speedup_vs_official"] for k in fp32) if fp32 else None,
+            "targets": {"fp32_math": 1.5, "bf16": 2.0}}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", help="write the results to this file")
@@ -144,13 +243,22 @@ def main(argv=None):
     ap.add_argument("--demo-images", type=int, default=100, help="images per bundled-demo chain call")
     ap.add_argument("--chain-images", type=int, default=4, help="images per tiny 64→256 chain call")
     ap.add_argument("--chain-repeats", type=int, default=1, help="timings of the tiny 64→256 chain (median)")
-    add_quick(ap, repeats=2, overhead_shape="2,3,64,64", overhead_steps=4, demo_images=10, chain_images=1)
+    ap.add_argument("--official-images", type=int, default=4, help="images per call of the chain-vs-official timing")
+    ap.add_argument("--runtimes", default=",".join(RUNTIMES),
+                    help=f"network runtimes timed against the official chain (of {', '.join(RUNTIMES)})")
+    add_quick(ap, repeats=2, overhead_shape="2,3,64,64", overhead_steps=4, demo_images=10, chain_images=1,
+              official_images=1, runtimes="fp32,bf16")
     args = parse_args(ap, argv)
     shape = tuple(int(v) for v in args.overhead_shape.split(","))
+    runtimes = [r for r in args.runtimes.split(",") if r]
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        ap.error(f"unknown runtime(s) {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}")
     return emit({**machine(), "quick": args.quick,
                  "sampler_overhead": sampler_overhead(args.repeats, shape, args.overhead_steps),
                  "chains": chain_throughput(args.repeats, args.demo_images, args.chain_images,
-                                            args.chain_repeats)}, args.json)
+                                            args.chain_repeats),
+                 "chain_vs_official": chain_vs_official(args.repeats, args.official_images, runtimes)}, args.json)
 
 
 if __name__ == "__main__":

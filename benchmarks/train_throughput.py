@@ -1,6 +1,7 @@
 """Training throughput on CPU for the tiny presets: images/s, peak memory, and the share of a
 training step spent outside the network's forward + backward (data, relay corruption and noise,
-optimizer, EMA) — target ≤ 15 %.
+optimizer, EMA) — target ≤ 15 % — and the relay-32 step per network runtime (channels-last,
+bf16 autocast, torch.compile) against eager fp32 — target ≥ 1.3×.
 
     python benchmarks/train_throughput.py --json train.json [--batch 128] [--steps 20] [--quick]
 
@@ -14,6 +15,7 @@ import argparse
 import json
 import resource
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -46,17 +48,32 @@ class SyntheticDataset:
         return self.images[i], int(self.labels[i]) if self.has_labels else -1
 
 
-def run_one(index: int, batch: int, steps: int) -> dict:
+# network runtimes of the relay-32 training step (TrainConfig precision / channels_last / compile)
+RUNTIMES = {
+    "fp32": {},
+    "fp32_channels_last": dict(channels_last=True),
+    "bf16": dict(precision="bf16"),
+    "bf16_channels_last": dict(precision="bf16", channels_last=True),
+    "fp32_compiled": dict(compile=True),
+    "fp32_channels_last_compiled": dict(channels_last=True, compile=True),
+}
+RUNTIME_CONFIG = 2                  # CONFIGS index: relay-32 (fmnist), the issue's reference step
+
+
+def run_one(index: int, batch: int, steps: int, runtime: str = "fp32") -> dict:
     from relay_diffusion.training import TrainConfig
     from relay_diffusion.training.distributed import Dist
     from relay_diffusion.training.loop import Trainer, prepare
 
     name, stage, net, res, ch, classes = CONFIGS[index]
     cfg = TrainConfig(stage=stage, data="<synthetic>", outdir="<none>", network=net, cond=classes > 0,
-                      batch=batch, lr_rampup=0, device="cpu", workers=0)
+                      batch=batch, lr_rampup=0, device="cpu", workers=0, **RUNTIMES[runtime])
     trainer = Trainer(prepare(cfg, SyntheticDataset(4096, res, ch, classes)), Dist(), torch.device("cpu"))
     step = iter(range(10 ** 9))
-    for _ in range(3):
+    t0 = time.perf_counter()
+    trainer.step(next(step))
+    first = time.perf_counter() - t0                     # includes compilation when compiled
+    for _ in range(2):
         trainer.step(next(step))
     t_step = median_seconds(lambda: trainer.step(next(step)), steps, warmup=0)
 
@@ -68,12 +85,13 @@ def run_one(index: int, batch: int, steps: int) -> dict:
 
     def net_only():
         trainer.optimizer.zero_grad(set_to_none=True)
-        trainer.model(x, sigma, onehot).square().mean().backward()
+        trainer.forward(x, sigma, onehot).square().mean().backward()
 
     for _ in range(3):
         net_only()
     t_net = median_seconds(net_only, steps, warmup=0)
-    return {"config": name, "stage": stage, "network": net, "resolution": res, "channels": ch,
+    return {"config": name, "runtime": runtime, "first_step_s": first,
+            "stage": stage, "network": net, "resolution": res, "channels": ch,
             "batch": batch, "params": sum(p.numel() for p in trainer.net.parameters()),
             "step_s": t_step, "network_fwd_bwd_s": t_net, "images_per_s": batch / t_step,
             "outside_network_share": max(0.0, 1 - t_net / t_step),
@@ -85,17 +103,32 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", help="write the results to this file")
     ap.add_argument("--batch", type=int, default=128, help="training batch (the CPU presets use 128)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per measurement (median)")
+    ap.add_argument("--runtimes", default=",".join(RUNTIMES),
+                    help=f"runtimes of the relay-32 step to compare (of {', '.join(RUNTIMES)})")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
-    add_quick(ap, batch=8, steps=2)
+    ap.add_argument("--runtime", default="fp32", choices=RUNTIMES, help=argparse.SUPPRESS)
+    add_quick(ap, batch=8, steps=2, runtimes="fp32,fp32_channels_last")
     args = parse_args(ap, argv)
     if args.one is not None:
-        print(json.dumps(run_one(args.one, args.batch, args.steps)))
+        print(json.dumps(run_one(args.one, args.batch, args.steps, args.runtime)))
         return {}
-    rows = []
-    for i in range(len(CONFIGS)):
-        rows.append(run_child([__file__, "--one", str(i), "--batch", str(args.batch), "--steps", str(args.steps)]))
+    runtimes = [r for r in args.runtimes.split(",") if r]
+    if not runtimes or any(r not in RUNTIMES for r in runtimes):
+        ap.error(f"--runtimes takes names from {', '.join(RUNTIMES)}")
+
+    def child(i, runtime="fp32"):
+        return run_child([__file__, "--one", str(i), "--batch", str(args.batch), "--steps", str(args.steps),
+                          "--runtime", runtime])
+
+    rows = [child(i) for i in range(len(CONFIGS))]
+    by_runtime = {r: rows[RUNTIME_CONFIG] if r == "fp32" else child(RUNTIME_CONFIG, r) for r in runtimes}
+    eager = rows[RUNTIME_CONFIG]["step_s"]
+    speedups = {r: eager / row["step_s"] for r, row in by_runtime.items()}
     return emit({**machine(), "quick": args.quick, "steps": args.steps, "warmup_steps": 3, "results": rows,
-                 "target_outside_network_share": 0.15}, args.json)
+                 "target_outside_network_share": 0.15,
+                 "runtimes": {"config": CONFIGS[RUNTIME_CONFIG][0], "batch": args.batch, "rows": by_runtime,
+                              "step_speedup_vs_fp32_eager": speedups,
+                              "best": max(speedups, key=speedups.get), "target_speedup": 1.3}}, args.json)
 
 
 if __name__ == "__main__":

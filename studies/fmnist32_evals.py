@@ -33,13 +33,20 @@ def single_dpm(images, nfe):
     return single(images, steps=nfe, solver="dpmpp-2m-pc", rho=20.0)
 
 
-def rdm_fast(relay_images=150_000, relay_nfe=8):
-    return rdm(relay_images, base_settings=FAST_BASE, **dict(FAST_RELAY, num_steps=relay_nfe))
+def rdm_fast(relay_images=150_000, relay_nfe=8, **chain):
+    return rdm(relay_images, base_settings=FAST_BASE, **chain, **dict(FAST_RELAY, num_steps=relay_nfe))
+
+
+# RDM 16×16 → 32×32 (up-scale 2): the base16 run's final snapshot and the relay16to32 run
+RDM16 = dict(relay="relay16to32", base=("base16", 200_000))
 
 
 def rdm16(relay_images=100_000, **kw):
-    """RDM 16×16 → 32×32 (up-scale 2) on the base16 run's final snapshot."""
-    return rdm(relay_images, relay="relay16to32", base=("base16", 200_000), **kw)
+    return rdm(relay_images, **RDM16, **kw)
+
+
+def rdm16_fast(relay_images=100_000, relay_nfe=8):
+    return rdm_fast(relay_images, relay_nfe, **RDM16)
 
 
 EVALS = {
@@ -80,4 +87,8 @@ EVALS = {
     "rdm@100k-dpm20": rdm_fast(100_000),
     "rdm@50k-dpm16": rdm_fast(50_000, relay_nfe=4),
     "rdm@100k-dpm16": rdm_fast(100_000, relay_nfe=4),
+    "rdm16@50k-dpm20": rdm16_fast(50_000),
+    "rdm16@100k-dpm20": rdm16_fast(),
+    "rdm16@50k-dpm16": rdm16_fast(50_000, relay_nfe=4),
+    "rdm16@100k-dpm16": rdm16_fast(relay_nfe=4),
 }

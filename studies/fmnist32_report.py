@@ -112,13 +112,16 @@ def plots(results: dict) -> list:
                                                         "single@300k-dpm10"],
               "RDM 8×8 → 32×32, fast preset (12 + 8 NFE)": ["rdm@50k-dpm20", "rdm@100k-dpm20",
                                                              "rdm@150k-dpm20"],
-              "RDM 8×8 → 32×32, DPM-Solver++(2M) 12 + 4 NFE": list(RDM_BEST_CURVE)}),
+              "RDM 8×8 → 32×32, DPM-Solver++(2M) 12 + 4 NFE": list(RDM_BEST_CURVE),
+              "RDM 16×16 → 32×32, fast preset (12 + 8 NFE)": ["rdm16@50k-dpm20", "rdm16@100k-dpm20"],
+              "RDM 16×16 → 32×32, DPM-Solver++(2M) 12 + 4 NFE": ["rdm16@50k-dpm16", "rdm16@100k-dpm16"]}),
             ("sample_gflop", "sampling cost (GFLOP per image, NFE × network FLOPs)", "fid_vs_sampling.png",
              {"single-stage EDM 32×32": ["single@300k-8steps", "single@300k"],
               "RDM 8×8 → 32×32": ["rdm@150k-fast", "rdm@150k"],
               "RDM 16×16 → 32×32": ["rdm16@100k-fast", "rdm16@100k"],
               "single-stage, DPM-Solver++(2M)": ["single@300k-dpm8", "single@300k-dpm10"],
-              "RDM 8×8 → 32×32, DPM-Solver++(2M)": ["rdm@150k-dpm16", "rdm@150k-dpm20"]})):
+              "RDM 8×8 → 32×32, DPM-Solver++(2M)": ["rdm@150k-dpm16", "rdm@150k-dpm20"],
+              "RDM 16×16 → 32×32, DPM-Solver++(2M)": ["rdm16@100k-dpm16", "rdm16@100k-dpm20"]})):
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
         for g, names in groups.items():
             pts = [(results[n][key], results[n]["fid"], spread(results[n], "fid")) for n in names if n in results]
@@ -322,6 +325,11 @@ to the 8→32 RDM's final training compute; the single-stage and 8→32 rows rep
 `rdm16@100k-fast`: base 10 steps, relay 10-step grid truncated at 0.9.
 
 {table(results, ["single@300k", "rdm@150k", "rdm16@50k", "rdm16@100k", "rdm16@100k-fast"])}
+With the solvers (the fast preset, and 12 + 4 evaluations), against the single-stage model's best
+solver setting:
+
+{table(results, ["single@300k-dpm8", "rdm@150k-dpm16", "rdm16@50k-dpm20", "rdm16@100k-dpm20",
+                 "rdm16@50k-dpm16", "rdm16@100k-dpm16"])}
 ## Samples (seeds 0–99, one class per column)
 
 {" ".join(f"![{f}](study/{f})" for f in figures if f.startswith("samples_"))}

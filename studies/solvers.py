@@ -87,18 +87,21 @@ class Reference:
         return {k: v for k, v in out.items() if k != "skipped"}
 
 
-def base_cache_path(work: Path, chain_name: str, settings, n: int) -> Path:
+def base_cache_path(work: Path, chain_name: str, settings, n: int, runtime: dict | None = None) -> Path:
     import hashlib
 
-    key = hashlib.sha256(json.dumps([chain_name, dataclasses.asdict(settings), n]).encode()).hexdigest()[:16]
+    parts = [chain_name, dataclasses.asdict(settings), n] + ([runtime] if runtime else [])
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
     return work / "base" / f"{chain_name}-{key}.pt"
 
 
-def base_samples(work: Path, chain_name: str, models, settings, n: int, batch: int) -> torch.Tensor:
-    """The base stage's samples for seeds 0…n−1 (float, unquantised), cached per settings."""
+def base_samples(work: Path, chain_name: str, models, settings, n: int, batch: int,
+                 runtime: dict | None = None) -> torch.Tensor:
+    """The base stage's samples for seeds 0…n−1 (float, unquantised), cached per settings (and
+    network runtime, when not plain fp32)."""
     from relay_diffusion.pipeline import RelayChain
 
-    path = base_cache_path(work, chain_name, settings, n)
+    path = base_cache_path(work, chain_name, settings, n, runtime)
     if path.exists():
         return torch.load(path, weights_only=True)
     chain = RelayChain(models[:1], [settings])
@@ -127,15 +130,16 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
     dirs = chain_dirs(spec["chain"], study)
     if dirs is None:
         return False
-    models = [RelayModel.from_pretrained(d) for d in dirs]
+    runtime = spec.get("runtime") or {}                   # how the networks run (networks/runtime.py)
+    models = [RelayModel.from_pretrained(d, **runtime) for d in dirs]
     settings = [settings_for(m, o) for m, o in zip(models, spec["stages"])]
     n, t = spec["n"], time.perf_counter()
     seeds = list(range(n))
     # a base point whose base settings are those of cached shared samples reuses them (per-seed noise:
     # the same images as sampling the chain whole)
     if len(models) > 1 and (spec.get("shared_base", True)
-                            or base_cache_path(work, spec["chain"], settings[0], n).exists()):
-        low = base_samples(work, spec["chain"], models, settings[0], n, batch)
+                            or base_cache_path(work, spec["chain"], settings[0], n, runtime).exists()):
+        low = base_samples(work, spec["chain"], models, settings[0], n, batch, runtime)
         chain = RelayChain(models[1:], settings[1:])
         floats = torch.cat([chain(seeds[i:i + batch], "balanced", low_res=low[i:i + batch]).cpu()
                             for i in range(0, n, batch)])
@@ -158,7 +162,7 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
         extra["rmse"] = float((floats[:k] - target[:k]).pow(2).mean().sqrt())
     record = {"name": name, "plan": spec["plan"], "chain": spec["chain"], "models": [str(d) for d in dirs], "n": n,
               "sampling_seconds": seconds, "shared_base": len(models) > 1 and spec.get("shared_base", True),
-              "settings": [dataclasses.asdict(s) for s in settings],
+              "settings": [dataclasses.asdict(s) for s in settings], "runtime": runtime,
               "nfe": RelayChain(models, settings).nfe(), **extra, **ref.measure(images)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".tmp").write_text(json.dumps(record, indent=2) + "\n")

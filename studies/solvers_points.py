@@ -235,8 +235,20 @@ def plan_study_curves() -> dict:
     return pts
 
 
+def plan_runtime() -> dict:
+    """The fast chain (10,000 samples) with each network runtime (networks/runtime.py): bf16
+    autocast and channels-last against plain fp32, by FID and by per-image RMSE to the fp32 images."""
+    base, relay = chain_recipe_dicts("fast")
+    pts = {"demo-full-runtime-fp32": dict(chain_point("demo", SAMPLES_FULL, base, relay, None), save=True)}
+    for name, runtime in (("fp32-channels-last", dict(channels_last=True)), ("bf16", dict(precision="bf16")),
+                          ("bf16-channels-last", dict(precision="bf16", channels_last=True))):
+        pts[f"demo-full-runtime-{name}"] = dict(chain_point("demo", SAMPLES_FULL, base, relay,
+                                                            "demo-full-runtime-fp32"), runtime=runtime)
+    return pts
+
+
 PLANS = {"reference": plan_reference, "grid-search": plan_grid_search, "official": plan_official,
          "start-search": plan_start_search, "relay-curves": plan_relay_curves, "relay-eta": plan_relay_eta,
          "base-reference": plan_base_reference, "base-grid": plan_base_grid, "base-curves": plan_base_curves,
          "demo-full-official": plan_demo_full_official, "demo-full": plan_demo_full,
-         "study-curves": plan_study_curves}
+         "study-curves": plan_study_curves, "runtime": plan_runtime}

@@ -51,6 +51,9 @@ def sampler_label(r: dict, stage: int) -> str:
 def row(r: dict) -> str:
     nfe = " + ".join(map(str, r["nfe"]))
     stages = " / ".join(sampler_label(r, i) for i in range(len(r["settings"])))
+    if r.get("runtime"):                                          # networks not in plain fp32
+        from relay_diffusion.networks.runtime import RuntimeOptions
+        stages += f" — networks in {RuntimeOptions(**r['runtime']).describe()}"
     rmse = f"{r['rmse']:.4f}" if "rmse" in r else "–"
     cost = f" ({r['gflop']:.2f} GFLOP)" if "gflop" in r else ""
     return (f"| {stages} | {nfe}{cost} | {r['n']:,} | {r['fid']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
@@ -155,7 +158,8 @@ def targets(recs: dict) -> list[str]:
         g("demo-full-official-trunc100"), lambda a, b: a <= b, "FID ≤ reference")
     add("base stage, ≤ 10 evaluations vs EDM Heun with 35", g("demo-full-base-nfe10"),
         g("demo-full-base-heun-nfe35"), lambda a, b: a <= 1.05 * b, "within 5 %")
-    best = min((r for r in full.values() if r["name"] != "demo-full-chain-nfe20"), key=lambda r: r["fid"],
+    best = min((r for r in full.values() if r["name"] != "demo-full-chain-nfe20" and r["plan"] != "runtime"),
+               key=lambda r: r["fid"],
                default=None)
     add(f"whole chain, ≤ 20 evaluations (`--preset fast`) vs the best FID at any cost"
         + (f" (`{best['name']}`)" if best else ""), g("demo-full-chain-nfe20"), best,

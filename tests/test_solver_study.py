@@ -16,6 +16,7 @@ points = pytest.importorskip("solvers_points")
 driver = pytest.importorskip("solvers")
 
 from relay_diffusion import RelaySchedule  # noqa: E402
+from relay_diffusion.networks.runtime import RuntimeOptions  # noqa: E402
 from relay_diffusion.sampling.presets import FAST_RECIPE, BaseSamplerSettings, RelaySamplerSettings  # noqa: E402
 
 
@@ -26,6 +27,7 @@ def test_every_plan_point_is_a_valid_chain():
             assert name not in seen, f"{name} appears twice"
             seen.add(name)
             assert spec["chain"] == "demo" or spec["chain"] in points.CHAINS
+            RuntimeOptions(**spec.get("runtime", {}))
             base = BaseSamplerSettings(**spec["stages"][0])
             assert base.nfe() >= 2
             for relay in spec["stages"][1:]:

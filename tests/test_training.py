@@ -277,3 +277,18 @@ def test_bf16_autocast_trains_on_cpu(tmp_path, data32):
     train(cfg, echo=log.append)
     assert all(torch.isfinite(v).all() for v in weights(tmp_path / "run").values())
     assert json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[-1])["loss"] > 0
+
+
+def test_channels_last_trains_the_same_weights(tmp_path, data32):
+    """NHWC is a layout, not a method: four steps give the plain run's weights to float32
+    rounding (Adam divides by √v, so a near-zero gradient's rounding can move a weight by a
+    fraction of the learning rate), and the snapshot stores ordinary (contiguous) tensors."""
+    runs = {}
+    for nhwc in (False, True):
+        cfg = small(data=str(data32), outdir=str(tmp_path / f"cl{nhwc}"), resolution=8, batch=8, duration=32,
+                    lr_rampup=0, channels_last=nhwc)
+        train(cfg, echo=lambda s: None)
+        runs[nhwc] = weights(tmp_path / f"cl{nhwc}")
+    for k in runs[False]:
+        assert runs[True][k].is_contiguous()
+        torch.testing.assert_close(runs[True][k], runs[False][k], atol=2e-4, rtol=0)

@@ -3,6 +3,7 @@ layout), an optional grid and .npz, and a JSON record of every setting used."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -15,6 +16,7 @@ import torch
 
 from . import __version__
 from .io import save_image_grid, to_pil, to_uint8
+from .networks.runtime import PRECISIONS
 from .pipeline import LABEL_MODES, RelayChain
 from .sampling.presets import CHAIN_RECIPES, chain_recipe
 from .sampling.solvers import SOLVERS
@@ -158,6 +160,13 @@ def add_chain_arguments(p, default_seeds: str) -> None:
     for flag, help_text in STAGE_FLAG_HELP.items():
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="V[,V…]", help=help_text)
     p.add_argument("--float64", action="store_true", help="sample in float64 (default float32)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="network math: fp32, or bf16 / fp16 (CUDA) autocast around the networks only; "
+                        "the samplers' arithmetic is unchanged (docs/speed.md)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
+                   help="NHWC memory layout for the networks (docs/speed.md)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks: slow first batch, faster after (docs/speed.md)")
     p.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of each model dir")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
 
@@ -167,9 +176,15 @@ def build_chain(args, device) -> tuple[RelayChain, list]:
     if args.batch < 1:
         raise ValueError("--batch must be >= 1")
     models = args.models or [str(p) for p in bundled_demo_chain()]
-    chain = RelayChain.from_pretrained(models, which=args.weights, device=device)
+    chain = RelayChain.from_pretrained(models, which=args.weights, device=device, precision=args.precision,
+                                       channels_last=args.channels_last, compile=args.compile)
     chain.settings = stage_settings(chain.models, args.preset, args)
     return chain, models
+
+
+def runtime_record(chain: RelayChain) -> dict:
+    """How the networks ran (the same for every stage): for settings.json and eval results."""
+    return dataclasses.asdict(chain.models[0].denoiser.runtime)
 
 
 def chain_labels(args):
@@ -245,7 +260,7 @@ def _run(args, d, device) -> int:
                          for m, s, n in zip(chain.models, chain.settings, chain.nfe())],
               "nfe": sum(chain.nfe()),
               "seeds": args.seeds if not args.from_images else None, "num_images": len(seeds),
-              "labels": labels, "dtype": str(dtype),
+              "labels": labels, "dtype": str(dtype), "runtime": runtime_record(chain),
               "weights": args.weights, "postprocess": edits, "from_images": args.from_images,
               "processes": d.world_size, "outdir": args.outdir, "grid": args.grid, "npz": args.npz}
     settings = args.settings or (str(Path(args.outdir) / "settings.json") if args.outdir else None)

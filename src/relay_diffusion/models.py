@@ -14,6 +14,7 @@ import torch
 
 from .io import atomic_directory, load_weights, read_model_config, save_model_dir
 from .networks import NetworkConfig
+from .networks.runtime import RuntimeOptions
 from .precond import EDMPrecond
 from .relay import RelaySchedule
 from .training.config import STAGES
@@ -48,9 +49,14 @@ class RelayModel:
         return RelaySchedule(**s) if s else None
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, which: str = "ema",
-                        device: str | torch.device = "cpu") -> "RelayModel":
-        """Load a model directory; which="ema" (default; falls back to the raw weights) or "model"."""
+    def from_pretrained(cls, directory: str | Path, which: str = "ema", device: str | torch.device = "cpu",
+                        *, precision: str = "fp32", channels_last: bool = False,
+                        compile: bool = False) -> "RelayModel":
+        """Load a model directory; which="ema" (default; falls back to the raw weights) or "model".
+        precision / channels_last / compile: how the network runs (networks/runtime.py,
+        docs/speed.md); the stored weights stay float32."""
+        runtime = RuntimeOptions(precision, channels_last, compile)
+        runtime.check(device)
         directory = Path(directory)
         if not directory.is_dir():
             raise ValueError(f"model directory not found: {directory}")
@@ -68,7 +74,7 @@ class RelayModel:
         except RuntimeError as e:
             raise ValueError(f"{directory}: weights do not match config.json: {e}") from None
         denoiser = EDMPrecond(net, cfg.get("sigma_data", 0.5), cfg.get("label_dim", 0))
-        return cls(denoiser.to(device).eval().requires_grad_(False), cfg)
+        return cls(denoiser.to(device).eval().requires_grad_(False).configure(runtime), cfg)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write config.json + model.safetensors atomically."""

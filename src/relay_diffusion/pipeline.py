@@ -87,9 +87,10 @@ class RelayChain:
             raise ValueError(f"stages disagree on the number of classes: {sorted(dims)}")
 
     @classmethod
-    def from_pretrained(cls, directories: Sequence[str | Path], settings=None, which="ema",
-                        device="cpu") -> "RelayChain":
-        return cls([RelayModel.from_pretrained(d, which, device) for d in directories], settings)
+    def from_pretrained(cls, directories: Sequence[str | Path], settings=None, which="ema", device="cpu",
+                        **runtime) -> "RelayChain":
+        """Load every stage; `runtime` (precision=, channels_last=, compile=) applies to all of them."""
+        return cls([RelayModel.from_pretrained(d, which, device, **runtime) for d in directories], settings)
 
     @property
     def label_dim(self) -> int:

@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from .networks.runtime import RuntimeOptions, call_network, prepare_network
+
 
 def edm_coefficients(sigma: torch.Tensor, sigma_data: float = 0.5):
     """(c_skip, c_out, c_in, c_noise) for noise level(s) σ (EDM Table 1)."""
@@ -26,7 +28,8 @@ def edm_loss_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tenso
 class EDMPrecond(nn.Module):
     """Wrap a raw network F(x, c_noise, labels, **kwargs) into a denoiser D(x, sigma, labels).
 
-    Computation runs in float32 (float64 if x is float64); the output has that dtype.
+    Computation runs in float32 (float64 if x is float64); the output has that dtype. The network
+    itself runs as `configure(RuntimeOptions(...))` says (default: plain float32 / float64).
     labels=None means "no label": a zero vector of length label_dim, the unconditional input
     used by classifier-free guidance.
     """
@@ -42,6 +45,15 @@ class EDMPrecond(nn.Module):
         self.net = net
         self.sigma_data = float(sigma_data)
         self.label_dim = int(label_dim)
+        self.configure(RuntimeOptions())
+
+    def configure(self, options: RuntimeOptions) -> "EDMPrecond":
+        """Run the network with these options from now on (precision, layout, compilation); the
+        preconditioning and the weights' values are unchanged. Returns self."""
+        self.runtime = options
+        # kept out of the module tree: a compiled wrapper must not add keys to state_dict()
+        object.__setattr__(self, "_call", prepare_network(self.net, options))
+        return self
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, labels: torch.Tensor | None = None,
                 **net_kwargs) -> torch.Tensor:
@@ -55,5 +67,6 @@ class EDMPrecond(nn.Module):
         else:
             labels = labels.to(dtype).reshape(-1, self.label_dim)
         c_skip, c_out, c_in, c_noise = edm_coefficients(sigma, self.sigma_data)
-        f = self.net(c_in * x, c_noise.flatten().expand(x.shape[0]), labels, **net_kwargs)
+        f = call_network(self._call, self.runtime, c_in * x, c_noise.flatten().expand(x.shape[0]), labels,
+                         **net_kwargs)
         return c_skip * x + c_out * f.to(dtype)

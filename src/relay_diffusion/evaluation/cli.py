@@ -8,7 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..generate import add_chain_arguments, build_chain, chain_labels, parse_seeds
+from ..generate import add_chain_arguments, build_chain, chain_labels, parse_seeds, runtime_record
 from .evaluate import (FEATURE_METRICS, METRICS, chain_features, compute_metrics, default_cache_dir,
                        format_metrics, image_set_features, log_stderr, open_reference)
 from .extractors import BUNDLED_FEATURES, INCEPTION, load_extractor
@@ -104,6 +104,7 @@ def run_eval(args) -> int:
         result["stages"] = [{"model": d, "sampler": dataclasses.asdict(s), "nfe": n}
                             for d, s, n in zip(models, chain.settings, chain.nfe())]
         result["nfe"] = sum(chain.nfe())
+        result["runtime"] = runtime_record(chain)
     result["features"] = samples.extractor or ref.extractor
     print(f"{samples.count} samples vs {ref.count or 'unknown number of'} reference images "
           f"({result['features']})")

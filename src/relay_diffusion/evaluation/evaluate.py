@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..io import cache_dir
+from ..networks.runtime import RuntimeOptions
 from ..metrics import (frechet_distance, inception_score, kernel_inception_distance, precision_recall,
                        sliced_wasserstein_distance, spectral_distance)
 from .extractors import Extractor
@@ -102,14 +103,15 @@ def chain_features(chain, seeds: list, labels, extractor: Extractor, batch: int 
                    keep_images: int = 0, log=None, description: str = "model chain"
                    ) -> tuple[FeatureSet, Optional[torch.Tensor]]:
     """Features of a chain's samples for `seeds`, without writing images (cached by the models'
-    weights, every sampler setting, the seeds, labels and dtype)."""
+    weights and runtime options, every sampler setting, the seeds, labels and dtype)."""
     from ..io import to_uint8
 
     def batches():
         for i in range(0, len(seeds), batch):
             yield to_uint8(chain(seeds[i:i + batch], labels, dtype=dtype, device=device).cpu())
 
-    models = [(m.config, weights_digest(m.denoiser)) for m in chain.models]
+    # how the networks ran is part of the key when it is not plain float32 (bf16 changes images)
+    models = [(m.config, weights_digest(m.denoiser)) + runtime_key(m.denoiser.runtime) for m in chain.models]
     key = _key("chain", models, [dataclasses.asdict(s) for s in chain.settings], seeds, labels,
                str(dtype), extractor.fingerprint)
     kept = {}
@@ -120,6 +122,10 @@ def chain_features(chain, seeds: list, labels, extractor: Extractor, batch: int 
         return f
     features = cached(cache_dir if not keep_images else None, key, compute, description)
     return features, kept.get("images")
+
+
+def runtime_key(runtime: RuntimeOptions) -> tuple:
+    return () if runtime == RuntimeOptions() else (dataclasses.asdict(runtime),)
 
 
 def weights_digest(module: torch.nn.Module) -> str:

@@ -10,8 +10,9 @@ import sys
 import typing
 
 from ..networks import NETWORK_PRESETS
+from ..networks.runtime import PRECISIONS
 from ..relay import NOISE_MIXTURES
-from .config import OPTIMIZERS, PRECISIONS, STAGES, TrainConfig, parse_images
+from .config import OPTIMIZERS, STAGES, TrainConfig, parse_images
 from .presets import TRAIN_PRESETS
 
 IMAGE_COUNTS = {"duration", "lr_rampup", "ema_halflife", "status_every", "snapshot_every", "sample_every"}

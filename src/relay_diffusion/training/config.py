@@ -11,8 +11,9 @@ import json
 import re
 from typing import Optional
 
+from ..networks.runtime import PRECISIONS
+
 STAGES = ("base", "relay")
-PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw")
 
 
@@ -54,7 +55,8 @@ class TrainConfig:
     noise_mixture: str = "official"      # relay: "official" σ(ε+αB) or "paper" (normalised)
     truncate_sigma: float = 7.5e-3       # relay: smallest trained σ
     # execution
-    precision: str = "fp32"              # "fp32", "bf16" (CUDA or CPU autocast) or "fp16" (CUDA)
+    precision: str = "fp32"              # network math: "fp32", "bf16" (CUDA or CPU) or "fp16" (CUDA) autocast
+    channels_last: bool = False          # NHWC weights and activations (docs/speed.md)
     compile: bool = False                # torch.compile the network
     seed: int = 0                        # every random draw derives from it (per step and sample)
     workers: int = 2                     # DataLoader workers when the dataset is not cached
@@ -67,7 +69,7 @@ class TrainConfig:
 
     # fields that may change when a run is resumed
     RESUMABLE_CHANGES = ("duration", "status_every", "snapshot_every", "sample_every",
-                         "keep_snapshots", "workers", "cache", "device", "compile")
+                         "keep_snapshots", "workers", "cache", "device", "compile", "channels_last")
 
     def validate(self) -> "TrainConfig":
         def need(cond, msg):

@@ -22,6 +22,7 @@ from ..data import ImageDataset
 from ..io import read_json, save_image_grid, write_json
 from ..losses import EDMLoss, RelayLoss
 from ..networks import NETWORK_PRESETS, build_network, count_parameters
+from ..networks.runtime import RuntimeOptions
 from ..precond import EDMPrecond
 from ..relay import RelaySchedule, upsample_nearest
 from ..sampling import SeededNoise, edm_sampler, relay_sampler
@@ -188,30 +189,24 @@ class Trainer:
         if self.per_rank % self.batch_gpu:
             raise ValueError(f"per-process batch {self.per_rank} is not divisible by batch_gpu {self.batch_gpu}")
         self.rounds = self.per_rank // self.batch_gpu
-        if cfg.precision == "fp16" and device.type != "cuda":
-            raise ValueError("fp16 training needs CUDA; use --precision bf16 or fp32 on CPU")
+        runtime = RuntimeOptions(cfg.precision, cfg.channels_last, cfg.compile)   # autocast: network only
+        runtime.check(device)
         torch.manual_seed(cfg.seed)                                      # same init on every rank
         self.net = build_network(setup.network_config).to(device)
         self.ema_net = copy.deepcopy(self.net).eval().requires_grad_(False)
-        self.model = EDMPrecond(self.net, cfg.sigma_data, setup.label_dim).train()
+        self.model = EDMPrecond(self.net, cfg.sigma_data, setup.label_dim).train().configure(runtime)
         self.ema = EDMPrecond(self.ema_net, cfg.sigma_data, setup.label_dim)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(self.net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
                                  weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.forward = self.model
         if d.world_size > 1:
             self.forward = torch.nn.parallel.DistributedDataParallel(
                 self.forward, device_ids=[device.index] if device.type == "cuda" else None)
         self.loss_fn = _loss_fn(setup)
         self.source = ImageSource(setup.dataset, setup.resolution, cfg.xflip, cfg.cache)
         self.schedule = BatchSchedule(len(self.source), cfg.batch, cfg.seed)
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def load(self, snapshot: Path) -> int:
         state = load_snapshot(snapshot, self.net, self.ema_net, self.optimizer, self.device)
@@ -241,8 +236,7 @@ class Trainer:
             torch.manual_seed(mix_seed(cfg.seed, step, d.rank, r, 0xD0))   # dropout masks
             last = r == self.rounds - 1 or d.world_size == 1
             with (contextlib.nullcontext() if last else self.forward.no_sync()):
-                with self._autocast():
-                    loss = self.loss_fn(self.forward, images, onehot, generator=rng)
+                loss = self.loss_fn(self.forward, images, onehot, generator=rng)
                 per_sample_sum = loss.sum()
                 scaled = per_sample_sum / self.per_rank                     # EDM: normalise by per-GPU batch
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()

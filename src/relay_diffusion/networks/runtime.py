@@ -1,0 +1,73 @@
+"""How a network runs: the precision of its math, its memory layout, and compilation
+(docs/speed.md). Only the network call changes; the preconditioning around it, the samplers'
+arithmetic and the stored weights stay in float32 (or float64).
+
+    options = RuntimeOptions(precision="bf16", channels_last=True)
+    options.check(device)                  # fp16 needs CUDA
+    net = prepare_network(net, options)    # layout set in place; returns what to call
+    out = call_network(net, options, x, noise_labels, class_labels)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import torch
+from torch import nn
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeOptions:
+    precision: str = "fp32"        # network math: "fp32", or "bf16"/"fp16" autocast around the network
+    channels_last: bool = False    # NHWC weights and activations (faster convolutions, same math)
+    compile: bool = False          # torch.compile the network (slow first calls, faster after)
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        for name in ("channels_last", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return AMP_DTYPES.get(self.precision)
+
+    def check(self, device: torch.device | str) -> None:
+        """Reject combinations the device cannot run (fp16 autocast on CPU is slow and fragile)."""
+        if self.precision == "fp16" and torch.device(device).type != "cuda":
+            raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+
+    def autocast(self, device: torch.device | str):
+        """The autocast context of this precision on `device` (no-op for fp32)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        self.check(device)
+        return torch.autocast(torch.device(device).type, dtype=self.amp_dtype)
+
+    def describe(self) -> str:
+        return ", ".join([self.precision] + ["channels-last"] * self.channels_last + ["compiled"] * self.compile)
+
+
+def prepare_network(net: nn.Module, options: RuntimeOptions) -> nn.Module:
+    """Set `net`'s memory layout in place (weights keep their values and names) and return the
+    module to call: `net` itself, or its torch.compile wrapper."""
+    net.to(memory_format=torch.channels_last if options.channels_last else torch.contiguous_format)
+    return torch.compile(net) if options.compile else net
+
+
+def call_network(net, options: RuntimeOptions, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """net(x, *args) under `options`: NHWC input when channels-last; under bf16/fp16 autocast the
+    inputs are made float32 (autocast leaves float64 alone) and the output comes back as float32."""
+    if options.channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if options.amp_dtype is None:
+        return net(x, *args, **kwargs)
+    x, args = x.float(), [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+    with options.autocast(x.device):
+        out = net(x, *args, **kwargs)
+    return out.float()

@@ -1,0 +1,107 @@
+"""How networks run (networks/runtime.py): channels-last and bf16 autocast change only the network
+call — same weights, same state dict, per-seed images; fp16 is refused off CUDA; the options
+reach models, chains, the CLI records and the feature cache keys."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from relay_diffusion.cli import main
+from relay_diffusion.evaluation.evaluate import runtime_key
+from relay_diffusion.generate import bundled_demo_chain
+from relay_diffusion.models import RelayModel
+from relay_diffusion.networks.runtime import RuntimeOptions
+from relay_diffusion.pipeline import RelayChain
+from relay_diffusion.sampling.presets import chain_recipe
+
+SEEDS = [0, 3, 11, 12]
+
+
+def fast_chain(**runtime) -> RelayChain:
+    return RelayChain.from_pretrained(bundled_demo_chain(), chain_recipe("fast", ["base", "relay"]), **runtime)
+
+
+def relay_inputs(n=4):
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(n, 1, 32, 32, generator=g), torch.linspace(0.05, 2.0, n),
+            torch.eye(10)[torch.arange(n)])
+
+
+@pytest.mark.parametrize("bad, match", [(dict(precision="fp8"), "precision"),
+                                        (dict(channels_last="yes"), "channels_last"),
+                                        (dict(compile=1), "compile")])
+def test_bad_options_are_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        RuntimeOptions(**bad)
+
+
+def test_fp16_needs_cuda():
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        RelayModel.from_pretrained(bundled_demo_chain()[0], precision="fp16")
+    with pytest.raises(SystemExit):                       # argparse: not a choice
+        main(["sample", "--precision", "fp64", "--grid", "x.png"])
+
+
+def test_channels_last_is_the_same_network():
+    """NHWC changes the layout, not the math: outputs agree to float32 rounding; the state dict
+    (names, values, contiguous on save) is untouched."""
+    plain = RelayModel.from_pretrained(bundled_demo_chain()[1])
+    nhwc = RelayModel.from_pretrained(bundled_demo_chain()[1], channels_last=True)
+    conv = nhwc.denoiser.net.enc["32x32_block0"].conv0.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x, sigma, labels = relay_inputs()
+    torch.testing.assert_close(nhwc.denoiser(x, sigma, labels), plain.denoiser(x, sigma, labels),
+                               atol=2e-5, rtol=0)
+    a, b = plain.denoiser.state_dict(), nhwc.denoiser.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_save_after_configure_round_trips(tmp_path):
+    model = RelayModel.from_pretrained(bundled_demo_chain()[1], channels_last=True, precision="bf16")
+    model.save_pretrained(tmp_path / "m")
+    again = RelayModel.from_pretrained(tmp_path / "m")
+    a, b = model.denoiser.state_dict(), again.denoiser.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a) and again.denoiser.runtime == RuntimeOptions()
+
+
+def test_bf16_runs_only_the_network_in_bf16():
+    """Autocast covers the network; the preconditioning and the output stay float32 (float64 for
+    float64 samplers), and the error is bf16's (8 mantissa bits), not more."""
+    plain = RelayModel.from_pretrained(bundled_demo_chain()[1]).denoiser
+    bf16 = RelayModel.from_pretrained(bundled_demo_chain()[1], precision="bf16").denoiser
+    x, sigma, labels = relay_inputs()
+    ref, got = plain(x, sigma, labels), bf16(x, sigma, labels)
+    assert got.dtype == torch.float32 and bf16(x.double(), sigma, labels).dtype == torch.float64
+    err = (got - ref).abs().max().item()
+    assert 0 < err < 0.05 * ref.abs().max().item()
+    assert torch.equal(bf16(x, sigma, labels), got)                # deterministic
+
+
+def test_bf16_images_depend_on_their_seed_only():
+    """Per-seed images at bf16: batch 4 and batches of 1 give the same images to bf16 rounding
+    of the network (a few uint8 levels), and a repeat gives the very same bits."""
+    chain = fast_chain(precision="bf16", channels_last=True)
+    together = chain(SEEDS)
+    alone = torch.cat([chain([s]) for s in SEEDS])
+    assert torch.equal(chain(SEEDS), together)
+    diff = (together - alone).abs()
+    assert diff.mean() < 2 / 255 and diff.max() < 0.25
+    plain = fast_chain()(SEEDS)
+    assert (together - plain).abs().mean() < 4 / 255                 # bf16 ≈ fp32 images, per seed
+
+
+def test_channels_last_chain_matches_plain_chain():
+    plain, nhwc = fast_chain()(SEEDS), fast_chain(channels_last=True)(SEEDS)
+    torch.testing.assert_close(nhwc, plain, atol=1e-3, rtol=0)
+
+
+def test_runtime_is_recorded_and_keys_the_feature_cache(tmp_path):
+    assert runtime_key(RuntimeOptions()) == ()                      # plain fp32: keys unchanged
+    assert runtime_key(RuntimeOptions("bf16")) != runtime_key(RuntimeOptions("bf16", channels_last=True))
+    assert main(["sample", "--preset", "fast", "--seeds", "0-1", "--grid", str(tmp_path / "g.png"),
+                 "--settings", str(tmp_path / "s.json"), "--precision", "bf16", "--channels-last"]) == 0
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert record["runtime"] == {"precision": "bf16", "channels_last": True, "compile": False}
