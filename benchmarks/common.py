@@ -130,3 +130,32 @@ def run_child(args: list[str], env: dict | None = None) -> dict:
         sys.stderr.write(out.stderr)
         raise RuntimeError(f"child {args[:3]} failed with exit code {out.returncode}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---- network runtimes (relay_diffusion/networks/runtime.py): name → RuntimeOptions fields -----
+
+RUNTIMES = {
+    "fp32": {},
+    "fp32_channels_last": dict(channels_last=True),
+    "bf16": dict(precision="bf16"),
+    "bf16_channels_last": dict(precision="bf16", channels_last=True),
+    "fp32_compiled": dict(compile=True),
+    "fp32_channels_last_compiled": dict(channels_last=True, compile=True),
+    "bf16_channels_last_compiled": dict(precision="bf16", channels_last=True, compile=True),
+}
+
+
+def add_runtimes(parser, default: tuple, what: str) -> None:
+    """Add --runtimes NAME,NAME,… (names of RUNTIMES; `default` when not given)."""
+    parser.add_argument("--runtimes", default=",".join(default),
+                        help=f"network runtimes {what} (of {', '.join(RUNTIMES)})")
+
+
+def parse_runtimes(parser, text: str) -> list[str]:
+    """The names in a --runtimes value; a parser error for an empty list or an unknown name."""
+    names = [r for r in text.split(",") if r]
+    unknown = [r for r in names if r not in RUNTIMES]
+    if not names or unknown:
+        parser.error(f"--runtimes takes names from {', '.join(RUNTIMES)}"
+                     + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    return names

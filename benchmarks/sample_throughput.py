@@ -21,13 +21,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_quick, emit, machine, median_seconds, parse_args  # noqa: E402
+from common import (RUNTIMES, add_quick, add_runtimes, emit, machine, median_seconds, parse_args,  # noqa: E402
+                    parse_runtimes)
 from ops import _dct_fft, _from_patches, _idct_fft, _to_patches, reference_block_noise  # noqa: E402
 
 from relay_diffusion import EDMPrecond, RelaySchedule, SeededNoise, blur_factors, relay_sampler, relay_sigmas  # noqa: E402
 from relay_diffusion.models import RelayModel  # noqa: E402
-from relay_diffusion.networks.runtime import RuntimeOptions  # noqa: E402
 from relay_diffusion.networks import NETWORK_PRESETS  # noqa: E402
+from relay_diffusion.networks.runtime import RuntimeOptions  # noqa: E402
 from relay_diffusion.pipeline import RelayChain  # noqa: E402
 from relay_diffusion.relay import upsample_nearest  # noqa: E402
 from relay_diffusion.sampling.presets import BaseSamplerSettings, RelaySamplerSettings, chain_recipe  # noqa: E402
@@ -179,18 +180,12 @@ def chain_throughput(repeats: int, demo_images: int = 100, chain_images: int = 4
     return out
 
 
-# network runtimes timed against the official samplers (networks/runtime.py, docs/speed.md)
-RUNTIMES = {
-    "fp32": {},
-    "fp32_channels_last": dict(channels_last=True),
-    "bf16": dict(precision="bf16"),
-    "bf16_channels_last": dict(precision="bf16", channels_last=True),
-    "fp32_compiled": dict(compile=True),
-    "bf16_channels_last_compiled": dict(precision="bf16", channels_last=True, compile=True),
-}
-# runtimes whose demo-chain FID equals fp32's within its seed spread (docs/speed.md, "Quality")
-UNCHANGED_QUALITY = ("fp32", "fp32_channels_last", "fp32_compiled", "bf16", "bf16_channels_last",
-                     "bf16_channels_last_compiled")
+# network runtimes timed against the official samplers (common.RUNTIMES)
+CHAIN_RUNTIMES = ("fp32", "fp32_channels_last", "bf16", "bf16_channels_last", "fp32_compiled",
+                  "bf16_channels_last_compiled")
+# runtimes counted as "unchanged quality" for chain_speedup_vs_official. Provisional: every one is
+# listed until the demo-chain quality plan (studies/solvers_points.py, plan `runtime`) is run.
+UNCHANGED_QUALITY = CHAIN_RUNTIMES
 
 
 def chain_vs_official(repeats: int, n: int, runtimes: list[str]) -> dict:
@@ -244,16 +239,12 @@ def main(argv=None):
     ap.add_argument("--chain-images", type=int, default=4, help="images per tiny 64→256 chain call")
     ap.add_argument("--chain-repeats", type=int, default=1, help="timings of the tiny 64→256 chain (median)")
     ap.add_argument("--official-images", type=int, default=4, help="images per call of the chain-vs-official timing")
-    ap.add_argument("--runtimes", default=",".join(RUNTIMES),
-                    help=f"network runtimes timed against the official chain (of {', '.join(RUNTIMES)})")
+    add_runtimes(ap, CHAIN_RUNTIMES, "timed against the official chain")
     add_quick(ap, repeats=2, overhead_shape="2,3,64,64", overhead_steps=4, demo_images=10, chain_images=1,
               official_images=1, runtimes="fp32,bf16")
     args = parse_args(ap, argv)
     shape = tuple(int(v) for v in args.overhead_shape.split(","))
-    runtimes = [r for r in args.runtimes.split(",") if r]
-    unknown = [r for r in runtimes if r not in RUNTIMES]
-    if unknown:
-        ap.error(f"unknown runtime(s) {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}")
+    runtimes = parse_runtimes(ap, args.runtimes)
     return emit({**machine(), "quick": args.quick,
                  "sampler_overhead": sampler_overhead(args.repeats, shape, args.overhead_steps),
                  "chains": chain_throughput(args.repeats, args.demo_images, args.chain_images,

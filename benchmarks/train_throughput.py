@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_quick, emit, machine, median_seconds, parse_args, run_child  # noqa: E402
+from common import (RUNTIMES, add_quick, add_runtimes, emit, machine, median_seconds, parse_args,  # noqa: E402
+                    parse_runtimes, run_child)
 
 CONFIGS = [  # (name, stage, network, resolution, channels, classes)
     ("base-8 (fmnist)", "base", "tiny-8", 8, 1, 10),
@@ -48,15 +49,9 @@ class SyntheticDataset:
         return self.images[i], int(self.labels[i]) if self.has_labels else -1
 
 
-# network runtimes of the relay-32 training step (TrainConfig precision / channels_last / compile)
-RUNTIMES = {
-    "fp32": {},
-    "fp32_channels_last": dict(channels_last=True),
-    "bf16": dict(precision="bf16"),
-    "bf16_channels_last": dict(precision="bf16", channels_last=True),
-    "fp32_compiled": dict(compile=True),
-    "fp32_channels_last_compiled": dict(channels_last=True, compile=True),
-}
+# network runtimes of the relay-32 training step (common.RUNTIMES → TrainConfig fields)
+STEP_RUNTIMES = ("fp32", "fp32_channels_last", "bf16", "bf16_channels_last", "fp32_compiled",
+                 "fp32_channels_last_compiled")
 RUNTIME_CONFIG = 2                  # CONFIGS index: relay-32 (fmnist), the reference step
 
 
@@ -103,8 +98,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", help="write the results to this file")
     ap.add_argument("--batch", type=int, default=128, help="training batch (the CPU presets use 128)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per measurement (median)")
-    ap.add_argument("--runtimes", default=",".join(RUNTIMES),
-                    help=f"runtimes of the relay-32 step to compare (of {', '.join(RUNTIMES)})")
+    add_runtimes(ap, STEP_RUNTIMES, "of the relay-32 step to compare")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--runtime", default="fp32", choices=RUNTIMES, help=argparse.SUPPRESS)
     add_quick(ap, batch=8, steps=2, runtimes="fp32,fp32_channels_last")
@@ -112,9 +106,7 @@ def main(argv=None) -> dict:
     if args.one is not None:
         print(json.dumps(run_one(args.one, args.batch, args.steps, args.runtime)))
         return {}
-    runtimes = [r for r in args.runtimes.split(",") if r]
-    if not runtimes or any(r not in RUNTIMES for r in runtimes):
-        ap.error(f"--runtimes takes names from {', '.join(RUNTIMES)}")
+    runtimes = parse_runtimes(ap, args.runtimes)
 
     def child(i, runtime="fp32"):
         return run_child([__file__, "--one", str(i), "--batch", str(args.batch), "--steps", str(args.steps),

@@ -182,7 +182,6 @@ def chain_recipe(name: str | None, stages: list[str]) -> list:
     return [base if s == "base" else relay for s in stages]
 
 
-
 def chain_recipe_dicts(name: str) -> tuple[dict, dict]:
     """A CHAIN_RECIPES entry as JSON-ready dicts (base settings, relay settings), the form run
     configs and the studies' evaluation plans store."""
