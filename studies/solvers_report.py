@@ -16,11 +16,15 @@ COLUMNS = ("FID ↓", "precision ↑", "recall ↑", "spectral ↓", "HF power (
 
 
 def load(work: Path) -> dict:
-    """name → record, each tagged with its plan (from the plan tables, not the file)."""
+    """name → record, each tagged with its plan (from the plan tables, not the file). The records
+    published with the last report (docs/solvers/points.json) come first, so a new workdir only
+    has to hold the points it re-measures; its records replace the published ones by name."""
     plan_of = {name: plan for plan, make in PLANS.items() for name in make()}
+    published = json.loads((FIG / "points.json").read_text()) if (FIG / "points.json").exists() else {}
+    records = list(published.values()) + [json.loads(f.read_text())
+                                          for f in sorted((work / "points").glob("*.json"))]
     out = {}
-    for f in sorted((work / "points").glob("*.json")):
-        r = json.loads(f.read_text())
+    for r in records:
         if r["name"] in plan_of:
             r["plan"] = plan_of[r["name"]]
             out[r["name"]] = r
@@ -102,12 +106,15 @@ def by(records, key) -> dict:
 
 
 def add_cost(recs: dict) -> None:
-    """gflop: sampling cost per image, Σ over stages of NFE × the network's forward FLOPs."""
+    """gflop: sampling cost per image, Σ over stages of NFE × the network's forward FLOPs (kept
+    where a published record already has it, so its models need not be on this machine)."""
     from fmnist32_report import network_flops
     from relay_diffusion.models import RelayModel
 
     flops = {}
     for r in recs.values():
+        if "gflop" in r:
+            continue
         for d in r["models"]:
             if d not in flops:
                 flops[d] = network_flops(RelayModel.from_pretrained(d))["forward"]
