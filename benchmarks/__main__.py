@@ -1,11 +1,12 @@
 """Run every benchmark, each in its own process, write <outdir>/<name>.json and render README.md.
 
     python -m benchmarks [--quick] [--outdir benchmarks/results] [--only ops,sampling,...]
-                         [--skip-paper] [--extra NAME="ARGS"] [--readme benchmarks/README.md]
+                         [--skip-paper] [--extra NAME="ARGS"] [--timeout S] [--readme benchmarks/README.md]
 
 --quick passes --quick to every script (small sizes and repeats; scaling also skips the paper
 configs) and marks the README as a smoke run. A failing benchmark is reported and the others
-still run; the exit code is non-zero if any failed.
+still run (one that outruns --timeout counts as failed, exit code 124); the exit code is non-zero if
+any failed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -45,6 +48,21 @@ def _rel(arg: str) -> str:
         return arg
 
 
+def run_with_timeout(cmd: list[str], timeout: float | None) -> int:
+    """Run cmd (stdout discarded); past `timeout` seconds stop it and every process it started
+    (the benchmarks run children of their own) and return 124."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return 124
+    except KeyboardInterrupt:                       # its own session: Ctrl-C must stop it here
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: small sizes/repeats (not for citation)")
@@ -56,6 +74,7 @@ def main(argv=None) -> int:
     ap.add_argument("--extra", action="append", default=[], metavar='NAME="ARGS"',
                     help='extra arguments for one benchmark, e.g. scaling="--device cuda --bf16"')
     ap.add_argument("--note", help="a line for the README header (e.g. what else ran on the machine)")
+    ap.add_argument("--timeout", type=float, help="seconds each benchmark may run before it is stopped")
     args = ap.parse_args(argv)
 
     names = list(BENCHMARKS) if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
@@ -88,7 +107,7 @@ def main(argv=None) -> int:
         print(f"== {name}: {shlex.join(cmd)}", file=sys.stderr, flush=True)
         t = time.perf_counter()
         # stdout is the JSON again (it is in the file); stderr (progress, errors) shows live
-        rc = subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode
+        rc = run_with_timeout(cmd, args.timeout)
         seconds = time.perf_counter() - t
         print(f"== {name}: exit {rc} after {seconds:.1f} s", file=sys.stderr, flush=True)
         if rc:

@@ -17,14 +17,22 @@ import torch
 BENCH_DIR = Path(__file__).resolve().parent
 
 
+def synchronize() -> None:
+    """Wait for queued GPU work (CUDA runs asynchronously), so wall times cover it; no-op on CPU."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of `repeats` calls of fn after `warmup` untimed calls."""
+    """Median wall time of `repeats` calls of fn after `warmup` untimed calls (GPU work included)."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        synchronize()
         t = time.perf_counter()
         fn()
+        synchronize()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -142,6 +150,8 @@ RUNTIMES = {
     "fp32_compiled": dict(compile=True),
     "fp32_channels_last_compiled": dict(channels_last=True, compile=True),
     "bf16_channels_last_compiled": dict(precision="bf16", channels_last=True, compile=True),
+    "fp16_channels_last": dict(precision="fp16", channels_last=True),                  # CUDA only
+    "fp16_channels_last_compiled": dict(precision="fp16", channels_last=True, compile=True),  # CUDA only
 }
 
 

@@ -1,6 +1,6 @@
 """Render benchmarks/README.md from the JSON files a benchmark run wrote (nothing is re-run).
 
-    python -m benchmarks.report [--outdir benchmarks/results] [--readme benchmarks/README.md]
+    python -m benchmarks.report [--outdir benchmarks/results] [--readme PATH]
 
 Reads <outdir>/run.json (date, machine, mode; written by `python -m benchmarks`) and
 <outdir>/{ops,sampling,training,scaling,metrics}.json; missing files give a "not run" note.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import statistics
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -108,7 +109,27 @@ def ops_section(d: dict) -> str:
 
 
 def sampling_sections(d: dict) -> str:
-    o = d["sampler_overhead"]
+    parts = []
+    if "sampler_overhead" in d:
+        parts.append(overhead_section(d["sampler_overhead"]))
+    if "chains" in d:
+        rows = []
+        for name, c in d["chains"].items():
+            if "skipped" in c:
+                rows.append([f"`{name}`", "—", "—", "—", "—", f"skipped: {c['skipped']}"])
+            else:
+                rows.append([f"`{name}`", c["images"], c.get("repeats", "?"), num(c["seconds"]),
+                             num(c["images_per_s"]), c["settings"]])
+        parts.append("\n".join([
+            "## Sampling throughput (`sample_throughput.py`)", "",
+            f"Whole 2-stage chains (base sampler, upsample, relay sampler) with real networks, on {d.get('device', 'cpu')}.",
+            "", table(["chain", "images per call", "repeats", "median s per call", "images/s", "settings"], rows)]))
+    if "chain_vs_official" in d:
+        parts.append(official_section(d["chain_vs_official"]))
+    return "\n\n".join(parts)
+
+
+def overhead_section(o: dict) -> str:
     ps = o["seconds_per_step"]
     shape = "×".join(str(v) for v in o["shape"])
     pe = o.get("seconds_per_evaluation", {})
@@ -122,38 +143,73 @@ def sampling_sections(d: dict) -> str:
                      per_eval("ours_dpmpp_2m_pc_float32"), "—"])
     rows.append(["official-style transcription, float64 (reference)", ms(ps["reference_float64"]),
                  per_eval("reference_float64"), "1×"])
-    over = table(["sampler", "median ms per step", "median ms per network evaluation",
-                  "overhead reduction (reference ÷ this)"], rows)
-    rows = []
-    for name, c in d["chains"].items():
-        if "skipped" in c:
-            rows.append([f"`{name}`", "—", "—", "—", "—", f"skipped: {c['skipped']}"])
-        else:
-            rows.append([f"`{name}`", c["images"], c.get("repeats", "?"), num(c["seconds"]), num(c["images_per_s"]),
-                         c["settings"]])
     return "\n".join([
         "## Sampler overhead (`sample_throughput.py`)", "",
         f"The relay (stage-2) sampler with a trivial denoiser D(x) = 0.9·x, so only the sampler's own work "
         f"is timed: {shape}, {o['steps']} steps, median of {o.get('repeats', '?')} "
         f"(reference: {o.get('reference_repeats', '?')}); target ≥ {num(o['target_reduction'])}× less overhead.", "",
-        over, "",
-        "## Sampling throughput (`sample_throughput.py`)", "",
-        "Whole 2-stage chains (base sampler, upsample, relay sampler) with real networks.", "",
-        table(["chain", "images per call", "repeats", "median s per call", "images/s", "settings"], rows)])
+        table(["sampler", "median ms per step", "median ms per network evaluation",
+               "overhead reduction (reference ÷ this)"], rows)])
+
+
+def official_section(c: dict) -> str:
+    rows = [["official samplers (float64 transcription, fp32 eager network)", "—",
+             num(statistics.median(c["official_seconds"])), num(c["official_images_per_s"]), "1×"]]
+    for name, r in c["ours"].items():
+        if "skipped" in r:
+            rows.append([f"ours, `{name}`", "—", "—", "—", f"skipped: {r['skipped']}"])
+        else:
+            rows.append([f"ours, `{name}`", num(r["first_call_seconds"]), num(r["seconds"]), num(r["images_per_s"]),
+                         ratio(r["speedup_vs_official"])])
+    calls = " + ".join(map(str, c["network_calls_per_image"]))
+    t = c.get("targets", {})
+    return "\n".join([
+        "## Our chain against the official samplers (`sample_throughput.py`)", "",
+        f"{c['settings']}, {c['images']} image{'s' * (c['images'] != 1)} per call, device "
+        f"{c.get('device', 'cpu')}; the same weights and "
+        f"{calls} network calls per image on both sides (checked). The official chain is timed before and after "
+        f"ours (median of {c['repeats']} each time; the median of both); first call = warm-up, compilation "
+        f"included. Best runtime at unchanged quality: `{c['best_runtime']}`, "
+        f"**{ratio(c['chain_speedup_vs_official'])}** (fp32 network math: "
+        f"**{ratio(c['chain_speedup_vs_official_fp32_math'])}**; bf16, which costs some quality "
+        f"(docs/speed.md): {ratio(c.get('chain_speedup_vs_official_bf16'))}); targets {ratio(t.get('fp32_math'))} fp32, "
+        f"{ratio(t.get('bf16'))} bf16 on CPU, {ratio(t.get('gpu'))} on GPU.", "",
+        table(["sampler, network runtime", "first call s", "median s per call", "images/s",
+               "speed-up over official"], rows)])
 
 
 def training_section(d: dict) -> str:
-    rows = [[r["config"], f"`{r['network']}`", r["resolution"], r["batch"], num(r["params"]), ms(r["step_s"]),
-             num(r["images_per_s"]), ms(r["network_fwd_bwd_s"]), f"{100 * r['outside_network_share']:.1f} %",
-             num(r["peak_rss_mib"])] for r in d["results"]]
-    return "\n".join([
-        "## Training throughput (`train_throughput.py`)", "",
-        f"Full trainer steps (data, relay corruption, loss, optimizer, EMA) on synthetic data, CPU, "
-        f"median of {d.get('steps', '?')} steps after {d.get('warmup_steps', 3)} warm-up steps; each config "
-        f"in its own process. \"Outside network\" = 1 − (network forward+backward ÷ whole step), both "
-        f"medians from the same run; target ≤ {100 * d['target_outside_network_share']:.0f} %.", "",
-        table(["config", "network", "res", "batch", "params", "step ms", "images/s", "network fwd+bwd ms",
-               "outside network", "process peak RSS MiB"], rows)])
+    parts = []
+    if "results" in d:
+        rows = [[r["config"], f"`{r['network']}`", r["resolution"], r["batch"], num(r["params"]), ms(r["step_s"]),
+                 num(r["images_per_s"]), ms(r["network_fwd_bwd_s"]), f"{100 * r['outside_network_share']:.1f} %",
+                 num(r["peak_rss_mib"])] for r in d["results"]]
+        parts.append("\n".join([
+            "## Training throughput (`train_throughput.py`)", "",
+            f"Full trainer steps (data, relay corruption, loss, optimizer, EMA) on synthetic data, "
+            f"{d.get('device', 'cpu')}, median of {d.get('steps', '?')} steps after {d.get('warmup_steps', 3)} "
+            f"warm-up steps; each config in its own process. \"Outside network\" = 1 − (network forward+backward ÷ "
+            f"whole step), both medians from the same run; target ≤ {100 * d['target_outside_network_share']:.0f} %.",
+            "", table(["config", "network", "res", "batch", "params", "step ms", "images/s", "network fwd+bwd ms",
+                       "outside network", "process peak RSS MiB"], rows)]))
+    if "runtimes" in d:
+        rt = d["runtimes"]
+        speed = rt["step_speedup_vs_fp32_eager"]
+        rows = []
+        for name, r in rt["rows"].items():
+            if "skipped" in r:
+                rows.append([f"`{name}`", "—", "—", "—", "—", f"skipped: {r['skipped']}"])
+            else:
+                rows.append([f"`{name}`", num(r["first_step_s"]), ms(r["step_s"]), num(r["images_per_s"]),
+                             ms(r["network_fwd_bwd_s"]), ratio(speed.get(name))])
+        parts.append("\n".join([
+            "### Training step per network runtime", "",
+            f"{rt['config']}, batch {rt['batch']}, {d.get('device', 'cpu')}; each runtime in its own process, the "
+            f"same step timing as above; first step = warm-up, compilation included. Best: `{rt['best']}`, "
+            f"**{ratio(speed.get(rt['best']))}** over eager fp32 (target {ratio(rt['target_speedup'])}).", "",
+            table(["runtime", "first step s", "step ms", "images/s", "network fwd+bwd ms",
+                   "speed-up over eager fp32"], rows)]))
+    return "\n\n".join(parts)
 
 
 def scaling_section(d: dict) -> str:
@@ -278,9 +334,12 @@ def write(outdir: Path, readme: Path) -> Path:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--outdir", default=str(BENCH_DIR / "results"), help="folder with the benchmark JSON files")
-    ap.add_argument("--readme", default=str(BENCH_DIR / "README.md"), help="Markdown file to write")
+    ap.add_argument("--readme", help="Markdown file to write (default: benchmarks/README.md for the default "
+                                     "--outdir, else <outdir>/README.md, so other results never overwrite it)")
     args = ap.parse_args(argv)
-    path = write(Path(args.outdir), Path(args.readme))
+    outdir = Path(args.outdir)
+    default_out = outdir.resolve() == (BENCH_DIR / "results").resolve()
+    path = write(outdir, Path(args.readme or (BENCH_DIR / "README.md" if default_out else outdir / "README.md")))
     print(f"wrote {path} ({_dt.datetime.now().strftime('%H:%M:%S')})")
 
 

@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,6 +86,36 @@ class Reference:
         out["fid"] = compute_metrics(feats, self.features, ["fid"], allow_small=True)["fid"]
         out["hf_power"] = high_frequency_power(self.images, images_u8)
         return {k: v for k, v in out.items() if k != "skipped"}
+
+
+    def pool_features(self, images_u8: torch.Tensor):
+        from relay_diffusion.evaluation.evaluate import extract_features
+
+        feats, _ = extract_features([images_u8[i:i + 500] for i in range(0, len(images_u8), 500)],
+                                    self.extractor, "samples")
+        return np.asarray(feats.arrays["pool"], dtype=np.float64)
+
+    def paired_fid_difference(self, images_u8: torch.Tensor, reference_u8: torch.Tensor,
+                              resamples: int = 200, seed: int = 0) -> dict:
+        """FID(images) − FID(reference) for two image sets of the same seeds, and a paired
+        bootstrap of it (both sets resampled with the same seeds): its standard error and 95 %
+        interval. An interval that holds 0 means no measurable difference at this sample size."""
+        from relay_diffusion.metrics.features import feature_statistics, frechet_distance
+
+        real = feature_statistics(np.asarray(self.features.arrays["pool"], dtype=np.float64))
+        a, b = self.pool_features(images_u8), self.pool_features(reference_u8)
+
+        def fid(f):
+            return frechet_distance(*feature_statistics(f), *real)
+
+        rng = np.random.default_rng(seed)
+        boot = []
+        for _ in range(resamples):
+            idx = rng.integers(0, len(a), len(a))
+            boot.append(fid(a[idx]) - fid(b[idx]))
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        return {"fid_difference": fid(a) - fid(b), "fid_difference_se": float(np.std(boot, ddof=1)),
+                "fid_difference_95": [float(lo), float(hi)], "resamples": resamples}
 
 
 def base_cache_path(work: Path, chain_name: str, settings, n: int, runtime: dict | None = None) -> Path:
@@ -160,6 +191,8 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
         k = min(n, len(target))                          # the first k seeds: same base samples
         extra["reference"] = spec["reference"]
         extra["rmse"] = float((floats[:k] - target[:k]).pow(2).mean().sqrt())
+        if spec.get("paired_fid"):
+            extra.update(ref.paired_fid_difference(images[:k], to_uint8(target[:k])))
     record = {"name": name, "plan": spec["plan"], "chain": spec["chain"], "models": [str(d) for d in dirs], "n": n,
               "sampling_seconds": seconds, "shared_base": len(models) > 1 and spec.get("shared_base", True),
               "settings": [dataclasses.asdict(s) for s in settings], "runtime": runtime,
@@ -168,7 +201,9 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
     out.with_suffix(".tmp").write_text(json.dumps(record, indent=2) + "\n")
     out.with_suffix(".tmp").replace(out)
     log(f"{name}: FID {record['fid']:.3f} R {record['recall']:.3f} HF {record['hf_power']:.2f} "
-        + (f"RMSE {record['rmse']:.4f} " if "rmse" in record else "") +
+        + (f"RMSE {record['rmse']:.4f} " if "rmse" in record else "")
+        + (f"ΔFID {record['fid_difference']:+.3f} ± {record['fid_difference_se']:.3f} "
+           if "fid_difference" in record else "") +
         f"NFE {'+'.join(map(str, record['nfe']))} ({seconds:.0f} s)")
     return True
 

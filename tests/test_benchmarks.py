@@ -47,3 +47,31 @@ def test_unknown_benchmark_is_refused(tmp_path):
     assert r.returncode == 2 and "unknown benchmark" in r.stderr
     r = run_benchmarks("--extra", "nope=--x", "--outdir", str(tmp_path))
     assert r.returncode == 2 and "unknown benchmark" in r.stderr
+
+
+def test_training_runtimes_run_and_render(tmp_path):
+    """The per-runtime training comparison: each runtime timed in its own process, fp16 reported
+    as skipped off CUDA (not failed), speed-ups relative to eager fp32, rendered as a table."""
+    out = tmp_path / "results"
+    r = run_benchmarks("--quick", "--only", "training", "--outdir", str(out), "--extra",
+                       "training=--sections runtimes --runtimes fp32,fp32_channels_last,fp16_channels_last")
+    assert r.returncode == 0, r.stderr
+    d = json.loads((out / "training.json").read_text())
+    assert "results" not in d                                      # the table section was not asked for
+    rt = d["runtimes"]
+    assert rt["config"] == "relay-32 (fmnist)" and rt["batch"] == 8
+    assert "fp16 needs a CUDA device" in rt["rows"]["fp16_channels_last"]["skipped"]
+    assert rt["step_speedup_vs_fp32_eager"]["fp32"] == 1.0
+    assert rt["rows"]["fp32_channels_last"]["step_s"] > 0 and rt["best"] in ("fp32", "fp32_channels_last")
+    readme = (out / "README.md").read_text()
+    assert "### Training step per network runtime" in readme and "| `fp32_channels_last` |" in readme
+
+
+def test_a_benchmark_past_its_timeout_fails_without_stale_numbers(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "sampling.json").write_text("{}")                      # from an earlier run
+    r = run_benchmarks("--quick", "--only", "sampling", "--outdir", str(out), "--timeout", "0.5")
+    assert r.returncode == 1 and "exit 124" in r.stderr
+    assert not (out / "sampling.json").exists()
+    assert json.loads((out / "run.json").read_text())["benchmarks"]["sampling"]["returncode"] == 124

@@ -48,8 +48,8 @@ def test_fp16_needs_cuda():
 def test_channels_last_is_the_same_network():
     """NHWC changes the layout, not the math: outputs agree to float32 rounding; the state dict
     (names, values, contiguous on save) is untouched."""
-    plain = RelayModel.from_pretrained(bundled_demo_chain()[1])
-    nhwc = RelayModel.from_pretrained(bundled_demo_chain()[1], channels_last=True)
+    plain = RelayModel.from_pretrained(bundled_demo_chain()[1], channels_last=False)
+    nhwc = RelayModel.from_pretrained(bundled_demo_chain()[1])                  # the default
     conv = nhwc.denoiser.net.enc["32x32_block0"].conv0.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     x, sigma, labels = relay_inputs()
@@ -64,7 +64,8 @@ def test_save_after_configure_round_trips(tmp_path):
     model.save_pretrained(tmp_path / "m")
     again = RelayModel.from_pretrained(tmp_path / "m")
     a, b = model.denoiser.state_dict(), again.denoiser.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a) and again.denoiser.runtime == RuntimeOptions()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert again.denoiser.runtime == RuntimeOptions(channels_last=True)      # the loading default, not saved
 
 
 def test_bf16_runs_only_the_network_in_bf16():
@@ -94,14 +95,32 @@ def test_bf16_images_depend_on_their_seed_only():
 
 
 def test_channels_last_chain_matches_plain_chain():
-    plain, nhwc = fast_chain()(SEEDS), fast_chain(channels_last=True)(SEEDS)
+    """Channels-last images equal the plain ones to float32 rounding, and are as batch-invariant
+    (a batch of 4 against batches of 1) and reproducible as plain fp32 images."""
+    chain = fast_chain()                                                     # channels-last: the default
+    assert chain.models[0].denoiser.runtime.channels_last
+    plain, nhwc = fast_chain(channels_last=False)(SEEDS), chain(SEEDS)
     torch.testing.assert_close(nhwc, plain, atol=1e-3, rtol=0)
+    assert torch.equal(chain(SEEDS), nhwc)
+    torch.testing.assert_close(torch.cat([chain([s]) for s in SEEDS]), nhwc, atol=1e-5, rtol=0)
 
 
 def test_runtime_is_recorded_and_keys_the_feature_cache(tmp_path):
-    assert runtime_key(RuntimeOptions()) == ()                      # plain fp32: keys unchanged
-    assert runtime_key(RuntimeOptions("bf16")) != runtime_key(RuntimeOptions("bf16", channels_last=True))
+    assert runtime_key(RuntimeOptions()) == runtime_key(RuntimeOptions(channels_last=True, compile=True)) == ()
+    assert runtime_key(RuntimeOptions("bf16")) == runtime_key(RuntimeOptions("bf16", channels_last=True)) != ()
     assert main(["sample", "--preset", "fast", "--seeds", "0-1", "--grid", str(tmp_path / "g.png"),
                  "--settings", str(tmp_path / "s.json"), "--precision", "bf16", "--channels-last"]) == 0
     record = json.loads((tmp_path / "s.json").read_text())
     assert record["runtime"] == {"precision": "bf16", "channels_last": True, "compile": False}
+
+
+@pytest.mark.slow
+def test_compiled_network_computes_the_same():
+    """torch.compile (inductor, CPU here) is the same function: outputs to float32 rounding, and
+    the state dict keeps its plain names (the compiled wrapper is not a submodule)."""
+    plain = RelayModel.from_pretrained(bundled_demo_chain()[1])
+    compiled = RelayModel.from_pretrained(bundled_demo_chain()[1], compile=True)
+    x, sigma, labels = relay_inputs()
+    torch.testing.assert_close(compiled.denoiser(x, sigma, labels), plain.denoiser(x, sigma, labels),
+                               atol=1e-4, rtol=0)
+    assert compiled.denoiser.state_dict().keys() == plain.denoiser.state_dict().keys()

@@ -161,6 +161,19 @@ train(TrainConfig.from_dict(json.load(open({str(cfg_file)!r}))), echo=lambda s: 
     assert list_snapshots(run)[-1].name == "snapshot-000000000064"
 
 
+def train_in_one_and_two_processes(args: list[str], tmp_path: Path, env: dict) -> tuple[Path, Path]:
+    """`rdm train *args` in one process, then under torchrun in two; the two run directories."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run([sys.executable, "-m", "relay_diffusion", "train", *args, "--outdir", str(one)],
+                   check=True, capture_output=True, cwd=ROOT, env=env)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "relay_diffusion", "train", *args, "--outdir", str(two)],
+                       capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "2 process(es)" in (two / "log.txt").read_text()
+    return one, two
+
+
 @pytest.mark.parametrize("stage", ["base", "relay"])
 def test_two_processes_equal_one(tmp_path, data32, stage):
     """2 gloo processes × batch 4 ≡ 1 process × batch 8 (per-sample noise, per-GPU loss
@@ -173,15 +186,7 @@ def test_two_processes_equal_one(tmp_path, data32, stage):
               "--workers", "0", "--device", "cpu", "--cond", "--eps", "1e-4"]
     if stage == "base":
         common += ["--resolution", "8"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, "-m", "relay_diffusion", "train", *common, "--outdir", str(one)],
-                   check=True, capture_output=True, cwd=ROOT, env=env)
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        "-m", "relay_diffusion", "train", *common, "--outdir", str(two)],
-                       capture_output=True, text=True, cwd=ROOT, env=env)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "2 process(es)" in (two / "log.txt").read_text()
+    one, two = train_in_one_and_two_processes(common, tmp_path, {**os.environ, "OMP_NUM_THREADS": "1"})
     assert [p.name for p in list_snapshots(one)] == [p.name for p in list_snapshots(two)]
     a, b = weights(one), weights(two)
     first = load_file(str(list_snapshots(one)[0] / "model.safetensors"))

@@ -50,11 +50,12 @@ class RelayModel:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, which: str = "ema", device: str | torch.device = "cpu",
-                        *, precision: str = "fp32", channels_last: bool = False,
+                        *, precision: str = "fp32", channels_last: bool = True,
                         compile: bool = False) -> "RelayModel":
         """Load a model directory; which="ema" (default; falls back to the raw weights) or "model".
         precision / channels_last / compile: how the network runs (networks/runtime.py,
-        docs/speed.md); the stored weights stay float32."""
+        docs/speed.md); the stored weights stay float32. Channels-last is the default: the same
+        images as the plain layout (to float32 rounding), faster convolutions."""
         runtime = RuntimeOptions(precision, channels_last, compile)
         runtime.check(device)
         directory = Path(directory)
