@@ -127,7 +127,7 @@ def load_weights(directory: Path, which: str = "ema", device: str | torch.device
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float images → uint8, the official rounding: clip(x·127.5 + 128) (spec §E.2.6)."""
+    """[-1, 1] float images → uint8, the official rounding: clip(x·127.5 + 128), as the official sampling scripts save images."""
     return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 

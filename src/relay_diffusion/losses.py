@@ -1,4 +1,4 @@
-"""Training objectives (spec §D): EDM's loss for a base stage, the relay (blurring) loss for an
+"""Training objectives (paper §3.3): EDM's loss for a base stage, the relay (blurring) loss for an
 up-sampling stage. Both return the per-pixel weighted squared error [B, C, H, W]; the training
 loop sums it per sample and divides by the per-GPU batch (EDM's convention — not the official
 RDM code's hard-coded 32/256, §D.4).

@@ -1,4 +1,4 @@
-"""EDM preconditioning (Karras et al. 2022, Table 1; spec §D.1), shared by both stages.
+"""EDM preconditioning (Karras et al. 2022, Table 1), shared by both stages.
 
 D(x; σ, y) = c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x; c_noise(σ), y). The relay stage uses the same
 wrapper: the network is told σ only, never the blur level.

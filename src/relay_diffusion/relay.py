@@ -1,5 +1,5 @@
 """The relay operator: patch-wise DCT, patch-wise blurring, block noise, and the schedule tying
-them to the noise level σ (paper §3.2–3.3; spec §B–§C).
+them to the noise level σ (paper §3.2–3.3).
 
 Every function is batched over [B, C, H, W], works for any dtype/device and any H×W divisible by
 the patch size p (p = 1 and p = H included). Losses and samplers use only this module for the

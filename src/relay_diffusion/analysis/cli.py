@@ -106,7 +106,7 @@ def _add_schedule_parser(sub) -> None:
         description="Show what a relay stage does step by step: the kept σ's of the truncated grid, "
                     "the sampler's u(σ) and blur σ_B, the lowest AC blur factors, the start σ₀ and "
                     "the number of network evaluations, then how much non-DC patch energy the "
-                    "forward process still holds at σ₀ (spec §C.6). Flags override the preset.")
+                    "forward process still holds at σ₀ (docs/analysis.md). Flags override the preset.")
     p.add_argument("--preset", choices=sorted(RELAY_RECIPES), default="default",
                    help="official recipe to start from (default: generate.py defaults)")
     p.add_argument("--steps", dest="num_steps", type=int,
@@ -184,7 +184,7 @@ def _print_start_report(report: dict, data: str | None) -> None:
     print(f"non-DC energy surviving: {100 * report['nondc_energy_white']:.2f} % (white spectrum)"
           + (f", {100 * report['nondc_energy_data']:.2f} % (weighted by {data})"
              if "nondc_energy_data" in report else ""))
-    print("the sampler starts from the nearest-upsampled image, which has none of it (spec §C.6)")
+    print("the sampler starts from the nearest-upsampled image, which has none of it (docs/analysis.md)")
 
 
 # --------------------------------------------------------------------------------------------

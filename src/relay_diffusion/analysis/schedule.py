@@ -1,5 +1,5 @@
-"""How much of a patch's detail the relay forward process still holds at a given σ (spec §C.2–
-§C.6): blur factors α_kl(σ), the surviving non-DC energy, and curves for plotting.
+"""How much of a patch's detail the relay forward process still holds at a given σ (paper §3.3;
+docs/analysis.md): blur factors α_kl(σ), the surviving non-DC energy, and curves for plotting.
 
 Stage 2 starts from the nearest-upsampled low-resolution image, i.e. a patch-constant image with
 *no* non-DC energy, at the sampler's first σ₀. The network was trained on blur(x; σ₀), which keeps

@@ -1,15 +1,15 @@
 """Per-frequency SNR of a dataset under i.i.d. and block noise: the paper's frequency analysis
-(Fig. 2, §3.1; spec §A).
+(Fig. 2, §3.1; docs/analysis.md).
 
-Conventions (spec §A.2):
+Conventions (docs/analysis.md):
 - Images are in [−1, 1]; the top resolution R is the largest one analysed, and a resolution M
   is obtained from the data by box averaging (the patch mean that a relay stage's nearest-
-  upsampled start state keeps, spec §C.6).
+  upsampled start state keeps, docs/analysis.md).
 - Spectra use the global orthonormal 2-D DCT-II. Coefficient (k, l) of an M×M image has the
   same physical frequency as (k, l) of the R×R one, so every resolution is put on the common
   axis f = |(k, l)| / R (f = 1: Nyquist of R). This is Fig. 2's "upsample to the 256-point grid":
   nearest upsampling by t multiplies coefficient k < M of both signal and noise by h_t(k)
-  (spec §A.2), so the SNR of a k < M coefficient is the same on both grids, and the powers we
+  (docs/analysis.md), so the SNR of a k < M coefficient is the same on both grids, and the powers we
   report are multiplied by h_t(k)² h_t(l)² to be comparable across resolutions. Coefficients
   k ≥ M of an upsampled image carry no genuine content (the "meaningless" high band) and are
   left out.
@@ -36,7 +36,7 @@ NOISE_KINDS = ("iid", "block", "relay")
 
 def upsample_gain(n: int, factor: int) -> torch.Tensor:
     """h(k)² for k < n: power gain of DCT coefficient k when an n-point signal is nearest-
-    upsampled by `factor` (spec §A.2, exact): h(0)² = s, h(k)² = sin²(πk/2n) / (s sin²(πk/2sn))."""
+    upsampled by `factor` (exact): h(0)² = s, h(k)² = sin²(πk/2n) / (s sin²(πk/2sn))."""
     s = factor
     k = torch.arange(n, dtype=torch.float64)
     if s == 1:
@@ -47,7 +47,7 @@ def upsample_gain(n: int, factor: int) -> torch.Tensor:
 
 
 def block_axis_covariance(n: int, block_size: int) -> torch.Tensor:
-    """One axis of Block[s]'s covariance (spec §B.3): overlap of two circular length-s windows
+    """One axis of Block[s]'s covariance (paper §3.2): overlap of two circular length-s windows
     divided by s, so that `relay.block_noise_covariance(n, n, s)` = A ⊗ A."""
     member = torch.zeros(n, n, dtype=torch.float64)
     idx = torch.arange(n)
@@ -68,7 +68,7 @@ def noise_power_1d(n: int, kind: str, block_size: int) -> torch.Tensor:
 
 
 def block_power_stationary(n: int, block_size: int) -> torch.Tensor:
-    """Closed form F_s(ω)/s, ω = πk/n, F_s = sin²(sω/2)/sin²(ω/2) (spec §B.3): Block[s]'s power
+    """Closed form F_s(ω)/s, ω = πk/n, F_s = sin²(sω/2)/sin²(ω/2) (paper §3.2): Block[s]'s power
     spectrum if the DCT diagonalised its circulant covariance. For k < n/s it equals
     `upsample_gain(n/s, s)` exactly — block noise at sN "is" i.i.d. noise at N brought to the
     sN grid (Fig. 2c). The exact DCT power differs only at odd k, by the wrap-around:
@@ -200,7 +200,7 @@ def match_sigma(spectra: dict[int, torch.Tensor], low: int, block_size: int, ban
     as σ with i.i.d. noise at `low` (the ratio does not depend on σ: SNR ∝ 1/σ² everywhere).
 
     Per coefficient, SNR_N = P_N/σ² and SNR_sN = P_sN/(σ'² n_kind), hence
-    ln(σ'/σ) = ½ mean_band[ln P_sN − ln n_kind − ln P_N]. Expected (spec §A.2): ≈ s for i.i.d.
+    ln(σ'/σ) = ½ mean_band[ln P_sN − ln n_kind − ln P_N]. Expected (docs/analysis.md): ≈ s for i.i.d.
     noise (the same σ leaves s² more SNR at sN), ≈ 1 for block noise; both are raised slightly by
     the box-down/nearest-up attenuation of the N signal, r(f) = sin²(πsf/2)/(s² sin²(πf/2)) per
     axis, and the ratio of the two answers is exactly √(geomean of the block noise power)."""

@@ -1,4 +1,4 @@
-"""Import the published RDM (`.pt`) and EDM (`.pkl`) checkpoints as model directories (spec §F.3).
+"""Import the published RDM (`.pt`) and EDM (`.pkl`) checkpoints as model directories (docs/checkpoints.md).
 
 The file is read with `safe_pickle` (nothing in it runs). Its 'ema' entry is EDM's `EDMPrecond`
 around a `DhariwalUNet`; `ADMUNet` has exactly DhariwalUNet's state-dict keys, so the weights

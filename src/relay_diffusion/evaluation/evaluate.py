@@ -1,5 +1,5 @@
 """The library API behind `rdm eval`: features of an image set or a model chain (cached), and
-the metrics between two feature sets, following the ADM/RDM protocol (spec §G.1):
+the metrics between two feature sets, following the ADM/RDM protocol (docs/evaluation.md#what-is-compared):
 
 - FID on the pool features, sFID on the spatial features (Inception only), μ and Σ in float64;
 - IS on the logits, 10 splits; improved precision/recall on the pool features, k = 3;

@@ -1,4 +1,4 @@
-"""Denoiser networks: the ADM U-Net (EDM's DhariwalUNet layout, spec §F.1) and its presets."""
+"""Denoiser networks: the ADM U-Net (EDM's DhariwalUNet layout, docs/networks.md) and its presets."""
 
 from .adm import ADMUNet
 from .presets import NETWORK_PRESETS, NetworkConfig, build_network, count_parameters

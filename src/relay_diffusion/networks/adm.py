@@ -1,5 +1,5 @@
 """ADM U-Net (Dhariwal & Nichol 2021) as re-implemented by EDM (Karras et al. 2022, `DhariwalUNet`)
-and used by RDM for both stages (spec §F.1).
+and used by RDM for both stages (docs/networks.md).
 
 The module tree is arranged so that `state_dict()` keys, shapes and initial values are those of
 EDM's DhariwalUNet: EDM/RDM checkpoints load with `load_state_dict` unchanged.

@@ -1,4 +1,4 @@
-"""Building blocks of the ADM U-Net (spec §F.1), laid out so that parameter and buffer names,
+"""Building blocks of the ADM U-Net (docs/networks.md), laid out so that parameter and buffer names,
 shapes and initial values agree with EDM's re-implementation of ADM (NVlabs/edm,
 training/networks.py). Independent code: only the facts (names, shapes, init, order) are shared.
 

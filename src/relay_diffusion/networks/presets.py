@@ -1,4 +1,4 @@
-"""Network configurations: the four RDM paper models (spec §F.1) and tiny CPU models for tests and
+"""Network configurations: the four RDM paper models (docs/networks.md#presets) and tiny CPU models for tests and
 smoke runs. A config is a frozen, JSON-friendly dataclass; `build()` makes the module."""
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ _STAGE2 = dict(img_resolution=256, model_channels=256, channel_mult=(1, 1, 2, 2,
 _TINY = dict(channel_mult_emb=4, dropout=0.0)
 
 NETWORK_PRESETS: dict[str, NetworkConfig] = {
-    # Paper models (spec §F.1; paper: "295M" / "553M"). The ImageNet and CelebA-HQ counts differ
+    # Paper models (docs/networks.md#presets; paper: "295M" / "553M"). The ImageNet and CelebA-HQ counts differ
     # by the class embedding (1000 × emb 768 / 1024, absent when unconditional) and the augment
     # embedding (9 × 192 / 256, present with EDM's augmentation pipe).
     # 295.9 M: class-conditional, no augmentation.

@@ -1,5 +1,5 @@
 """Noise-level grids: EDM's ρ-spaced σ grid (Karras et al. 2022, Eq. 5) and its truncation for a
-relay stage, which runs only the low-noise end of the trajectory (spec §C.6)."""
+relay stage, which runs only the low-noise end of the trajectory (docs/solvers.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Relay-stage recipes of the official code (spec §E.2.5): the model's forward schedule (as
+"""Relay-stage recipes of the official code (docs/solvers.md §5): the model's forward schedule (as
 trained) plus the sampler settings used for the reported numbers."""
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ RELAY_RECIPES = {
                              s_noise=0.2, s_block=0.15, cfg_scale=3.5),
         "official ImageNet 64→256 stage 2 (generate_imagenet.py)"),
     # generate_celebahq.py: 150 nominal steps, ρ = 7 → 54 kept, σ₀ = 0.92191, 107 NFE;
-    # truncation_t 1.05 differs from the training L = 0.89 (spec §C.4). FID 3.15 (Table 1).
+    # truncation_t 1.05 differs from the training L = 0.89 (docs/solvers.md §4). FID 3.15 (Table 1).
     "celebahq256": RelayRecipe(
         RelaySchedule(up_scale=4, blur_sigma_max=2.0, prob_length=0.89),
         RelaySamplerSettings(num_steps=150, rho=7.0, truncation_sigma=0.95, truncation_t=1.05,

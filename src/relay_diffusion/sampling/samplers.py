@@ -1,4 +1,4 @@
-"""Samplers: pure functions of a denoiser D(x, sigma, labels) → x̂₀ (spec §E).
+"""Samplers: pure functions of a denoiser D(x, sigma, labels) → x̂₀ (docs/solvers.md).
 
 Every Gaussian draw goes through `randn_like` (pass `SeededNoise(seeds)` for per-seed images).
 `sigma` reaches the denoiser as a [B] tensor of the working dtype. All arithmetic runs in
@@ -46,7 +46,7 @@ def _evaluator(denoise: Denoiser, labels, batch: int, dtype, device):
 
 
 # --------------------------------------------------------------------------------------------
-# Stage 1: EDM's stochastic Heun sampler (Karras et al. 2022, Algorithm 2; spec §E.1a).
+# Stage 1: EDM's stochastic Heun sampler (Karras et al. 2022, Algorithm 2).
 
 
 @torch.no_grad()
@@ -102,7 +102,7 @@ def edm_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tensor | N
 
 
 # --------------------------------------------------------------------------------------------
-# The DDIM-η Heun step shared by the "SDE Heun" sampler and the relay sampler (spec §E.1b, §E.2).
+# The DDIM-η Heun step shared by the "SDE Heun" sampler and the relay sampler (docs/solvers.md §3, §5).
 
 
 def _ddim_heun(evaluate, x: torch.Tensor, sigmas: list[float], eta: float,
@@ -184,7 +184,7 @@ def sde_heun_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tenso
                      randn_like: RandnLike = torch.randn_like,
                      dtype: torch.dtype = torch.float32,
                      callback: Callback | None = None) -> torch.Tensor:
-    """The DDIM-η Heun sampler of the official CelebA-HQ stage 1 (spec §E.1b), from pure noise:
+    """The DDIM-η Heun sampler of the official CelebA-HQ stage 1 (docs/solvers.md §3), from pure noise:
     x₀ = σ₀·noise, g = sde_scale·σ_{i+1} of fresh noise per step (η = sde_scale), returns the
     denoised image at σ_min. Draws: one ε for the predictor and one for the corrector per step.
     The other SOLVERS (exponential integrators, solvers.py) keep the same η: one evaluation and
@@ -201,7 +201,7 @@ def sde_heun_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tenso
 
 
 # --------------------------------------------------------------------------------------------
-# Stage 2+: the RDM stochastic relay sampler (paper Algorithm 1; spec §E.2).
+# Stage 2+: the RDM stochastic relay sampler (paper Algorithm 1; docs/solvers.md §5).
 
 
 def relay_sigmas(num_steps: int = 18, sigma_min: float = 0.008, sigma_max: float = 80.0,

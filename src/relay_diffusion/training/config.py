@@ -43,7 +43,7 @@ class TrainConfig:
     dropout: Optional[float] = None      # network dropout; None = the network preset's
     label_dropout: float = 0.0           # P(train a sample unconditionally), for CFG
     xflip: bool = False                  # random horizontal flips (dataset doubled, as EDM)
-    # diffusion (EDM constants; relay settings from spec §C, paper ImageNet values as defaults)
+    # diffusion (EDM constants; relay settings of paper §3.3, paper ImageNet values as defaults)
     sigma_data: float = 0.5              # σ_d of images in [−1, 1]
     P_mean: float = -1.2                 # ln σ ~ N(P_mean, P_std²) (base stage)
     P_std: float = 1.2

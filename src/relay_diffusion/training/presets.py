@@ -1,5 +1,5 @@
 """Training presets: overrides of `TrainConfig` defaults. Every command-line flag overrides
-the preset. Paper presets carry the official hyperparameters (spec §F.2) as comments."""
+the preset. Paper presets carry the official hyperparameters (paper Appendix, docs/training.md) as comments."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ TRAIN_PRESETS: dict[str, dict] = {
                                  duration=4_000_000, **_DEMO_RELAY, **_CPU),
     "twemoji-single-64": dict(stage="base", network="tiny-64", resolution=64, xflip=True,
                               duration=4_000_000, **_CPU),
-    # ---- the paper's models (official README commands; spec §F.2) ----------------------------
+    # ---- the paper's models (official README commands; docs/training.md) ----------------------------
     # ImageNet 64 stage 1 = EDM's released model: batch 4096, lr 1e-4 (README; EDM 2e-4), EMA 50 Mimg,
     # dropout 0.1, no augmentation, fp16, 2500 Mimg; 32 V100 × 13 days.
     "imagenet64-stage1": dict(stage="base", network="imagenet64-stage1", cond=True, batch=4096,
