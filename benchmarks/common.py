@@ -161,11 +161,17 @@ def add_runtimes(parser, default: tuple, what: str) -> None:
                         help=f"network runtimes {what} (of {', '.join(RUNTIMES)})")
 
 
-def parse_runtimes(parser, text: str) -> list[str]:
-    """The names in a --runtimes value; a parser error for an empty list or an unknown name."""
+def parse_names(parser, flag: str, text: str, choices) -> list[str]:
+    """The names in a comma-list option (`flag`, e.g. --runtimes, --sections); a parser error for
+    an empty list or a name not in `choices`."""
     names = [r for r in text.split(",") if r]
-    unknown = [r for r in names if r not in RUNTIMES]
+    unknown = [r for r in names if r not in choices]
     if not names or unknown:
-        parser.error(f"--runtimes takes names from {', '.join(RUNTIMES)}"
+        parser.error(f"{flag} takes names from {', '.join(choices)}"
                      + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
     return names
+
+
+def parse_runtimes(parser, text: str) -> list[str]:
+    """The names in a --runtimes value (of RUNTIMES)."""
+    return parse_names(parser, "--runtimes", text, RUNTIMES)

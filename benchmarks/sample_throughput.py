@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (RUNTIMES, add_quick, add_runtimes, emit, machine, median_seconds, parse_args,  # noqa: E402
-                    parse_runtimes, synchronize)
+                    parse_names, parse_runtimes, synchronize)
 from ops import _dct_fft, _from_patches, _idct_fft, _to_patches, reference_block_noise  # noqa: E402
 
 from relay_diffusion import EDMPrecond, RelaySchedule, SeededNoise, blur_factors, relay_sampler, relay_sigmas  # noqa: E402
@@ -280,9 +280,7 @@ def main(argv=None):
     add_quick(ap, repeats=2, overhead_shape="2,3,64,64", overhead_steps=4, demo_images=10, chain_images=1,
               official_images=1, official_repeats=1, runtimes="fp32,bf16")
     args = parse_args(ap, argv)
-    sections = [x for x in args.sections.split(",") if x]
-    if not sections or set(sections) - set(SECTIONS):
-        ap.error(f"--sections takes names from {', '.join(SECTIONS)}")
+    sections = parse_names(ap, "--sections", args.sections, SECTIONS)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error(f"--device {args.device}: CUDA is not available")

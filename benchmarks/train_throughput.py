@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (RUNTIMES, add_quick, add_runtimes, emit, machine, median_seconds, parse_args,  # noqa: E402
-                    parse_runtimes, run_child, synchronize)
+                    parse_names, parse_runtimes, run_child, synchronize)
 
 from relay_diffusion.networks.runtime import RuntimeOptions  # noqa: E402
 
@@ -126,9 +126,7 @@ def main(argv=None) -> dict:
     if args.one is not None:
         print(json.dumps(run_one(args.one, args.batch, args.steps, args.runtime, args.device)))
         return {}
-    sections = [x for x in args.sections.split(",") if x]
-    if not sections or set(sections) - set(SECTIONS):
-        ap.error(f"--sections takes names from {', '.join(SECTIONS)}")
+    sections = parse_names(ap, "--sections", args.sections, SECTIONS)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error(f"--device {args.device}: CUDA is not available")
     runtimes = parse_runtimes(ap, args.runtimes)

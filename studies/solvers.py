@@ -75,12 +75,19 @@ class Reference:
         self.first10k = FeatureSet("train[:10k]", 10_000, self.features.extractor,
                                    {"pool": self.features.arrays["pool"][:10_000]})
 
-    def measure(self, images_u8: torch.Tensor) -> dict:
-        from relay_diffusion.evaluation import FeatureSet, compute_metrics
+    def features_of(self, images_u8: torch.Tensor):
+        """The feature set of uint8 images (batches of 500)."""
         from relay_diffusion.evaluation.evaluate import extract_features
 
         feats, _ = extract_features([images_u8[i:i + 500] for i in range(0, len(images_u8), 500)],
                                     self.extractor, "samples")
+        return feats
+
+    def measure(self, images_u8: torch.Tensor, feats=None) -> dict:
+        """FID, precision/recall and the spectra of uint8 images (`feats`: their features, if known)."""
+        from relay_diffusion.evaluation import compute_metrics
+
+        feats = feats if feats is not None else self.features_of(images_u8)
         out = compute_metrics(feats, self.first10k, ["pr", "spectral"], allow_small=True,
                               sample_images=images_u8, reference_images=self.images)
         out["fid"] = compute_metrics(feats, self.features, ["fid"], allow_small=True)["fid"]
@@ -88,22 +95,17 @@ class Reference:
         return {k: v for k, v in out.items() if k != "skipped"}
 
 
-    def pool_features(self, images_u8: torch.Tensor):
-        from relay_diffusion.evaluation.evaluate import extract_features
-
-        feats, _ = extract_features([images_u8[i:i + 500] for i in range(0, len(images_u8), 500)],
-                                    self.extractor, "samples")
-        return np.asarray(feats.arrays["pool"], dtype=np.float64)
-
-    def paired_fid_difference(self, images_u8: torch.Tensor, reference_u8: torch.Tensor,
-                              resamples: int = 200, seed: int = 0) -> dict:
-        """FID(images) − FID(reference) for two image sets of the same seeds, and a paired
+    def paired_fid_difference(self, feats, reference_u8: torch.Tensor, resamples: int = 200,
+                              seed: int = 0) -> dict:
+        """FID(images) − FID(reference) for two image sets of the same seeds (`feats`: the images'
+        features; the first len(reference_u8) seeds are compared), and a paired
         bootstrap of it (both sets resampled with the same seeds): its standard error and 95 %
         interval. An interval that holds 0 means no measurable difference at this sample size."""
         from relay_diffusion.metrics.features import feature_statistics, frechet_distance
 
         real = feature_statistics(np.asarray(self.features.arrays["pool"], dtype=np.float64))
-        a, b = self.pool_features(images_u8), self.pool_features(reference_u8)
+        b = np.asarray(self.features_of(reference_u8).arrays["pool"], dtype=np.float64)
+        a = np.asarray(feats.arrays["pool"], dtype=np.float64)[:len(b)]          # the same seeds
 
         def fid(f):
             return frechet_distance(*feature_statistics(f), *real)
@@ -179,6 +181,7 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
         floats = torch.cat([chain(seeds[i:i + batch], "balanced").cpu() for i in range(0, n, batch)])
     seconds = time.perf_counter() - t
     images = to_uint8(floats)
+    feats = ref.features_of(images)
     extra = {}
     if spec.get("save"):                                 # a reference solution for others' RMSE
         (work / "images").mkdir(exist_ok=True)
@@ -192,11 +195,11 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
         extra["reference"] = spec["reference"]
         extra["rmse"] = float((floats[:k] - target[:k]).pow(2).mean().sqrt())
         if spec.get("paired_fid"):
-            extra.update(ref.paired_fid_difference(images[:k], to_uint8(target[:k])))
+            extra.update(ref.paired_fid_difference(feats, to_uint8(target[:k])))
     record = {"name": name, "plan": spec["plan"], "chain": spec["chain"], "models": [str(d) for d in dirs], "n": n,
               "sampling_seconds": seconds, "shared_base": len(models) > 1 and spec.get("shared_base", True),
               "settings": [dataclasses.asdict(s) for s in settings], "runtime": runtime,
-              "nfe": RelayChain(models, settings).nfe(), **extra, **ref.measure(images)}
+              "nfe": RelayChain(models, settings).nfe(), **extra, **ref.measure(images, feats)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".tmp").write_text(json.dumps(record, indent=2) + "\n")
     out.with_suffix(".tmp").replace(out)
