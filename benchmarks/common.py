@@ -90,6 +90,19 @@ def parse_args(parser, argv=None):
     return args
 
 
+# ---- the CPU allocator (relay_diffusion/cpu_allocator.py): a process-wide setting -------------
+
+ALLOCATORS = ("system", "tuned")   # glibc's defaults (what plain scripts get) | what `rdm` sets
+
+
+def apply_allocator(name: str) -> bool:
+    """Set this process's allocator; returns whether the tuning took effect."""
+    from relay_diffusion.cpu_allocator import tune_cpu_allocator
+    if name not in ALLOCATORS:
+        raise ValueError(f"allocator must be one of {ALLOCATORS}, got {name!r}")
+    return tune_cpu_allocator() if name == "tuned" else False
+
+
 # ---- peak resident memory (Linux /proc) ------------------------------------------------------
 
 def rss_kib(field: str = "VmRSS:") -> int | None:

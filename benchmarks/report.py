@@ -126,6 +126,14 @@ def sampling_sections(d: dict) -> str:
             "", table(["chain", "images per call", "repeats", "median s per call", "images/s", "settings"], rows)]))
     if "chain_vs_official" in d:
         parts.append(official_section(d["chain_vs_official"]))
+    if "chain_vs_official_tuned_allocator" in d:
+        parts.append(official_section(d["chain_vs_official_tuned_allocator"]))
+    if "rdm_tuned_vs_official_system_allocator" in d:
+        rows = [[f"ours, `{k}`", ratio(v)] for k, v in d["rdm_tuned_vs_official_system_allocator"].items()]
+        parts.append("\n".join([
+            "### As run: `rdm` (tuned allocator) against the official samplers as a plain script (system allocator)",
+            "", "Times from the two runs above (ours from the tuned one, the official chain from the system one).",
+            "", table(["sampler, network runtime", "speed-up over official"], rows)]))
     return "\n\n".join(parts)
 
 
@@ -163,8 +171,12 @@ def official_section(c: dict) -> str:
                          ratio(r["speedup_vs_official"])])
     calls = " + ".join(map(str, c["network_calls_per_image"]))
     t = c.get("targets", {})
+    allocator = {"system": "glibc's default CPU allocator on both sides",
+                 "tuned": "the tuned CPU allocator (what `rdm` sets, docs/speed.md) on both sides"}
     return "\n".join([
-        "## Our chain against the official samplers (`sample_throughput.py`)", "",
+        f"## Our chain against the official samplers (`sample_throughput.py`), {c.get('allocator', 'system')} "
+        f"allocator", "",
+        f"One process, {allocator[c.get('allocator', 'system')]}.",
         f"{c['settings']}, {c['images']} image{'s' * (c['images'] != 1)} per call, device "
         f"{c.get('device', 'cpu')}; the same weights and "
         f"{calls} network calls per image on both sides (checked). The official chain is timed before and after "
@@ -196,6 +208,10 @@ def training_section(d: dict) -> str:
         rt = d["runtimes"]
         speed = rt["step_speedup_vs_fp32_eager"]
         rows = []
+        if "baseline" in rt:
+            b = rt["baseline"]
+            rows.append(["`fp32`, system allocator (baseline)", num(b["first_step_s"]), ms(b["step_s"]),
+                         num(b["images_per_s"]), ms(b["network_fwd_bwd_s"]), "1×"])
         for name, r in rt["rows"].items():
             if "skipped" in r:
                 rows.append([f"`{name}`", "—", "—", "—", "—", f"skipped: {r['skipped']}"])
@@ -204,7 +220,9 @@ def training_section(d: dict) -> str:
                              ms(r["network_fwd_bwd_s"]), ratio(speed.get(name))])
         parts.append("\n".join([
             "### Training step per network runtime", "",
-            f"{rt['config']}, batch {rt['batch']}, {d.get('device', 'cpu')}; each runtime in its own process, the "
+            f"{rt['config']}, batch {rt['batch']}, {d.get('device', 'cpu')}, {rt.get('allocator', 'system')} CPU "
+            f"allocator (the baseline: eager fp32 on glibc's default allocator, plain PyTorch); each runtime in its "
+            f"own process, the "
             f"same step timing as above; first step = warm-up, compilation included. Best: `{rt['best']}`, "
             f"**{ratio(speed.get(rt['best']))}** over eager fp32 (target {ratio(rt['target_speedup'])}).", "",
             table(["runtime", "first step s", "step ms", "images/s", "network fwd+bwd ms",

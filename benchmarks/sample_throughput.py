@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import statistics
 import sys
@@ -24,8 +25,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (RUNTIMES, add_quick, add_runtimes, emit, machine, median_seconds, parse_args,  # noqa: E402
-                    parse_names, parse_runtimes, synchronize)
+from common import (ALLOCATORS, RUNTIMES, add_quick, add_runtimes, apply_allocator, emit, machine,  # noqa: E402
+                    median_seconds, parse_args, parse_names, parse_runtimes, run_child, synchronize)
 from ops import _dct_fft, _from_patches, _idct_fft, _to_patches, reference_block_noise  # noqa: E402
 
 from relay_diffusion import EDMPrecond, RelaySchedule, SeededNoise, blur_factors, relay_sampler, relay_sigmas  # noqa: E402
@@ -200,6 +201,13 @@ OFFICIAL_NETWORKS = {"tiny": ("tiny-64", "tiny-64"),
                      "paper": ("imagenet64-stage1", "imagenet256-stage2")}      # the paper's ImageNet pair
 
 
+def _box_resampling(model: RelayModel, on: bool) -> None:
+    """Let the network resample by pooling/nearest upsampling (ours) or not (EDM's convolutions)."""
+    for module in model.denoiser.modules():
+        if hasattr(module, "box_filter"):
+            module.box_filter = on
+
+
 def chain_vs_official(repeats: int, n: int, runtimes: list[str], networks: str = "tiny", device="cpu") -> dict:
     """Images/s of a 64→256 chain with the default (official) sampler settings: ours per network
     runtime against official_chain on the same weights and the same number of network calls.
@@ -212,7 +220,12 @@ def chain_vs_official(repeats: int, n: int, runtimes: list[str], networks: str =
     def official():
         for m in models:
             m.denoiser.configure(RuntimeOptions())
-        return official_chain(chain, n)
+            _box_resampling(m, False)                    # EDM resamples by depthwise convolution
+        try:
+            return official_chain(chain, n)
+        finally:
+            for m in models:
+                _box_resampling(m, True)
 
     _, calls = official()
     if calls != chain.nfe():
@@ -277,8 +290,12 @@ def main(argv=None):
     ap.add_argument("--official-networks", default="tiny", choices=OFFICIAL_NETWORKS,
                     help="networks of the chain-vs-official timing: tiny-64 pair, or the paper's ImageNet 64→256 pair")
     add_runtimes(ap, CHAIN_RUNTIMES, "timed against the official chain")
+    ap.add_argument("--allocators", default=",".join(ALLOCATORS),
+                    help="CPU allocators of the chain-vs-official timing, each in its own process: system "
+                         "(glibc's defaults, both sides) and/or tuned (what rdm sets, both sides)")
+    ap.add_argument("--allocator", choices=ALLOCATORS, help=argparse.SUPPRESS)   # a child's own setting
     add_quick(ap, repeats=2, overhead_shape="2,3,64,64", overhead_steps=4, demo_images=10, chain_images=1,
-              official_images=1, official_repeats=1, runtimes="fp32,bf16")
+              official_images=1, official_repeats=1, runtimes="fp32,bf16", allocators="system")
     args = parse_args(ap, argv)
     sections = parse_names(ap, "--sections", args.sections, SECTIONS)
     device = torch.device(args.device)
@@ -286,6 +303,13 @@ def main(argv=None):
         ap.error(f"--device {args.device}: CUDA is not available")
     shape = tuple(int(v) for v in args.overhead_shape.split(","))
     runtimes = parse_runtimes(ap, args.runtimes)
+    allocators = parse_names(ap, "--allocators", args.allocators, ALLOCATORS)
+    if args.allocator:                                   # a child: one chain-vs-official timing, one line
+        tuned = apply_allocator(args.allocator)
+        result = chain_vs_official(args.official_repeats, args.official_images, runtimes,
+                                   args.official_networks, device)
+        print(json.dumps({**result, "allocator": args.allocator, "allocator_tuned": tuned}))
+        return {}
     out = {**machine(str(device)), "quick": args.quick}
     if "overhead" in sections:
         out["sampler_overhead"] = sampler_overhead(args.repeats, shape, args.overhead_steps, device)
@@ -293,9 +317,30 @@ def main(argv=None):
         out["chains"] = chain_throughput(args.repeats, args.demo_images, args.chain_images, args.chain_repeats,
                                          device)
     if "official" in sections:
-        out["chain_vs_official"] = chain_vs_official(args.official_repeats, args.official_images, runtimes,
-                                                     args.official_networks, device)
+        out.update(official_per_allocator(args, runtimes, allocators))
     return emit(out, args.json)
+
+
+def official_per_allocator(args, runtimes: list[str], allocators: list[str]) -> dict:
+    """chain_vs_official in a fresh process per allocator. The headline keys come from the system
+    allocator when it ran (both sides on glibc's defaults: like for like); with both, also how `rdm`
+    (tuned) compares with the official samplers run as plain scripts (system)."""
+    common = ["--device", args.device, "--official-repeats", str(args.official_repeats),
+              "--official-images", str(args.official_images), "--official-networks", args.official_networks,
+              "--runtimes", ",".join(runtimes)]
+    results = {a: run_child([__file__, "--allocator", a, *common]) for a in allocators}
+    first = results.get("system") or results[allocators[0]]
+    out = {"chain_vs_official": first,
+           **{k: first[k] for k in ("chain_speedup_vs_official", "chain_speedup_vs_official_fp32_math",
+                                    "chain_speedup_vs_official_bf16")}}
+    if "tuned" in results:
+        out["chain_vs_official_tuned_allocator"] = results["tuned"]
+    if {"system", "tuned"} <= set(results):
+        official_s = statistics.median(results["system"]["official_seconds"])
+        ours = results["tuned"]["ours"]
+        out["rdm_tuned_vs_official_system_allocator"] = {
+            k: official_s / row["seconds"] for k, row in ours.items() if "seconds" in row}
+    return out
 
 
 if __name__ == "__main__":

@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (RUNTIMES, add_quick, add_runtimes, emit, machine, median_seconds, parse_args,  # noqa: E402
-                    parse_names, parse_runtimes, run_child, synchronize)
+from common import (ALLOCATORS, RUNTIMES, add_quick, add_runtimes, apply_allocator, emit, machine,  # noqa: E402
+                    median_seconds, parse_args, parse_names, parse_runtimes, run_child, synchronize)
 
+from relay_diffusion.data.labels import one_hot  # noqa: E402
 from relay_diffusion.networks.runtime import RuntimeOptions  # noqa: E402
 
 CONFIGS = [  # (name, stage, network, resolution, channels, classes): the table's rows
@@ -65,7 +66,9 @@ RUNTIME_CONFIG = "relay-32 (fmnist)"        # the issue's reference step
 SECTIONS = ("table", "runtimes")
 
 
-def run_one(name: str, batch: int, steps: int, runtime: str = "fp32", device: str = "cpu") -> dict:
+def run_one(name: str, batch: int, steps: int, runtime: str = "fp32", device: str = "cpu",
+            allocator: str = "system") -> dict:
+    tuned = apply_allocator(allocator)                   # before anything is allocated
     from relay_diffusion.training import TrainConfig
     from relay_diffusion.training.distributed import Dist
     from relay_diffusion.training.loop import Trainer, prepare
@@ -87,7 +90,7 @@ def run_one(name: str, batch: int, steps: int, runtime: str = "fp32", device: st
 
     # the network alone: forward + backward of the preconditioned model on a ready batch
     images, labels = trainer.source.fetch(list(range(batch)), dev)
-    onehot = torch.eye(classes, device=dev)[labels] if classes else None
+    onehot = one_hot(labels, classes) if classes else None
     x = images + 0.5 * torch.randn_like(images)
     sigma = torch.full((batch,), 0.5, device=dev)
 
@@ -99,7 +102,8 @@ def run_one(name: str, batch: int, steps: int, runtime: str = "fp32", device: st
         net_only()
     t_net = median_seconds(net_only, steps, warmup=0)
     gpu_peak = torch.cuda.max_memory_allocated(dev) / 2 ** 20 if dev.type == "cuda" else None
-    return {"config": name, "runtime": runtime, "device": str(dev), "first_step_s": first,
+    return {"config": name, "runtime": runtime, "allocator": allocator, "allocator_tuned": tuned,
+            "device": str(dev), "first_step_s": first,
             "gpu_peak_allocated_mib": gpu_peak,
             "stage": stage, "network": net, "resolution": res, "channels": ch,
             "batch": batch, "params": sum(p.numel() for p in trainer.net.parameters()),
@@ -121,19 +125,22 @@ def main(argv=None) -> dict:
                     help="the configuration timed per runtime")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--runtime", default="fp32", choices=RUNTIMES, help=argparse.SUPPRESS)
+    ap.add_argument("--allocator", default="tuned", choices=ALLOCATORS,
+                    help="CPU allocator of every timed step (tuned: what rdm train sets); the runtimes "
+                         "section's baseline is always fp32 on the system allocator (plain PyTorch)")
     add_quick(ap, batch=8, steps=2, runtimes="fp32,fp32_channels_last")
     args = parse_args(ap, argv)
     if args.one is not None:
-        print(json.dumps(run_one(args.one, args.batch, args.steps, args.runtime, args.device)))
+        print(json.dumps(run_one(args.one, args.batch, args.steps, args.runtime, args.device, args.allocator)))
         return {}
     sections = parse_names(ap, "--sections", args.sections, SECTIONS)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error(f"--device {args.device}: CUDA is not available")
     runtimes = parse_runtimes(ap, args.runtimes)
 
-    def child(name, runtime="fp32"):
+    def child(name, runtime="fp32", allocator=args.allocator):
         return run_child([__file__, "--one", name, "--batch", str(args.batch), "--steps", str(args.steps),
-                          "--runtime", runtime, "--device", args.device])
+                          "--runtime", runtime, "--device", args.device, "--allocator", allocator])
 
     out = {**machine(args.device), "quick": args.quick, "steps": args.steps, "warmup_steps": 3,
            "target_outside_network_share": 0.15}
@@ -141,7 +148,8 @@ def main(argv=None) -> dict:
     if rows:
         out["results"] = rows
     if "runtimes" in sections:
-        done = {r["config"]: r for r in rows}
+        # the baseline: today's eager fp32 step in plain PyTorch (glibc's default allocator)
+        baseline = child(args.runtime_config, "fp32", "system")
         by_runtime = {}
         for r in runtimes:
             try:
@@ -149,13 +157,11 @@ def main(argv=None) -> dict:
             except ValueError as e:                      # fp16 off CUDA
                 by_runtime[r] = {"skipped": str(e)}
                 continue
-            reuse = r == "fp32" and args.runtime_config in done
-            by_runtime[r] = done[args.runtime_config] if reuse else child(args.runtime_config, r)
+            by_runtime[r] = child(args.runtime_config, r)
         timed = {r: row for r, row in by_runtime.items() if "step_s" in row}
-        eager = timed["fp32"]["step_s"] if "fp32" in timed else None
-        speedups = {r: eager / row["step_s"] for r, row in timed.items()} if eager else {}
-        out["runtimes"] = {"config": args.runtime_config, "batch": args.batch, "rows": by_runtime,
-                           "step_speedup_vs_fp32_eager": speedups,
+        speedups = {r: baseline["step_s"] / row["step_s"] for r, row in timed.items()}
+        out["runtimes"] = {"config": args.runtime_config, "batch": args.batch, "allocator": args.allocator,
+                           "baseline": baseline, "rows": by_runtime, "step_speedup_vs_fp32_eager": speedups,
                            "best": max(speedups, key=speedups.get) if speedups else None, "target_speedup": 1.3}
     return emit(out, args.json)
 

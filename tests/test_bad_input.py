@@ -38,11 +38,22 @@ x = torch.zeros(2, 3, 8, 8)
     (lambda: RelaySchedule(blur_sigma_max=-1), "blur_sigma_max"),
     (lambda: RelaySchedule(block_scale=-0.1), "block_scale"),
     (lambda: karras_sigmas(1, 0.002, 80, 7), "num_steps"),
+    (lambda: karras_sigmas(10_001, 0.002, 80, 7), "num_steps must be an integer from 2 to 10,000, got 10001"),
     (lambda: karras_sigmas(10, 0.0, 80, 7), "sigma_min"),
     (lambda: karras_sigmas(10, 1.0, 0.5, 7), "sigma_min"),
     (lambda: karras_sigmas(10, 0.002, 80, 0), "rho"),
     (lambda: truncate_sigmas(karras_sigmas(10, 0.008, 80, 7), 0.005), "outside"),
     (lambda: truncate_sigmas(karras_sigmas(10, 0.008, 80, 7), 100.0), "outside"),
+    # NaN and inf pass every `< 0` test: each is refused by name
+    (lambda: blur(x, float("nan"), 4), "blur_sigma must be finite and >= 0"),
+    (lambda: blur(x, float("inf"), 4), "blur_sigma must be finite and >= 0"),
+    (lambda: blur(x, torch.tensor([1.0, float("nan")]), 4), "blur_sigma must be finite and >= 0"),
+    (lambda: blur_factors(float("inf"), 4), "blur_sigma must be finite and >= 0"),
+    (lambda: RelaySchedule(blur_sigma_max=float("nan")), "blur_sigma_max must be finite"),
+    (lambda: RelaySchedule(block_scale=float("nan")), "block_scale must be finite"),
+    (lambda: RelaySchedule(P_mean=float("inf")), "P_mean must be finite"),
+    (lambda: karras_sigmas(10, 0.002, 80, float("inf")), "rho must be finite and > 0"),
+    (lambda: karras_sigmas(10, 0.002, 80, float("nan")), "rho must be finite and > 0"),
 ])
 def test_operator_errors(call, match):
     with pytest.raises(ValueError, match=match):
@@ -65,6 +76,14 @@ def test_operator_errors(call, match):
     (lambda: edm_sampler(never_called, x, num_steps=1), "num_steps"),
     (lambda: edm_sampler(never_called, x, S_churn=-1), "S_churn"),
     (lambda: sde_heun_sampler(never_called, x, sde_scale=2.0), "sde_scale"),
+    (lambda: relay_sampler(never_called, x.clone().index_fill_(0, torch.tensor([1]), float("nan"))),
+     "x_up contains NaN or inf"),
+    (lambda: relay_sampler(never_called, x + float("inf")), "x_up contains NaN or inf"),
+    (lambda: relay_sampler(never_called, x, s_block=float("nan")), "s_block must be finite"),
+    (lambda: relay_sampler(never_called, x, rho=float("inf"), sigma_grid="rho"), "rho must be finite"),
+    (lambda: edm_sampler(never_called, x + float("nan")), "noise contains NaN or inf"),
+    (lambda: edm_sampler(never_called, x, S_churn=float("nan")), "S_churn and S_noise must be finite"),
+    (lambda: sde_heun_sampler(never_called, x + float("inf")), "noise contains NaN or inf"),
 ])
 def test_sampler_errors_before_any_evaluation(call, match):
     with pytest.raises(ValueError, match=match):

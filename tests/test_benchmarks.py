@@ -4,9 +4,12 @@ the orchestrator — JSON records, run.json, the rendered README — and its ref
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +54,8 @@ def test_unknown_benchmark_is_refused(tmp_path):
 
 def test_training_runtimes_run_and_render(tmp_path):
     """The per-runtime training comparison: each runtime timed in its own process, fp16 reported
-    as skipped off CUDA (not failed), speed-ups relative to eager fp32, rendered as a table."""
+    as skipped off CUDA (not failed), speed-ups relative to eager fp32 on the system allocator
+    (timed in its own process), rendered as a table."""
     out = tmp_path / "results"
     r = run_benchmarks("--quick", "--only", "training", "--outdir", str(out), "--extra",
                        "training=--sections runtimes --runtimes fp32,fp32_channels_last,fp16_channels_last")
@@ -61,10 +65,14 @@ def test_training_runtimes_run_and_render(tmp_path):
     rt = d["runtimes"]
     assert rt["config"] == "relay-32 (fmnist)" and rt["batch"] == 8
     assert "fp16 needs a CUDA device" in rt["rows"]["fp16_channels_last"]["skipped"]
-    assert rt["step_speedup_vs_fp32_eager"]["fp32"] == 1.0
+    base = rt["baseline"]
+    assert base["runtime"] == "fp32" and base["allocator"] == "system" and not base["allocator_tuned"]
+    assert rt["rows"]["fp32"]["allocator"] == "tuned"
+    assert rt["step_speedup_vs_fp32_eager"]["fp32"] == base["step_s"] / rt["rows"]["fp32"]["step_s"]
     assert rt["rows"]["fp32_channels_last"]["step_s"] > 0 and rt["best"] in ("fp32", "fp32_channels_last")
     readme = (out / "README.md").read_text()
     assert "### Training step per network runtime" in readme and "| `fp32_channels_last` |" in readme
+    assert "| `fp32`, system allocator (baseline) |" in readme
 
 
 def test_a_benchmark_past_its_timeout_fails_without_stale_numbers(tmp_path):
@@ -75,3 +83,26 @@ def test_a_benchmark_past_its_timeout_fails_without_stale_numbers(tmp_path):
     assert r.returncode == 1 and "exit 124" in r.stderr
     assert not (out / "sampling.json").exists()
     assert json.loads((out / "run.json").read_text())["benchmarks"]["sampling"]["returncode"] == 124
+
+
+@pytest.mark.slow
+def test_chain_vs_official_per_allocator(tmp_path):
+    """Each allocator's timing runs in its own process; the headline is the like-for-like system
+    run, the tuned run and `rdm`-as-run ratios come with it, and both render."""
+    out = tmp_path / "results"
+    r = run_benchmarks("--quick", "--only", "sampling", "--outdir", str(out), "--extra",
+                       "sampling=--sections official --runtimes fp32 --allocators tuned,system")
+    assert r.returncode == 0, r.stderr
+    d = json.loads((out / "sampling.json").read_text())
+    system, tuned = d["chain_vs_official"], d["chain_vs_official_tuned_allocator"]
+    assert (system["allocator"], system["allocator_tuned"]) == ("system", False)
+    assert (tuned["allocator"], tuned["allocator_tuned"]) == ("tuned", True)
+    assert d["chain_speedup_vs_official"] == system["chain_speedup_vs_official"]
+    assert system["network_calls_per_image"] == tuned["network_calls_per_image"] == [35, 13]
+    official = statistics.median(system["official_seconds"])
+    assert d["rdm_tuned_vs_official_system_allocator"]["fp32"] == pytest.approx(
+        official / tuned["ours"]["fp32"]["seconds"])
+    readme = (out / "README.md").read_text()
+    assert "official samplers (`sample_throughput.py`), system allocator" in readme
+    assert "official samplers (`sample_throughput.py`), tuned allocator" in readme
+    assert "### As run: `rdm` (tuned allocator)" in readme

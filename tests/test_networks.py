@@ -90,6 +90,28 @@ def test_resampling_is_box_average_and_nearest_neighbour():
     assert f.shape == (1, 1, 2, 2) and torch.all(f == 0.25)
     torch.testing.assert_close(resample(x, f, "down"), torch.nn.functional.avg_pool2d(x, 2))
     torch.testing.assert_close(resample(x, f, "up"), x.repeat_interleave(2, 2).repeat_interleave(2, 3))
+    # the box path (pooling / nearest upsampling) equals the depthwise convolution it replaces
+    assert torch.equal(resample(x, f, "up", box=True), resample(x, f, "up"))
+    torch.testing.assert_close(resample(x, f, "down", box=True), resample(x, f, "down"), rtol=0, atol=1e-6)
+
+
+def test_loading_another_resample_filter_leaves_the_box_path():
+    from relay_diffusion.networks.layers import Conv2d, Resample
+    x = torch.randn(2, 4, 6, 6)
+    for layer in (Resample("down"), Conv2d(4, 4, 3, mode="up")):
+        assert layer.box_filter
+        state = layer.state_dict()
+        state["resample_filter"] = torch.tensor([[[[0.1, 0.2], [0.3, 0.4]]]])
+        layer.load_state_dict(state)
+        assert not layer.box_filter               # the loaded filter is honoured, not replaced by a box
+        mode = layer.mode
+        expected = resample(x, state["resample_filter"], mode)
+        if isinstance(layer, Conv2d):
+            expected = torch.nn.functional.conv2d(expected, layer.weight, layer.bias, padding=1)
+        torch.testing.assert_close(layer(x), expected)
+        state["resample_filter"] = resample_filter_2d()
+        layer.load_state_dict(state)
+        assert layer.box_filter
 
 
 def test_initial_output_is_exactly_zero_and_init_is_seeded():

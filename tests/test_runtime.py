@@ -124,3 +124,60 @@ def test_compiled_network_computes_the_same():
     torch.testing.assert_close(compiled.denoiser(x, sigma, labels), plain.denoiser(x, sigma, labels),
                                atol=1e-4, rtol=0)
     assert compiled.denoiser.state_dict().keys() == plain.denoiser.state_dict().keys()
+
+
+# ---- the CPU allocator (cpu_allocator.py): a process-wide setting, so each case runs in a child
+
+_MMAPPED_BYTES = """
+import ctypes, sys
+from relay_diffusion.cpu_allocator import tune_cpu_allocator
+libc = ctypes.CDLL("libc.so.6")
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc.mallinfo2.restype = Info
+libc.malloc.restype = ctypes.c_void_p
+applied = tune_cpu_allocator() if sys.argv[1] == "tune" else None
+block = libc.malloc(200 << 20)                       # 200 MB: above glibc's largest default threshold
+print(applied, libc.mallinfo2().hblkhd)              # bytes held in mmapped blocks
+"""
+
+
+def _glibc_with_mallinfo2() -> bool:
+    import ctypes
+    try:
+        return hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="needs glibc ≥ 2.33 (mallopt, mallinfo2)")
+def test_tuned_allocator_serves_large_blocks_from_the_heap():
+    import os
+    import subprocess
+    import sys
+
+    def mmapped(mode, **env):
+        out = subprocess.run([sys.executable, "-c", _MMAPPED_BYTES, mode], capture_output=True, text=True,
+                             env={**os.environ, **env}, check=True).stdout.split()
+        return out[0], int(out[1])
+
+    big = 200 << 20                                   # blocks mmapped before the call stay counted
+    assert mmapped("plain")[1] >= big
+    applied, held = mmapped("tune")
+    assert applied == "True" and held < big            # served from the heap: reusable, no page faults
+    applied, held = mmapped("tune", RDM_CPU_ALLOCATOR="system")
+    assert applied == "False" and held >= big          # the opt-out leaves glibc's defaults
+
+
+def test_allocator_setting_is_checked(monkeypatch, capsys):
+    from relay_diffusion.cpu_allocator import tune_cpu_allocator
+    with pytest.raises(ValueError, match="threshold must be between"):
+        tune_cpu_allocator(0)
+    with pytest.raises(ValueError, match="threshold must be between"):
+        tune_cpu_allocator(2 ** 31)
+    monkeypatch.setenv("RDM_CPU_ALLOCATOR", "fast")
+    with pytest.raises(ValueError, match="RDM_CPU_ALLOCATOR must be 'tuned' or 'system', got 'fast'"):
+        tune_cpu_allocator()
+    assert main(["analyze", "schedule", "--steps", "4"]) == 2
+    assert "RDM_CPU_ALLOCATOR must be" in capsys.readouterr().err

@@ -140,12 +140,12 @@ def test_sigkill_during_snapshot_write_keeps_the_previous_one(tmp_path, data32):
     script = f"""
 import json, os, signal
 from relay_diffusion.training import checkpoint, TrainConfig, train
-real = checkpoint.save_file
+real = checkpoint.save_tensors
 def dying(tensors, path):
     real(tensors, path)
-    if path.endswith("training-state.safetensors"):
+    if str(path).endswith("training-state.safetensors"):
         os.kill(os.getpid(), signal.SIGKILL)
-checkpoint.save_file = dying
+checkpoint.save_tensors = dying
 train(TrainConfig.from_dict(json.load(open({str(cfg_file)!r}))), echo=lambda s: None)
 """
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True)

@@ -31,3 +31,22 @@ def check_positive(sigma, name: str = "sigma") -> torch.Tensor:
     if t.numel() == 0 or not bool(((t > 0) & torch.isfinite(t)).all()):
         raise ValueError(f"{name} must be finite and > 0, got {sigma}")
     return t
+
+
+def check_blur_sigma(blur_sigma) -> None:
+    """Every σ_B must be finite and >= 0 (NaN and inf would turn the whole image into NaN)."""
+    t = torch.as_tensor(blur_sigma, dtype=torch.float64) if not torch.is_tensor(blur_sigma) else blur_sigma
+    if not bool(((t >= 0) & torch.isfinite(t)).all()):
+        raise ValueError(f"blur_sigma must be finite and >= 0, got {blur_sigma}")
+
+
+def check_finite(value, name: str) -> None:
+    """A number (or tensor) setting must be finite: NaN slips through every comparison."""
+    t = torch.as_tensor(value, dtype=torch.float64) if not torch.is_tensor(value) else value
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite, got {value}")
+
+
+def check_finite_image(x: torch.Tensor, name: str = "x") -> None:
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf values")

@@ -7,6 +7,7 @@ import sys
 
 from . import __version__
 from .analysis.cli import add_analyze_parser
+from .cpu_allocator import tune_cpu_allocator
 from .checkpoints.cli import add_import_parser
 from .data.cli import add_dataset_parser
 from .evaluation.cli import add_eval_parser
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        tune_cpu_allocator()                          # reuse freed activations (docs/speed.md)
         return args.func(args)
     except (ValueError, FileNotFoundError) as e:     # bad input / missing weights: no traceback
         print(f"rdm: error: {e}", file=sys.stderr)

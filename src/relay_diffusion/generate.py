@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
-import re
+import os
 import sys
 import zlib
 from pathlib import Path
@@ -15,10 +14,12 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .io import save_image_grid, to_pil, to_uint8
+from .data.images import read_image
+from .io import TMP_MARK, save_image_grid, to_pil, to_uint8, write_json
 from .networks.runtime import PRECISIONS
-from .pipeline import LABEL_MODES, RelayChain
+from .pipeline import LABEL_MODES, RelayChain, class_labels
 from .sampling.presets import CHAIN_RECIPES, chain_recipe
+from .sampling.seeds import SEED_LIMIT, parse_seeds
 from .sampling.solvers import SOLVERS
 
 POSTPROCESS = ("brightness", "contrast", "color")   # PIL ImageEnhance, applied in this order
@@ -48,26 +49,11 @@ STAGE_FLAG_HELP = {
 }
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-63,100,200-202' → [0, …, 63, 100, 200, 201, 202]."""
-    seeds = []
-    for part in str(text).split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise ValueError(f"bad seed list {text!r}: use e.g. 0-63,100")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo:
-            raise ValueError(f"bad seed range {part!r}")
-        seeds.extend(range(lo, hi + 1))
-    return seeds
-
-
 def seed_from_name(name: str) -> int:
-    """Seed of an input file in super-resolution mode: the number in names like 000123.png, else
-    a CRC32 of the name — stable across runs and machines."""
+    """Seed of an input file in super-resolution mode: the number in names like 000123.png (when
+    below 2³²), else a CRC32 of the name — stable across runs and machines."""
     stem = Path(name).stem
-    return int(stem) if stem.isdigit() else zlib.crc32(stem.encode())
+    return int(stem) if stem.isdigit() and int(stem) < SEED_LIMIT else zlib.crc32(stem.encode())
 
 
 def stage_settings(chain_models, preset: str | None, args) -> list:
@@ -105,25 +91,21 @@ def postprocess(images_u8: torch.Tensor, edits: dict):
     return pil
 
 
-def _read_low_res(directory: Path, channels: int, size: int):
-    from PIL import Image
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
-    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
+
+def _image_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise ValueError(f"--from-images {directory} is not a folder")
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise ValueError(f"no images in {directory}")
-    images = []
-    for f in files:
-        try:
-            im = Image.open(f)
-            im.load()
-        except Exception as e:
-            raise ValueError(f"cannot read image {f}: {e}") from None
-        if im.size != (size, size):
-            raise ValueError(f"{f} is {im.size[0]}×{im.size[1]}; this chain's first relay stage takes {size}×{size}")
-        im = im.convert("L" if channels == 1 else "RGB")
-        t = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).reshape(size, size, channels)
-        images.append(t.permute(2, 0, 1).float() / 127.5 - 1)
-    return files, torch.stack(images)
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
+    return files
+
+
+def _read_low_res(files: list[Path], channels: int, size: int) -> torch.Tensor:
+    images = [torch.tensor(read_image(f, channels, size, "this chain's first relay stage")) for f in files]
+    return torch.stack(images).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 def add_sample_parser(subparsers) -> None:
@@ -204,58 +186,130 @@ def run_sample(args) -> int:
         shutdown_distributed()
 
 
+def _npz_path(path: str) -> Path:
+    """Where np.savez writes `path` (it appends .npz when the name lacks it)."""
+    return Path(path if path.endswith(".npz") else path + ".npz")
+
+
+def check_outputs(args, inputs: list[Path] | None) -> None:
+    """Refuse, before any sampling, outputs that cannot be written or would destroy inputs:
+    --outdir that is a file or the --from-images folder, a file output that is a folder or one of
+    the input images; create the folders of the file outputs."""
+    if args.outdir:
+        out = Path(args.outdir)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--outdir {out} exists and is not a folder")
+        if args.from_images and out.resolve() == Path(args.from_images).resolve():
+            raise ValueError(f"--outdir {out} is the --from-images folder: the results would overwrite or mix "
+                             "with the input images; choose another folder")
+    protected = {p.resolve() for p in inputs or []}
+    files = {"--grid": args.grid and Path(args.grid), "--npz": args.npz and _npz_path(args.npz),
+             "--settings": args.settings and Path(args.settings)}
+    for flag, path in files.items():
+        if not path:
+            continue
+        if path.is_dir():
+            raise ValueError(f"{flag} {path} is a folder; give a file name")
+        if path.resolve() in protected:
+            raise ValueError(f"{flag} {path} is one of the --from-images inputs; it would be overwritten")
+        if path.parent.exists() and not path.parent.is_dir():
+            raise ValueError(f"{flag} {path}: {path.parent} is not a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+# images kept in memory for --grid / --npz may use at most this share of the machine's memory
+KEPT_IMAGES_MEMORY_SHARE = 0.5
+
+
+def check_kept_images(n: int, chain: RelayChain) -> None:
+    """--grid/--npz keep every image in memory: refuse counts that would not fit."""
+    need = n * chain.models[-1].channels * chain.resolution ** 2
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):    # not POSIX: no check
+        return
+    if need > KEPT_IMAGES_MEMORY_SHARE * total:
+        raise ValueError(f"--grid/--npz keep all {n:,} images in memory ({need / 2 ** 30:,.1f} GiB), more than half "
+                         f"of this machine's {total / 2 ** 30:,.1f} GiB; sample fewer seeds or write only --outdir")
+
+
 def _run(args, d, device) -> int:
     import torch.distributed as dist
 
     if not (args.outdir or args.grid or args.npz):
         raise ValueError("nothing to write: give --outdir, --grid and/or --npz")
+    files = None
+    if args.from_images:
+        files = _image_files(Path(args.from_images))
+    else:
+        parse_seeds(args.seeds)                                          # a bad list fails before loading
+    if d.is_main:
+        check_outputs(args, files)
     chain, models = build_chain(args, device)
     names = None
     if args.from_images:
         if chain.models[0].stage != "relay":
             raise ValueError("--from-images needs a chain of relay stages (drop the base model)")
-        files, low = _read_low_res(Path(args.from_images), chain.models[0].channels, chain.input_resolution)
+        low = _read_low_res(files, chain.models[0].channels, chain.input_resolution)
         seeds, names = [seed_from_name(f.name) for f in files], [f.stem for f in files]
     else:
         if chain.models[0].stage != "base":
             raise ValueError("this chain starts with a relay stage: give --from-images DIR")
         seeds, low = parse_seeds(args.seeds), None
+    keep = bool(args.grid or args.npz)                                   # else images go to disk only
+    if keep:
+        check_kept_images(len(seeds), chain)
     labels = chain_labels(args)
+    class_labels(seeds[:1], chain.label_dim, labels)                     # a bad --class fails now
     dtype = torch.float64 if args.float64 else torch.float32
     edits = {k: getattr(args, k) for k in POSTPROCESS if getattr(args, k) is not None}
 
-    mine = list(range(d.rank, len(seeds), d.world_size))                  # this process's images
-    results = {}
-    batches = [mine[i:i + args.batch] for i in range(0, len(mine), args.batch)]
-    for b, idx in enumerate(batches):
-        out = chain([seeds[i] for i in idx], labels, low_res=low[idx] if low is not None else None,
-                    dtype=dtype, device=device)
-        u8 = to_uint8(out.cpu())
-        pil = postprocess(u8, edits) if edits else None
-        for j, i in enumerate(idx):
-            results[i] = pil[j] if pil else u8[j]
-            if args.outdir:
-                _save_png(results[i], Path(args.outdir), seeds[i], names[i] if names else None)
-        if d.is_main:
-            print(f"batch {b + 1}/{len(batches)}: {len(idx)} images", file=sys.stderr, flush=True)
-    if d.world_size > 1:
+    mine = range(d.rank, len(seeds), d.world_size)                       # this process's images
+    results, written = {}, 0
+    n_batches = -(-len(mine) // args.batch)
+    try:
+        for b in range(n_batches):
+            idx = mine[b * args.batch:(b + 1) * args.batch]
+            out = chain([seeds[i] for i in idx], labels, low_res=low[list(idx)] if low is not None else None,
+                        dtype=dtype, device=device)
+            u8 = to_uint8(out.cpu())
+            pil = postprocess(u8, edits) if edits else None
+            for j, i in enumerate(idx):
+                image = pil[j] if pil else u8[j]
+                if keep:
+                    results[i] = image
+                if args.outdir:
+                    _save_png(image, Path(args.outdir), seeds[i], names[i] if names else None)
+                    written += 1
+            if d.is_main:
+                print(f"batch {b + 1}/{n_batches}: {len(idx)} images", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        where = f" to {args.outdir}" if args.outdir else ""
+        print(f"interrupted: {written} complete images written{where}" + (", no grid/npz" if keep else ""),
+              file=sys.stderr, flush=True)
+        return 130
+    if d.world_size > 1 and keep:
         gathered = [None] * d.world_size
         dist.all_gather_object(gathered, {i: _as_u8(v) for i, v in results.items()})
         results = {k: v for part in gathered for k, v in part.items()}
     if not d.is_main:
         return 0
-    from .pipeline import class_labels
-    all_u8 = torch.stack([_as_u8(results[i]) for i in range(len(seeds))])
-    idx_labels = class_labels(seeds, chain.label_dim, labels)
+    idx_labels = None
+    if keep:
+        all_u8 = torch.stack([_as_u8(results[i]) for i in range(len(seeds))])
+        idx_labels = class_labels(list(seeds), chain.label_dim, labels)
     if args.grid:
         ncol = max(1, int(math.ceil(math.sqrt(len(seeds)))))
         if idx_labels is not None and args.class_idx is None and args.labels == "balanced":
             ncol = min(chain.label_dim, len(seeds))
         save_image_grid(all_u8.float() / 127.5 - 1, args.grid, ncol=ncol)
-    if args.npz:
+    npz = _npz_path(args.npz) if args.npz else None
+    if npz:
         import numpy as np
-        np.savez(args.npz, images=all_u8.permute(0, 2, 3, 1).numpy(), seeds=np.array(seeds),
+        tmp = npz.with_name(npz.name + TMP_MARK + str(os.getpid()) + ".npz")
+        np.savez(tmp, images=all_u8.permute(0, 2, 3, 1).numpy(), seeds=np.array(list(seeds), dtype=np.int64),
                  labels=idx_labels.numpy() if idx_labels is not None else np.full(len(seeds), -1))
+        os.replace(tmp, npz)
     record = {"relay_diffusion": __version__, "models": [str(Path(m).resolve()) for m in models],
               "stages": [{"stage": m.stage, "resolution": m.resolution, "label_dim": m.label_dim,
                           "schedule": m.config.get("schedule"), "sampler": dataclasses.asdict(s), "nfe": n}
@@ -264,13 +318,13 @@ def _run(args, d, device) -> int:
               "seeds": args.seeds if not args.from_images else None, "num_images": len(seeds),
               "labels": labels, "dtype": str(dtype), "runtime": runtime_record(chain),
               "weights": args.weights, "postprocess": edits, "from_images": args.from_images,
-              "processes": d.world_size, "outdir": args.outdir, "grid": args.grid, "npz": args.npz}
+              "processes": d.world_size, "outdir": args.outdir, "grid": args.grid, "npz": npz and str(npz)}
     settings = args.settings or (str(Path(args.outdir) / "settings.json") if args.outdir else None)
     if settings:
         Path(settings).parent.mkdir(parents=True, exist_ok=True)
-        Path(settings).write_text(json.dumps(record, indent=2) + "\n")
+        write_json(Path(settings), record)
     print(f"wrote {len(seeds)} images" + (f" to {args.outdir}" if args.outdir else "")
-          + (f", grid {args.grid}" if args.grid else "") + (f", {args.npz}" if args.npz else ""))
+          + (f", grid {args.grid}" if args.grid else "") + (f", {npz}" if npz else ""))
     return 0
 
 
@@ -283,12 +337,15 @@ def _as_u8(v) -> torch.Tensor:
 
 
 def _save_png(image, outdir: Path, seed: int, name: str | None) -> None:
+    """Write one PNG atomically: an interrupted run leaves complete images only."""
     if name is not None:
         path = outdir / f"{name}.png"
     else:
         path = outdir / f"{seed - seed % 1000:06d}" / f"{seed:06d}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    (to_pil(image) if torch.is_tensor(image) else image).save(path)
+    tmp = path.with_name(path.name + TMP_MARK + str(os.getpid()))
+    (to_pil(image) if torch.is_tensor(image) else image).save(tmp, format="PNG")
+    os.replace(tmp, path)
 
 
 def bundled_demo_chain() -> list[Path]:

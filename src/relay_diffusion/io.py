@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -75,8 +76,39 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "relay_diffusion"
 
 
+def json_safe(obj):
+    """`obj` with every non-finite float written as the string "inf", "-inf" or "nan", so that
+    the JSON we write is standard JSON (json.dumps would emit the non-standard Infinity/NaN)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def json_text(obj) -> str:
+    """Standard JSON (non-finite floats as strings, json_safe), indented, with a final newline."""
+    return json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
+
+
 def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    Path(path).write_text(json_text(obj))
+
+
+def honour_umask(path: str | os.PathLike) -> None:
+    """Give a file the mode a plain open() would (0666 less the umask): writers that go through
+    a private temporary file, like safetensors' save_file, leave it 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
+def save_tensors(tensors: dict, path: str | os.PathLike) -> None:
+    """safetensors save_file, with the file's mode following the umask (honour_umask)."""
+    save_file(tensors, str(path))
+    honour_umask(path)
 
 
 def read_json(path: Path, what: str = "file"):
@@ -98,9 +130,9 @@ def save_model_dir(directory: Path, config: dict, model: torch.nn.Module,
     """Write config.json + model.safetensors (+ ema.safetensors) into an existing directory."""
     directory = Path(directory)
     write_json(directory / "config.json", {"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION, **config})
-    save_file(state_dict_cpu(model), str(directory / "model.safetensors"))
+    save_tensors(state_dict_cpu(model), directory / "model.safetensors")
     if ema is not None:
-        save_file(state_dict_cpu(ema), str(directory / "ema.safetensors"))
+        save_tensors(state_dict_cpu(ema), directory / "ema.safetensors")
 
 
 def read_model_config(directory: Path) -> dict:
@@ -114,16 +146,38 @@ def read_model_config(directory: Path) -> dict:
     return cfg
 
 
-def load_weights(directory: Path, which: str = "ema", device: str | torch.device = "cpu") -> dict:
-    """State dict from `ema.safetensors` (which="ema", falling back to the raw weights when the
-    directory has no EMA) or `model.safetensors` (which="model")."""
+def weights_path(directory: Path, which: str = "ema") -> Path:
+    """`ema.safetensors` (which="ema", falling back to the raw weights when the directory has no
+    EMA) or `model.safetensors` (which="model")."""
+    if which not in ("ema", "model"):
+        raise ValueError(f"which must be 'ema' or 'model', got {which!r}")
     directory = Path(directory)
     path = directory / ("ema.safetensors" if which == "ema" else "model.safetensors")
     if which == "ema" and not path.exists():
         path = directory / "model.safetensors"
     if not path.exists():
         raise ValueError(f"no weights in {directory} (expected {path.name})")
-    return load_file(str(path), device=str(device))
+    return path
+
+
+def weight_shapes(path: Path) -> dict:
+    """{name: shape} from a safetensors file's header, without reading the tensors."""
+    from safetensors import SafetensorError, safe_open
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file ({e}); it may be truncated or empty") from None
+
+
+def load_weights(directory: Path, which: str = "ema", device: str | torch.device = "cpu") -> dict:
+    """State dict of a model directory's weights (weights_path)."""
+    from safetensors import SafetensorError
+    path = weights_path(directory, which)
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file ({e}); it may be truncated or empty") from None
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

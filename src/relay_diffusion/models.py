@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .io import atomic_directory, load_weights, read_model_config, save_model_dir
+from .io import atomic_directory, load_weights, read_model_config, save_model_dir, weight_shapes, weights_path
 from .networks import NetworkConfig
 from .networks.runtime import RuntimeOptions
 from .precond import EDMPrecond
@@ -61,6 +61,10 @@ class RelayModel:
         directory = Path(directory)
         if not directory.is_dir():
             raise ValueError(f"model directory not found: {directory}")
+        snapshots = sorted(directory.glob("snapshot-*/config.json"))
+        if snapshots and not (directory / "model.safetensors").exists():
+            raise ValueError(f"{directory} is a training run folder, not a model; give one of its snapshots, "
+                             f"e.g. {snapshots[-1].parent} (the newest)")
         cfg = read_model_config(directory)
         for key in ("stage", "resolution", "channels", "network"):
             if key not in cfg:
@@ -69,7 +73,11 @@ class RelayModel:
             raise ValueError(f"{directory}: unknown stage {cfg['stage']!r}")
         if cfg["stage"] == "relay" and not cfg.get("schedule"):
             raise ValueError(f"{directory}: a relay model needs its schedule in config.json")
-        net = NetworkConfig.from_dict(cfg["network"]).build()
+        if not isinstance(cfg["network"], dict):
+            raise ValueError(f"{directory}/config.json: 'network' must be an object, got {cfg['network']!r}")
+        network = NetworkConfig.from_dict(cfg["network"])
+        check_weights_match(network, weights_path(directory, which))     # before allocating the network
+        net = network.build()
         try:
             net.load_state_dict(load_weights(directory, which))
         except RuntimeError as e:
@@ -82,3 +90,19 @@ class RelayModel:
         cfg = {k: v for k, v in self.config.items() if k not in ("format", "version")}
         with atomic_directory(directory) as tmp:
             save_model_dir(tmp, cfg, self.denoiser.net)
+
+
+def check_weights_match(network: NetworkConfig, path: Path) -> None:
+    """Refuse weights whose names or shapes differ from what `network` builds, comparing the
+    safetensors header with the network built on the meta device (no memory), so a wrong
+    config.json (a huge model_channels, say) fails before anything large is allocated."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in network.build().state_dict().items()}
+    stored = weight_shapes(path)
+    problems = [f"missing {k}" for k in expected if k not in stored]
+    problems += [f"unexpected {k}" for k in stored if k not in expected]
+    problems += [f"{k}: stored {stored[k]}, config.json builds {expected[k]}"
+                 for k in expected if k in stored and stored[k] != expected[k]]
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ValueError(f"{path}: weights do not match config.json: {'; '.join(problems[:5])}{more}")

@@ -11,14 +11,16 @@ seed (and label), never on the batch or the number of processes.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
+from .data.labels import one_hot
 from .models import RelayModel
 from .relay import upsample_nearest
-from .sampling import SeededNoise, classifier_free_guidance, edm_sampler, relay_sampler, sde_heun_sampler
+from .sampling import SeededNoise, check_seeds, classifier_free_guidance, edm_sampler, relay_sampler, sde_heun_sampler
 from .sampling.presets import BaseSamplerSettings, RelaySamplerSettings
 
 LABEL_MODES = ("balanced", "random")
@@ -31,6 +33,9 @@ def class_labels(seeds: Sequence[int], label_dim: int, labels="balanced") -> tor
     if label_dim == 0:
         return None
     n = len(seeds)
+    if isinstance(labels, bool) or (torch.is_tensor(labels) and labels.dim() == 0):
+        raise TypeError(f"labels must be a mode ({', '.join(LABEL_MODES)}), a class index or one index per "
+                        f"seed, got {labels!r}")
     if isinstance(labels, str):
         if labels == "balanced":
             idx = torch.tensor([int(s) % label_dim for s in seeds])
@@ -39,10 +44,12 @@ def class_labels(seeds: Sequence[int], label_dim: int, labels="balanced") -> tor
                 (int(s) + 0x1ABE1) % (1 << 63)))) for s in seeds])
         else:
             raise ValueError(f"labels must be one of {LABEL_MODES}, a class index or a list, got {labels!r}")
-    elif isinstance(labels, int):
-        idx = torch.full((n,), labels)
+    elif isinstance(labels, numbers.Integral):
+        idx = torch.full((n,), int(labels))
     else:
-        idx = torch.as_tensor(list(labels))
+        idx = torch.as_tensor(labels) if torch.is_tensor(labels) else torch.as_tensor(list(labels))
+        if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
+            raise TypeError(f"class labels must be integers, got {idx.dtype} values")
         if idx.shape != (n,):
             raise ValueError(f"{idx.numel()} labels for {n} seeds")
     if ((idx < 0) | (idx >= label_dim)).any():
@@ -90,6 +97,9 @@ class RelayChain:
     def from_pretrained(cls, directories: Sequence[str | Path], settings=None, which="ema", device="cpu",
                         **runtime) -> "RelayChain":
         """Load every stage; `runtime` (precision=, channels_last=, compile=) applies to all of them."""
+        if isinstance(directories, (str, Path)):
+            raise TypeError(f"directories must be a list of model directories, one per stage, lowest resolution "
+                            f"first; got the single path {str(directories)!r} (use [{str(directories)!r}])")
         return cls([RelayModel.from_pretrained(d, which, device, **runtime) for d in directories], settings)
 
     @property
@@ -121,11 +131,11 @@ class RelayChain:
         """Images [len(seeds), C, H, W] in [−1, 1]. `low_res` ([N, C, h, w] in [−1, 1]) feeds a
         chain that starts with a relay stage (super-resolution); otherwise the first stage must
         be a base model. `stage_callback(i, images)` sees every stage's output."""
-        seeds = [int(s) for s in seeds]
+        seeds = check_seeds(seeds)
         device = torch.device(device) if device is not None else next(self.models[0].denoiser.parameters()).device
         rnd = SeededNoise(seeds, device)
         idx = class_labels(seeds, self.label_dim, labels)
-        onehot = torch.eye(self.label_dim, device=device)[idx.to(device)] if idx is not None else None
+        onehot = one_hot(idx.to(device), self.label_dim) if idx is not None else None
         first = self.models[0]
         if first.stage == "base":
             if low_res is not None:

@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from ._validate import check_image, check_patch, check_positive
+from ._validate import check_blur_sigma, check_finite, check_image, check_patch, check_positive
 
 RandnLike = Callable[[torch.Tensor], torch.Tensor]
 NOISE_MIXTURES = ("official", "paper")
@@ -108,8 +108,7 @@ def blur_factors(blur_sigma: torch.Tensor | float, p: int, min_scale: float = 1e
     """Per-frequency blur factors α_kl (shape [..., p, p]) for blur level(s) σ_B ≥ 0."""
     sb = torch.as_tensor(blur_sigma, dtype=torch.float64)
     check_patch(p)
-    if (sb < 0).any():
-        raise ValueError(f"blur_sigma must be >= 0, got {blur_sigma}")
+    check_blur_sigma(sb)
     g = _decay_1d(sb, p)
     return (1 - min_scale) * g[..., :, None] * g[..., None, :] + min_scale
 
@@ -134,15 +133,14 @@ def blur(x: torch.Tensor, blur_sigma: torch.Tensor | float, p: int,
     """Patch-wise blurring: scale patch-DCT coefficient (k, l) by α_kl(σ_B) (§C.2).
 
     blur_sigma: one σ_B ≥ 0 for the batch, or a [B] tensor (one per sample). σ_B = 0 is the
-    identity; σ_B → ∞ leaves each patch at its mean plus m times its detail.
+    identity; a large σ_B leaves each patch at its mean plus m times its detail (σ_B must be finite).
     """
     check_image(x, p, "x")
     if torch.is_tensor(blur_sigma) and blur_sigma.dim() > 0:
         if blur_sigma.shape != (x.shape[0],):
             raise ValueError(f"blur_sigma must be a scalar or have shape [{x.shape[0]}], "
                              f"got {tuple(blur_sigma.shape)}")
-    if (torch.as_tensor(blur_sigma) < 0).any():
-        raise ValueError(f"blur_sigma must be >= 0, got {blur_sigma}")
+    check_blur_sigma(blur_sigma)
     if not 0 <= min_scale <= 1:
         raise ValueError(f"min_scale must be in [0, 1], got {min_scale}")
     return _blur(x, blur_sigma, p, min_scale)
@@ -299,6 +297,8 @@ class RelaySchedule:
 
     def __post_init__(self):
         check_patch(self.up_scale, "up_scale")
+        for name in ("blur_sigma_max", "prob_length", "min_scale", "block_scale", "P_mean", "P_std"):
+            check_finite(getattr(self, name), name)
         if self.blur_sigma_max < 0:
             raise ValueError(f"blur_sigma_max must be >= 0, got {self.blur_sigma_max}")
         if not 0 < self.prob_length <= 2:

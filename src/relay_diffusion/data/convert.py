@@ -75,6 +75,10 @@ def open_source(source: str | os.PathLike, *, split: str = "train",
                        path=str(path))
 
 
+# the largest image side `convert_dataset` writes (an RGB image of 16384² is 0.75 GiB in memory)
+MAX_RESOLUTION = 16384
+
+
 def output_paths(dest: str | os.PathLike, resolutions: Sequence[int | None]) -> list[Path]:
     """One resolution writes exactly `dest`; several write OUT-<res>.zip beside it for OUT.zip
     (e.g. data.zip with [8, 32] -> data-8.zip, data-32.zip)."""
@@ -108,6 +112,10 @@ def _check_options(resolutions, transform, resize_filter, max_images, png_compre
         raise DatasetError(f"resolutions must be positive integers, got {resolutions}")
     if len(set(resolutions)) != len(resolutions):
         raise DatasetError(f"resolutions repeat a value: {resolutions}")
+    too_big = [r for r in resolutions if r > MAX_RESOLUTION]
+    if too_big:
+        raise DatasetError(f"resolution {too_big[0]:,} is above the {MAX_RESOLUTION:,} this tool writes: one RGB "
+                           f"image would take {3 * too_big[0] ** 2 / 2 ** 30:,.1f} GiB in memory")
     return resolutions
 
 

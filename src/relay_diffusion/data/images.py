@@ -12,6 +12,7 @@ modes live in one place:
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -168,3 +169,20 @@ def encode_png(img: np.ndarray, compress_level: int = 0) -> bytes:
     buf = io.BytesIO()
     array_to_pil(img).save(buf, format="png", compress_level=compress_level, optimize=False)
     return buf.getvalue()
+
+
+def read_image(path, channels: int, size: int | None = None, what: str = "the model") -> np.ndarray:
+    """One image file as uint8 [H, W, channels] by this module's mode rules (16-bit, float and
+    CMYK files are refused, not clipped); grey and colour are converted to `channels`. With
+    `size`, an image that is not size×size is refused, naming `what` expects it."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read ({e.strerror or e})", path=str(path)) from None
+    img = decode_image(data, str(path))
+    if size is not None and img.shape[:2] != (size, size):
+        raise DatasetError(f"{path} is {img.shape[1]}×{img.shape[0]}; {what} takes {size}×{size}", path=str(path))
+    if img.shape[2] != channels:
+        img = np.asarray(array_to_pil(img).convert("L" if channels == 1 else "RGB")).reshape(*img.shape[:2], channels)
+    return img

@@ -14,6 +14,16 @@ import json
 from .errors import DatasetError
 
 DATASET_JSON = "dataset.json"
+# The most classes a dataset may have: a conditional network holds a label_dim-wide embedding
+# layer and every batch a label_dim-wide one-hot matrix (ImageNet-21k has 21,841 classes).
+MAX_CLASSES = 100_000
+
+
+def one_hot(labels, label_dim: int):
+    """Class indices [N] → float32 one-hot rows [N, label_dim] on the indices' device (no
+    label_dim × label_dim identity matrix in between)."""
+    import torch
+    return torch.nn.functional.one_hot(labels.long(), label_dim).float()
 
 
 def parse_dataset_json(raw: bytes, where: str) -> dict[str, int] | None:
@@ -41,6 +51,9 @@ def parse_dataset_json(raw: bytes, where: str) -> dict[str, int] | None:
         if isinstance(label, bool) or not isinstance(label, int) or label < 0:
             raise DatasetError(f"{where}: the label of {fname} must be a non-negative integer, "
                                f"got {label!r}", path=where)
+        if label >= MAX_CLASSES:
+            raise DatasetError(f"{where}: the label of {fname} is {label:,}; labels must be below "
+                               f"{MAX_CLASSES:,} (the number of classes is the largest label + 1)", path=where)
         if fname in table:
             raise DatasetError(f"{where}: {fname} is labelled twice", path=where)
         table[fname] = label

@@ -8,7 +8,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..generate import add_chain_arguments, build_chain, chain_labels, parse_seeds, runtime_record
+from ..generate import add_chain_arguments, build_chain, chain_labels, runtime_record
+from ..sampling.seeds import parse_seeds
 from .evaluate import (FEATURE_METRICS, METRICS, chain_features, compute_metrics, default_cache_dir,
                        format_metrics, image_set_features, log_stderr, open_reference)
 from .extractors import BUNDLED_FEATURES, INCEPTION, load_extractor

@@ -89,7 +89,8 @@ def frechet_distance(
     ``d² = ||mu1 - mu2||² + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^{1/2})``
     (Heusel et al., 2017). Mirrors pytorch-fid / ADM: if the matrix square root
     is not finite (near-singular product), ``eps * I`` is added to both
-    covariances; a non-negligible imaginary component raises ``ValueError``.
+    covariances; a non-negligible imaginary component raises ``ValueError``. A tiny negative
+    result from round-off (above −1e-6·(1 + Tr σ1 + Tr σ2)) is returned as 0.
     """
     mu1 = np.atleast_1d(np.asarray(_to_numpy(mu1), dtype=np.float64))
     mu2 = np.atleast_1d(np.asarray(_to_numpy(mu2), dtype=np.float64))
@@ -119,7 +120,10 @@ def frechet_distance(
             m = np.max(np.abs(covmean.imag))
             raise ValueError(f"sqrtm has a large imaginary component {m}")
         covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    d2 = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    # d² ≥ 0 exactly; the sqrtm round-off can leave e.g. −1.8e-05 for a set against itself
+    tolerance = 1e-6 * (1.0 + np.trace(sigma1) + np.trace(sigma2))
+    return 0.0 if -tolerance < d2 < 0 else d2
 
 
 def _to_numpy(x):

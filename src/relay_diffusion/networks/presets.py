@@ -31,9 +31,26 @@ class NetworkConfig:
     def __post_init__(self):
         if self.arch != "adm":
             raise ValueError(f"unknown arch {self.arch!r}; only 'adm' is implemented")
-        # Lists (e.g. from JSON) become tuples so that configs stay hashable and compare equal.
-        object.__setattr__(self, "channel_mult", tuple(self.channel_mult))
-        object.__setattr__(self, "attn_resolutions", tuple(self.attn_resolutions))
+        for name in ("channel_mult", "attn_resolutions"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or \
+                    not all(_is_int(v) and v > 0 for v in value):
+                raise ValueError(f"network {name} must be a list of positive integers, got {value!r}")
+            # lists (e.g. from JSON) become tuples so that configs stay hashable and compare equal
+            object.__setattr__(self, name, tuple(int(v) for v in value))
+        if not self.channel_mult:
+            raise ValueError("network channel_mult must name at least one level")
+        for name, low in (("img_resolution", 1), ("in_channels", 1), ("out_channels", 1), ("label_dim", 0),
+                          ("augment_dim", 0), ("model_channels", 1), ("channel_mult_emb", 1), ("num_blocks", 1)):
+            value = getattr(self, name)
+            if not _is_int(value) or value < low:
+                raise ValueError(f"network {name} must be an integer >= {low}, got {value!r}")
+        levels = len(self.channel_mult) - 1
+        if self.img_resolution % (1 << levels):
+            raise ValueError(f"network img_resolution {self.img_resolution} must be divisible by 2^{levels} "
+                             f"({len(self.channel_mult)} levels of channel_mult)")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout <= 1:
+            raise ValueError(f"network dropout must be in [0, 1], got {self.dropout!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -57,6 +74,10 @@ class NetworkConfig:
         kwargs = self.to_dict()
         del kwargs["arch"]
         return ADMUNet(**kwargs)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def build_network(config: NetworkConfig) -> nn.Module:

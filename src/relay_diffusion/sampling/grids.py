@@ -9,14 +9,22 @@ from typing import Callable
 import torch
 
 
+# the most σ's a grid may have: far beyond any published sampler (the official ones use ≤ 256)
+MAX_STEPS = 10_000
+
+
+def check_num_steps(num_steps) -> None:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 2 <= num_steps <= MAX_STEPS:
+        raise ValueError(f"num_steps must be an integer from 2 to {MAX_STEPS:,}, got {num_steps!r}")
+
+
 def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float) -> torch.Tensor:
     """σ_i = (σ_max^{1/ρ} + i/(n−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, i < n, float64, descending."""
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
-        raise ValueError(f"num_steps must be an integer >= 2, got {num_steps!r}")
+    check_num_steps(num_steps)
     if not 0 < sigma_min < sigma_max < float("inf"):
         raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
-    if not rho > 0:
-        raise ValueError(f"rho must be > 0, got {rho}")
+    if not 0 < rho < float("inf"):
+        raise ValueError(f"rho must be finite and > 0, got {rho}")
     i = torch.arange(num_steps, dtype=torch.float64)
     a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
     return (a + i / (num_steps - 1) * (b - a)) ** rho
@@ -25,6 +33,8 @@ def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float
 def truncate_sigmas(sigmas: torch.Tensor, truncation_sigma: float) -> torch.Tensor:
     """Drop every σ ≥ truncation_sigma (the official rule); the first kept σ is the relay start σ₀."""
     lo, hi = float(sigmas.min()), float(sigmas.max())
+    if not lo < hi:
+        raise ValueError(f"the σ grid is constant ({lo:.4g}); nothing to truncate")
     if not lo < truncation_sigma <= hi:
         raise ValueError(f"truncation_sigma={truncation_sigma} is outside the σ grid ({lo:.4g}, {hi:.4g}]: "
                          "it would keep no step or drop none")

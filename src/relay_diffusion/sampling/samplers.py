@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from .._validate import check_image
+from .._validate import check_finite, check_finite_image, check_image
 from ..relay import RelaySchedule, _blur, upsample_nearest
 from .grids import check_sigmas, karras_sigmas, relay_grid
 from .solvers import FrequencyBasis, check_solver, multistep
@@ -71,8 +71,9 @@ def edm_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tensor | N
     other SOLVERS, deterministic exponential integrators (solvers.py; no churn) that return
     D(x; σ_min) after one evaluation per σ."""
     check_image(noise, 1, "noise")
-    if S_churn < 0 or S_noise < 0:
-        raise ValueError("S_churn and S_noise must be >= 0")
+    check_finite_image(noise, "noise")
+    if not (0 <= S_churn < math.inf and 0 <= S_noise < math.inf):
+        raise ValueError(f"S_churn and S_noise must be finite and >= 0, got {S_churn}, {S_noise}")
     grid = _grid(sigmas, num_steps, sigma_min, sigma_max, rho)
     check_solver(solver, len(grid) - 1)
     if solver != "heun" and S_churn > 0:
@@ -190,6 +191,7 @@ def sde_heun_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tenso
     The other SOLVERS (exponential integrators, solvers.py) keep the same η: one evaluation and
     one draw per step."""
     check_image(noise, 1, "noise")
+    check_finite_image(noise, "noise")
     _check_eta(sde_scale, "sde_scale", corrector, solver)
     grid = _grid(sigmas, num_steps, sigma_min, sigma_max, rho)
     check_solver(solver, len(grid) - 1)
@@ -248,7 +250,10 @@ def relay_sampler(denoise: Denoiser, x_up: torch.Tensor, labels: torch.Tensor | 
     corrector, or (other solvers) one ε, ε' (ε' skipped when s_block = 0, all skipped when η = 0).
     """
     check_image(x_up, schedule.up_scale, "x_up")
+    check_finite_image(x_up, "x_up")
     _check_eta(s_noise, "s_noise", corrector, solver)
+    if s_block is not None:
+        check_finite(s_block, "s_block")
     if s_block is not None and s_block < 0:
         raise ValueError(f"s_block must be >= 0, got {s_block}")
     sch = schedule.for_sampling(truncation_t)

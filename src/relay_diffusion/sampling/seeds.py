@@ -4,13 +4,91 @@ number of processes (as in EDM's generate.py)."""
 
 from __future__ import annotations
 
+import bisect
+import numbers
+import re
 from typing import Sequence
 
 import torch
 
+SEED_LIMIT = 1 << 32               # user seeds are 32-bit (as EDM's): 0 … 4,294,967,295
+
+
+def check_seed(seed) -> int:
+    """`seed` as an int after checking it is a whole number in [0, 2³²); TypeError / ValueError
+    otherwise (bools, floats and float tensors are refused rather than truncated)."""
+    if torch.is_tensor(seed):
+        if seed.numel() != 1 or seed.is_floating_point() or seed.is_complex() or seed.dtype == torch.bool:
+            raise TypeError(f"a seed must be an integer, got a {seed.dtype} tensor of shape {tuple(seed.shape)}")
+        seed = seed.item()
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"a seed must be an integer, got {seed!r} ({type(seed).__name__})")
+    seed = int(seed)
+    if not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"seed {seed} is outside 0…{SEED_LIMIT - 1:,} (seeds are 32-bit)")
+    return seed
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """A list of checked seeds (check_seed); at least one."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a sequence of integers (e.g. range(16)), got {seeds!r}")
+    seeds = [check_seed(s) for s in seeds]
+    if not seeds:
+        raise ValueError("need at least one seed")
+    return seeds
+
+
+class SeedList(Sequence):
+    """The seeds of a list like '0-63,100,200-202', kept as ranges: len() and indexing without
+    building the list, so '0-999999999' costs nothing until its seeds are used."""
+
+    def __init__(self, text: str):
+        self.text = str(text)
+        self.ranges = []
+        for part in self.text.split(","):
+            part = part.strip()
+            m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+            if not m:
+                raise ValueError(f"bad seed list {self.text!r}: use e.g. 0-63,100")
+            lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+            if hi < lo:
+                raise ValueError(f"bad seed range {part!r}: the end is below the start")
+            if hi >= SEED_LIMIT:
+                raise ValueError(f"seed {hi} is outside 0…{SEED_LIMIT - 1:,} (seeds are 32-bit)")
+            self.ranges.append(range(lo, hi + 1))
+        self._starts = [0]
+        for r in self.ranges:
+            self._starts.append(self._starts[-1] + len(r))
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"seed index {i} out of range for {n} seeds")
+        i %= n
+        k = bisect.bisect_right(self._starts, i) - 1
+        return self.ranges[k][i - self._starts[k]]
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other) if len(self) == len(other) else False
+
+    def __repr__(self) -> str:
+        return f"SeedList({self.text!r})"
+
+
+def parse_seeds(text: str) -> SeedList:
+    """'0-63,100,200-202' → the seeds 0, …, 63, 100, 200, 201, 202 (lazily; see SeedList)."""
+    return SeedList(text)
+
 
 class SeededNoise:
-    """A `randn_like` whose row b is drawn from a generator seeded with seeds[b] (mod 2³²)."""
+    """A `randn_like` whose row b is drawn from a generator seeded with seeds[b] (mod 2³²: the
+    training loop's mixed 64-bit seeds land here; user seeds are checked to be below 2³²)."""
 
     def __init__(self, seeds: Sequence[int], device: str | torch.device = "cpu"):
         seeds = [int(s) for s in seeds]

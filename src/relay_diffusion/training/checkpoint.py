@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from ..io import TMP_MARK, atomic_directory, read_json, save_model_dir, write_json
+from ..io import TMP_MARK, atomic_directory, read_json, save_model_dir, save_tensors, write_json
 
 SNAPSHOT_RE = re.compile(r"snapshot-(\d{12})")
 
@@ -56,7 +56,7 @@ def save_snapshot(outdir: Path, nimg: int, model_config: dict, net, ema, optimiz
     tensors, meta = _flatten_optimizer(optimizer.state_dict())
     with atomic_directory(final) as tmp:
         save_model_dir(tmp, model_config, net, ema)
-        save_file(tensors, str(tmp / "training-state.safetensors"))
+        save_tensors(tensors, tmp / "training-state.safetensors")
         write_json(tmp / "training-state.json", {"nimg": nimg, "optimizer": meta, "grad_scaler": scaler_state})
     for old in list_snapshots(outdir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

@@ -71,10 +71,14 @@ def add_train_parser(subparsers) -> None:
 
 def resolve_config(args) -> TrainConfig:
     values = dict(TRAIN_PRESETS[args.preset]) if args.preset else {}
-    for f in dataclasses.fields(TrainConfig):
-        v = getattr(args, f.name, None)
-        if v is not None:
-            values[f.name] = v
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
+    if given.get("cond") is False and values.get("label_dropout") and "label_dropout" not in given:
+        # label dropout (for guidance) only exists for a conditional model: --no-cond implies none
+        print(f"rdm train: --no-cond: label dropout off (the preset's {values['label_dropout']} needs "
+              "class labels)", file=sys.stderr)
+        values["label_dropout"] = 0.0
+    values.update(given)
     return TrainConfig.from_dict(values).validate()
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..data import ImageDataset
+from ..data.labels import one_hot
 from ..io import read_json, save_image_grid, write_json
 from ..losses import EDMLoss, RelayLoss
 from ..networks import NETWORK_PRESETS, build_network, count_parameters
@@ -30,6 +31,7 @@ from .batches import BatchSchedule, ImageSource, mix_seed
 from .checkpoint import list_snapshots, load_snapshot, save_snapshot
 from .config import TrainConfig
 from .distributed import Dist, init_distributed, shutdown_distributed
+from .rundir import RunLock, check_resume, record_run
 
 
 class TrainingError(RuntimeError):
@@ -98,18 +100,6 @@ def _loss_fn(setup: Setup):
                      label_dropout=cfg.label_dropout)
 
 
-def _check_resume(cfg: TrainConfig, outdir: Path) -> None:
-    stored = outdir / "config.json"
-    if not stored.exists():
-        return
-    old = TrainConfig.from_dict(read_json(stored, "run config"))
-    diffs = cfg.differences(old)
-    if diffs:
-        details = ", ".join(f"{k}: {getattr(old, k)!r} → {getattr(cfg, k)!r}" for k in diffs)
-        raise ValueError(f"{outdir} holds a run with other settings ({details}); resume it with the same "
-                         f"command or choose a new --outdir")
-
-
 # --------------------------------------------------------------------------------------------
 # Logging.
 
@@ -158,14 +148,14 @@ def sample_grid(setup: Setup, ema_denoise, source: ImageSource, device, n: int =
     rnd = SeededNoise(range(n), device)
     labels = None
     if setup.label_dim:
-        labels = torch.eye(setup.label_dim, device=device)[torch.arange(n, device=device) % setup.label_dim]
+        labels = one_hot(torch.arange(n, device=device) % setup.label_dim, setup.label_dim)
     if setup.cfg.stage == "base":
         return edm_sampler(ema_denoise, rnd.randn(setup.channels, setup.resolution, setup.resolution),
                            labels, num_steps=18, randn_like=rnd)
     s = setup.schedule.up_scale
     real, real_labels = source.fetch(list(range(min(n, len(source)))), device)
     n = real.shape[0]
-    labels = torch.eye(setup.label_dim, device=device)[real_labels] if setup.label_dim else None
+    labels = one_hot(real_labels, setup.label_dim) if setup.label_dim else None
     x_up = upsample_nearest(torch.nn.functional.avg_pool2d(real, s), s)
     out = relay_sampler(ema_denoise, x_up, labels, schedule=setup.schedule, num_steps=18,
                         randn_like=SeededNoise(range(n), device))
@@ -230,7 +220,7 @@ class Trainer:
         for r in range(self.rounds):
             chunk = indices[r * self.batch_gpu:(r + 1) * self.batch_gpu]
             images, labels = self.source.fetch(chunk, device)
-            onehot = torch.eye(setup.label_dim, device=device)[labels] if setup.label_dim else None
+            onehot = one_hot(labels, setup.label_dim) if setup.label_dim else None
             first = d.rank * self.per_rank + r * self.batch_gpu             # position in the global batch
             rng = SeededNoise([mix_seed(cfg.seed, step, first + j) for j in range(len(chunk))], device)
             torch.manual_seed(mix_seed(cfg.seed, step, d.rank, r, 0xD0))   # dropout masks
@@ -282,9 +272,26 @@ def train(cfg: TrainConfig, echo=print) -> dict:
     """Train (or resume) the run described by `cfg`; returns a summary dict."""
     dist_info, device = init_distributed(cfg.device)
     try:
-        return _train(cfg, dist_info, device, echo)
+        with RunLock(cfg.outdir) if dist_info.is_main else contextlib.nullcontext():   # one writer per run
+            return _train(cfg, dist_info, device, echo)
     finally:
         shutdown_distributed()
+
+
+def short_run_warnings(cfg: TrainConfig) -> list[str]:
+    """Settings that make a run too short to learn: the learning rate still ramping up at the
+    end, or EMA weights that still mostly hold the random initial weights."""
+    out = []
+    if cfg.lr_rampup > cfg.duration:
+        out.append(f"the run ({_fmt_images(cfg.duration)} images) ends before the learning-rate warm-up "
+                   f"({_fmt_images(cfg.lr_rampup)}): the learning rate never reaches {cfg.lr:g}; lower --lr-rampup")
+    halflife = min(cfg.ema_halflife, cfg.ema_rampup * cfg.duration) if cfg.ema_rampup else cfg.ema_halflife
+    if halflife > cfg.duration / 4:
+        left = 0.5 ** (cfg.duration / max(halflife, 1e-9))
+        out.append(f"the EMA half-life ({_fmt_images(int(halflife))} images at the end) is long for a run of "
+                   f"{_fmt_images(cfg.duration)}: {left:.0%} of the EMA weights will still be the random "
+                   "initial weights; lower --ema or sample with --weights model")
+    return out
 
 
 def _next(nimg: int, every: int) -> float:
@@ -292,15 +299,17 @@ def _next(nimg: int, every: int) -> float:
 
 
 def _train(cfg: TrainConfig, d: Dist, device: torch.device, echo) -> dict:
-    setup = prepare(cfg)
     outdir = Path(cfg.outdir)
-    _check_resume(cfg, outdir)
+    moved = check_resume(cfg, outdir)
+    setup = prepare(cfg)
     trainer = Trainer(setup, d, device)
     if d.is_main:
         outdir.mkdir(parents=True, exist_ok=True)
-        write_json(outdir / "config.json", dataclasses.asdict(cfg))
+        record_run(cfg, outdir)
     d.barrier()
     log = Logger(outdir, d.is_main, echo)
+    if moved:
+        log.line(moved)
 
     nimg = 0
     snapshots = list_snapshots(outdir)
@@ -317,9 +326,13 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, echo) -> dict:
              f"{d.world_size} process(es) on {device}, "
              f"batch {cfg.batch} = {d.world_size}×{trainer.rounds}×{trainer.batch_gpu}")
 
+    for warning in short_run_warnings(cfg):
+        log.line(f"warning: {warning}")
+    # at least ~20 status lines per run, so a short run shows its progress
+    status_every = min(cfg.status_every, max(cfg.batch, cfg.duration // 20))
     t_start, nimg_start = time.time(), nimg
     window, window_t = [], time.time()
-    next_status, next_snapshot = _next(nimg, cfg.status_every), _next(nimg, cfg.snapshot_every)
+    next_status, next_snapshot = _next(nimg, status_every), _next(nimg, cfg.snapshot_every)
     next_sample = _next(nimg, cfg.sample_every)
     while nimg < cfg.duration:
         try:
@@ -341,7 +354,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, echo) -> dict:
                      f"lr {rec['lr']:.2e}  {rate:,.0f} img/s  "
                      f"eta {max(cfg.duration - nimg, 0) / max(rate, 1e-9) / 60:.1f} min")
             window, window_t = [], now
-            next_status = _next(nimg, cfg.status_every)
+            next_status = _next(nimg, status_every)
         if nimg >= next_sample and d.is_main:
             grid = sample_grid(setup, trainer.ema, trainer.source, device)
             save_image_grid(grid, outdir / f"samples-{nimg:012d}.png", ncol=8 if cfg.stage == "base" else 16)

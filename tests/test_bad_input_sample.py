@@ -1,0 +1,243 @@
+"""`rdm sample` and the sampling API on bad or dangerous input: inputs never overwritten, outputs
+checked before any sampling, seeds and labels checked instead of wrapped or truncated, memory
+bounded, interruption leaving complete files, standard JSON, files that honour the umask."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from relay_diffusion.cli import main
+from relay_diffusion.generate import bundled_demo_chain
+from relay_diffusion.pipeline import RelayChain
+from relay_diffusion.sampling.seeds import SEED_LIMIT, parse_seeds
+from test_pipeline import tiny_model
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return RelayChain.from_pretrained(bundled_demo_chain())
+
+
+@pytest.fixture(scope="module")
+def relay_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("relay") / "relay"
+    tiny_model("relay", 32, 1, 3, 4, seed=0).save_pretrained(d)
+    return str(d)
+
+
+def low_res_folder(path, n=2, size=8, mode="RGB"):
+    path.mkdir()
+    for i in range(n):
+        Image.new(mode, (size, size), (40 * i, 90, 200) if mode == "RGB" else 30000).save(path / f"{i:06d}.png")
+    return {p.name: p.read_bytes() for p in path.iterdir()}
+
+
+def files_under(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def sample(*args):
+    return main(["sample", "--steps", "4", *args])
+
+
+# ---- inputs are never overwritten; outputs are checked before any sampling ---------------------
+
+def test_outdir_equal_to_from_images_is_refused(tmp_path, relay_dir, capsys):
+    src = tmp_path / "low"
+    before = low_res_folder(src)
+    spelled = tmp_path / "." / "low"                         # the same folder, spelled differently
+    assert sample("--model", relay_dir, "--from-images", str(src), "--outdir", str(spelled)) == 2
+    assert f"rdm: error: --outdir {spelled} is the --from-images folder" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+
+
+def test_grid_onto_an_input_image_is_refused(tmp_path, relay_dir, capsys):
+    src = tmp_path / "low"
+    before = low_res_folder(src)
+    assert sample("--model", relay_dir, "--from-images", str(src), "--grid", str(src / "000000.png")) == 2
+    assert "is one of the --from-images inputs; it would be overwritten" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+
+
+@pytest.mark.parametrize("flag", ["--grid", "--npz", "--settings"])
+def test_file_output_that_is_a_folder_fails_before_sampling(tmp_path, flag, capsys):
+    (tmp_path / "taken").mkdir()
+    target = tmp_path / ("taken.npz" if flag == "--npz" else "taken")
+    target.mkdir(exist_ok=True)
+    args = [flag, str(tmp_path / "taken")] + (["--outdir", str(tmp_path / "out")] if flag == "--settings" else [])
+    assert sample("--seeds", "0-1", *args) == 2
+    captured = capsys.readouterr()
+    assert "is a folder; give a file name" in captured.err and "batch" not in captured.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_outdir_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "f").write_text("mine")
+    assert sample("--seeds", "0", "--outdir", str(tmp_path / "f")) == 2
+    assert f"--outdir {tmp_path / 'f'} exists and is not a folder" in capsys.readouterr().err
+    assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_file_outputs_into_missing_folders_and_npz_name(tmp_path, capsys):
+    grid, npz = tmp_path / "a" / "b" / "grid.png", tmp_path / "c" / "images"
+    assert sample("--seeds", "0-2", "--grid", str(grid), "--npz", str(npz)) == 0
+    out = capsys.readouterr().out
+    assert grid.exists() and (tmp_path / "c" / "images.npz").exists() and not npz.exists()
+    assert f"{npz}.npz" in out                               # the file really written is reported
+    with np.load(tmp_path / "c" / "images.npz") as z:
+        assert z["seeds"].dtype == np.int64 and z["seeds"].tolist() == [0, 1, 2]
+    assert files_under(tmp_path) == ["a", "a/b", "a/b/grid.png", "c", "c/images.npz"]   # no temporary files
+
+
+def test_settings_json_is_standard_json(tmp_path):
+    assert sample("--seeds", "0", "--outdir", str(tmp_path)) == 0
+    text = (tmp_path / "settings.json").read_text()
+
+    def refuse(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+    record = json.loads(text, parse_constant=refuse)
+    assert record["stages"][0]["sampler"]["S_max"] == "inf"
+
+
+# ---- seeds -------------------------------------------------------------------------------------
+
+def test_seed_lists_are_lazy_and_32_bit():
+    seeds = parse_seeds("0-999999999,5")
+    assert len(seeds) == 1_000_000_001 and seeds[999_999_999] == 999_999_999 and seeds[-1] == 5
+    assert seeds[3:6] == [3, 4, 5]
+    with pytest.raises(ValueError, match="seed 4294967296 is outside 0…4,294,967,295"):
+        parse_seeds(str(SEED_LIMIT))
+    with pytest.raises(ValueError, match="the end is below the start"):
+        parse_seeds("5-3")
+    with pytest.raises(ValueError, match="bad seed list"):
+        parse_seeds("-1")
+
+
+def test_huge_seed_list_with_grid_is_refused_quickly(tmp_path, capsys):
+    assert sample("--seeds", "0-999999999", "--grid", str(tmp_path / "g.png")) == 2
+    assert "--grid/--npz keep all 1,000,000,000 images in memory" in capsys.readouterr().err
+    assert files_under(tmp_path) == []
+
+
+@pytest.mark.parametrize("seeds,error,match", [
+    ([-1], ValueError, "seed -1 is outside"),
+    ([SEED_LIMIT], ValueError, "seed 4294967296 is outside"),
+    ([1.5], TypeError, "a seed must be an integer, got 1.5"),
+    ([True], TypeError, "a seed must be an integer, got True"),
+    ([torch.tensor(2.0)], TypeError, "torch.float32 tensor"),
+    ("012", TypeError, "seeds must be a sequence of integers"),
+    ([], ValueError, "need at least one seed"),
+])
+def test_chain_refuses_bad_seeds(demo, seeds, error, match):
+    with pytest.raises(error, match=match):
+        demo(seeds)
+
+
+def test_numpy_and_tensor_integer_seeds_are_the_seed(demo):
+    demo.settings = [dataclass_replace(s, num_steps=2) for s in demo.settings]
+    a = demo([7, 8])
+    b = demo([np.int64(7), torch.tensor(8)])
+    assert torch.equal(a, b)
+
+
+def dataclass_replace(settings, **kw):
+    import dataclasses
+    return dataclasses.replace(settings, **kw)
+
+
+@pytest.mark.parametrize("labels,error,match", [
+    (torch.tensor([1.0, 2.0]), TypeError, "class labels must be integers, got torch.float32"),
+    (True, TypeError, "labels must be a mode"),
+    ([0, 10], ValueError, r"class labels must be in \[0, 10\)"),
+    ("uniform", ValueError, "labels must be one of"),
+])
+def test_chain_refuses_bad_labels(demo, labels, error, match):
+    with pytest.raises(error, match=match):
+        demo([0, 1], labels)
+
+
+def test_chain_from_a_single_path_is_refused():
+    with pytest.raises(TypeError, match=r"got the single path .* \(use \["):
+        RelayChain.from_pretrained(str(bundled_demo_chain()[0]))
+
+
+# ---- image inputs ------------------------------------------------------------------------------
+
+def test_16_bit_inputs_are_refused_like_rdm_dataset(tmp_path, relay_dir, capsys):
+    src = tmp_path / "low"
+    low_res_folder(src, n=1, mode="I;16")
+    assert sample("--model", relay_dir, "--from-images", str(src), "--outdir", str(tmp_path / "out")) == 2
+    assert "unsupported image mode 'I;16'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or files_under(tmp_path / "out") == []
+
+
+# ---- interruption, file modes ------------------------------------------------------------------
+
+def test_ctrl_c_keeps_complete_images_and_says_how_many(tmp_path, monkeypatch, capsys):
+    calls = []
+    real = RelayChain.__call__
+
+    def interrupted(self, seeds, *a, **kw):
+        calls.append(len(seeds))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, seeds, *a, **kw)
+
+    monkeypatch.setattr(RelayChain, "__call__", interrupted)
+    assert sample("--seeds", "0-5", "--batch", "3", "--outdir", str(tmp_path), "--grid", str(tmp_path / "g.png")) == 130
+    assert "interrupted: 3 complete images written to" in capsys.readouterr().err
+    assert files_under(tmp_path) == ["000000", "000000/000000.png", "000000/000001.png", "000000/000002.png"]
+    for p in (tmp_path / "000000").iterdir():
+        Image.open(p).load()                                   # complete PNGs
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_model_and_snapshot_files_honour_the_umask(tmp_path, umask):
+    from relay_diffusion.io import save_tensors
+    old = os.umask(umask)
+    try:
+        tiny_model("base", 4, seed=0).save_pretrained(tmp_path / "m")
+        save_tensors({"a": torch.zeros(2)}, tmp_path / "t.safetensors")
+    finally:
+        os.umask(old)
+    for p in [*(tmp_path / "m").iterdir(), tmp_path / "t.safetensors"]:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask, p.name
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["analyze", "schedule", "--blur-sigma-max", "nan"], "blur_sigma_max must be finite, got nan"),
+    (["sample", "--seeds", "0", "--rho", "inf", "--grid", "GRID"], "rho must be finite and > 0, got inf"),
+    (["sample", "--seeds", "0", "--s-block", "nan", "--grid", "GRID"], "s_block must be finite"),
+])
+def test_cli_refuses_non_finite_settings(tmp_path, argv, message, capsys):
+    argv = [a.replace("GRID", str(tmp_path / "g.png")) for a in argv]
+    assert main(argv) == 2
+    assert f"rdm: error: {message}" in capsys.readouterr().err
+    assert files_under(tmp_path) == []
+
+
+def test_absurd_sizes_are_refused_at_once(tmp_path, capsys):
+    """Each of these once ran for minutes or was killed for memory."""
+    from PIL import Image
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (8, 8)).save(src / "a.png")
+    assert main(["analyze", "schedule", "--steps", "100000000"]) == 2
+    assert "num_steps must be an integer from 2 to 10,000, got 100000000" in capsys.readouterr().err
+    assert main(["dataset", "--source", str(src), "--dest", str(tmp_path / "d.zip"), "--resolution", "100000"]) == 2
+    assert "resolution 100,000 is above the 16,384 this tool writes" in capsys.readouterr().err
+    assert not (tmp_path / "d.zip").exists()
+
+
+def test_a_huge_class_label_is_refused(tmp_path):
+    from relay_diffusion.data.errors import DatasetError
+    from relay_diffusion.data.labels import parse_dataset_json
+    with pytest.raises(DatasetError, match=r"the label of a.png is 1,000,000,000,000; labels must be below 100,000"):
+        parse_dataset_json(json.dumps({"labels": [["a.png", 10 ** 12]]}).encode(), "dataset.json")
