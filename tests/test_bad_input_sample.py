@@ -241,3 +241,51 @@ def test_a_huge_class_label_is_refused(tmp_path):
     from relay_diffusion.data.labels import parse_dataset_json
     with pytest.raises(DatasetError, match=r"the label of a.png is 1,000,000,000,000; labels must be below 100,000"):
         parse_dataset_json(json.dumps({"labels": [["a.png", 10 ** 12]]}).encode(), "dataset.json")
+
+
+# ---- progress ----------------------------------------------------------------------------------
+
+def test_progress_lines_off_a_terminal_and_quiet(tmp_path, capsys):
+    assert sample("--seeds", "0-19", "--batch", "2", "--outdir", str(tmp_path / "a")) == 0
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("sampling:")]
+    assert len(lines) == 10 and lines[-1].startswith("sampling: 20/20 img") and "img/s  eta 0:00:00" in lines[-1]
+    assert sample("--seeds", "0-19", "--batch", "2", "--outdir", str(tmp_path / "b"), "--quiet") == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_on_a_terminal():
+    import io
+    from relay_diffusion.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    out = Terminal()
+    with Progress(50, "sampling", stream=out) as bar:
+        for _ in range(5):
+            bar.update(10)
+    text = out.getvalue()
+    assert "sampling: 100%" in text and "50/50" in text and "img/s" in text
+    quiet = Terminal()
+    with Progress(50, "sampling", stream=quiet, quiet=True) as bar:
+        bar.update(50)
+    assert quiet.getvalue() == ""
+
+
+def test_dataset_progress_and_quiet(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(10):
+        Image.new("L", (8, 8), 20 * i).save(src / f"{i}.png")
+    assert main(["dataset", "--source", str(src), "--dest", str(tmp_path / "d.zip")]) == 0
+    assert "converting: 10/10 img" in capsys.readouterr().err
+    assert main(["dataset", "--source", str(src), "--dest", str(tmp_path / "e.zip"), "--quiet"]) == 0
+    assert "converting" not in capsys.readouterr().err
+
+
+def test_postprocess_factors_and_missing_eval_sets(tmp_path, capsys):
+    assert sample("--seeds", "0", "--brightness", "nan", "--grid", str(tmp_path / "g.png")) == 2
+    assert "--brightness must be a finite factor >= 0 (1 = unchanged), got nan" in capsys.readouterr().err
+    assert not (tmp_path / "g.png").exists()
+    assert main(["eval", "--samples", str(tmp_path / "none"), "--ref", str(tmp_path)]) == 2
+    assert f"--samples {tmp_path / 'none'}: no such file or folder" in capsys.readouterr().err

@@ -15,9 +15,10 @@ import torch
 
 from . import __version__
 from .data.images import read_image
-from .io import TMP_MARK, save_image_grid, to_pil, to_uint8, write_json
+from .io import atomic_write, save_image_grid, to_pil, to_uint8, write_json
 from .networks.runtime import PRECISIONS
 from .pipeline import LABEL_MODES, RelayChain, class_labels
+from .progress import Progress
 from .sampling.presets import CHAIN_RECIPES, chain_recipe
 from .sampling.seeds import SEED_LIMIT, parse_seeds
 from .sampling.solvers import SOLVERS
@@ -153,6 +154,8 @@ def add_chain_arguments(p, default_seeds: str) -> None:
                    help="torch.compile the networks: slow first batch, faster after (docs/speed.md)")
     p.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of each model dir")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress on stderr (a bar on a terminal, else a line per tenth of the images)")
 
 
 def build_chain(args, device) -> tuple[RelayChain, list]:
@@ -263,10 +266,14 @@ def _run(args, d, device) -> int:
     class_labels(seeds[:1], chain.label_dim, labels)                     # a bad --class fails now
     dtype = torch.float64 if args.float64 else torch.float32
     edits = {k: getattr(args, k) for k in POSTPROCESS if getattr(args, k) is not None}
+    for name, factor in edits.items():
+        if not 0 <= factor < math.inf:
+            raise ValueError(f"--{name} must be a finite factor >= 0 (1 = unchanged), got {factor}")
 
     mine = range(d.rank, len(seeds), d.world_size)                       # this process's images
     results, written = {}, 0
     n_batches = -(-len(mine) // args.batch)
+    bar = Progress(len(mine), "sampling", quiet=args.quiet or not d.is_main)
     try:
         for b in range(n_batches):
             idx = mine[b * args.batch:(b + 1) * args.batch]
@@ -281,13 +288,14 @@ def _run(args, d, device) -> int:
                 if args.outdir:
                     _save_png(image, Path(args.outdir), seeds[i], names[i] if names else None)
                     written += 1
-            if d.is_main:
-                print(f"batch {b + 1}/{n_batches}: {len(idx)} images", file=sys.stderr, flush=True)
+            bar.update(len(idx))
     except KeyboardInterrupt:
+        bar.close()
         where = f" to {args.outdir}" if args.outdir else ""
         print(f"interrupted: {written} complete images written{where}" + (", no grid/npz" if keep else ""),
               file=sys.stderr, flush=True)
         return 130
+    bar.close()
     if d.world_size > 1 and keep:
         gathered = [None] * d.world_size
         dist.all_gather_object(gathered, {i: _as_u8(v) for i, v in results.items()})
@@ -306,10 +314,9 @@ def _run(args, d, device) -> int:
     npz = _npz_path(args.npz) if args.npz else None
     if npz:
         import numpy as np
-        tmp = npz.with_name(npz.name + TMP_MARK + str(os.getpid()) + ".npz")
-        np.savez(tmp, images=all_u8.permute(0, 2, 3, 1).numpy(), seeds=np.array(list(seeds), dtype=np.int64),
-                 labels=idx_labels.numpy() if idx_labels is not None else np.full(len(seeds), -1))
-        os.replace(tmp, npz)
+        atomic_write(npz, lambda tmp: np.savez(
+            tmp, images=all_u8.permute(0, 2, 3, 1).numpy(), seeds=np.array(list(seeds), dtype=np.int64),
+            labels=idx_labels.numpy() if idx_labels is not None else np.full(len(seeds), -1)))
     record = {"relay_diffusion": __version__, "models": [str(Path(m).resolve()) for m in models],
               "stages": [{"stage": m.stage, "resolution": m.resolution, "label_dim": m.label_dim,
                           "schedule": m.config.get("schedule"), "sampler": dataclasses.asdict(s), "nfe": n}
@@ -343,9 +350,8 @@ def _save_png(image, outdir: Path, seed: int, name: str | None) -> None:
     else:
         path = outdir / f"{seed - seed % 1000:06d}" / f"{seed:06d}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + TMP_MARK + str(os.getpid()))
-    (to_pil(image) if torch.is_tensor(image) else image).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    pil = to_pil(image) if torch.is_tensor(image) else image
+    atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
 
 
 def bundled_demo_chain() -> list[Path]:

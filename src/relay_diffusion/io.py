@@ -58,6 +58,19 @@ def atomic_directory(final: str | os.PathLike):
         raise
 
 
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """write(tmp) to a temporary sibling, then rename it to `path`: readers see the old file or
+    the complete new one, and a failure or Ctrl-C leaves no temporary file."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file, read in 4 MiB blocks."""
     h = hashlib.sha256()
@@ -203,7 +216,4 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, ncol: int, pa
         r, q = divmod(i, ncol)
         grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = pix[i]
     img = to_pil(grid)
-    path = Path(path)
-    tmp = path.with_name(path.name + TMP_MARK + str(os.getpid()))
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))

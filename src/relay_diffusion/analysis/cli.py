@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -15,6 +14,7 @@ import torch
 
 from ..data.convert import BUILTIN_SOURCES, open_source
 from ..data.loader import ImageDataset
+from ..io import json_text, write_json
 from ..relay import NOISE_MIXTURES, RelaySchedule
 from ..sampling.grids import RELAY_GRIDS
 from ..sampling.presets import RELAY_RECIPES, RelaySamplerSettings, relay_step_table
@@ -148,7 +148,7 @@ def _run_schedule(args) -> int:
                if args.data else None)
     report = start_report(schedule, settings, weights)
     if args.json:
-        print(json.dumps(dict(table, start=report), indent=2))
+        print(json_text(dict(table, start=report)), end="")
     else:
         _print_schedule(args.preset, recipe, schedule, settings, table)
         _print_start_report(report, args.data)
@@ -248,6 +248,8 @@ def _run_snr(args) -> int:
     channels, data_res, _ = _first_shape(args.data)
     resolutions = _check_snr_args(args, data_res)
     outdir = Path(args.outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise ValueError(f"--outdir {outdir} exists and is not a folder")
     outdir.mkdir(parents=True, exist_ok=True)
     spectra, count = signal_spectra(image_batches(args.data, args.max_images), resolutions)
     mix = dict(block_scale=args.block_scale, mixture=args.noise_mixture)
@@ -262,7 +264,7 @@ def _run_snr(args) -> int:
                    resolutions=resolutions, block_size=args.block_size, sigmas=args.sigmas,
                    band=args.band, frequency_axis="f = |(k, l)| / R, R = top resolution",
                    matches=matches)
-    (outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(outdir / "summary.json", summary)
     print(f"analysed {count} images of {args.data} at {', '.join(map(str, resolutions))}; "
           f"wrote {outdir / 'snr.csv'} and {outdir / 'summary.json'}")
     _print_matches(matches, args.block_size)

@@ -6,6 +6,7 @@ import argparse
 import sys
 import warnings
 
+from ..progress import Progress
 from .builtin import FASHION_MNIST_ENV
 from .convert import convert_dataset
 from .errors import DatasetError, SkippedImageWarning
@@ -54,6 +55,8 @@ def add_dataset_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fashion-mnist-dir", metavar="DIR",
                    help=f"folder with Fashion-MNIST's idx-gz files (default: ${FASHION_MNIST_ENV} "
                         f"or /usr/share/datasets/fashion-mnist)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress on stderr (a bar on a terminal, else a line per tenth of the images)")
     p.set_defaults(func=run_dataset)
     return p
 
@@ -64,6 +67,14 @@ def _print_warning(message, category, filename, lineno, file=None, line=None) ->
 
 def run_dataset(args: argparse.Namespace) -> int:
     """Run `rdm dataset` with parsed arguments; returns the exit code (0, or 2 on an error)."""
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(total, "converting", quiet=args.quiet)
+        bar.update_to(done)
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", SkippedImageWarning)
@@ -71,10 +82,15 @@ def run_dataset(args: argparse.Namespace) -> int:
             result = convert_dataset(
                 args.source, args.dest, args.resolution, transform=args.transform,
                 resize_filter=args.resize_filter, max_images=args.max_images,
-                skip_bad=args.skip_bad, split=args.split, fashion_mnist_dir=args.fashion_mnist_dir)
+                skip_bad=args.skip_bad, split=args.split, fashion_mnist_dir=args.fashion_mnist_dir,
+                progress=progress)
     except DatasetError as e:
+        if bar is not None:
+            bar.close()
         print(f"rdm: error: {e}", file=sys.stderr)
         return 2
+    if bar is not None:
+        bar.close()
     channels = "1 channel (grey)" if result.num_channels == 1 else "3 channels (RGB)"
     labels = (f"labels: yes ({result.label_dim} classes)" if result.has_labels else "labels: no")
     for path, res in zip(result.paths, result.resolutions):

@@ -151,7 +151,7 @@ def convert_dataset(source: str | os.PathLike | ImageSource, dest: str | os.Path
                     transform: str = "center-crop", resize_filter: str = "lanczos",
                     max_images: int | None = None, skip_bad: bool = False, split: str = "train",
                     fashion_mnist_dir: str | os.PathLike | None = None,
-                    png_compress_level: int = 0) -> ConversionResult:
+                    png_compress_level: int = 0, progress=None) -> ConversionResult:
     """Convert `source` into EDM-format zips.
 
     source: a folder, .zip, .npz, "fashion-mnist", "twemoji" (see `open_source`) or an opened
@@ -166,6 +166,7 @@ def convert_dataset(source: str | os.PathLike | ImageSource, dest: str | os.Path
       malformed dataset.json or a missing source is always an error.
     split, fashion_mnist_dir: for "fashion-mnist".
     png_compress_level: 0 (EDM's, fastest to read) to 9.
+    progress: called as progress(done, total) after every source image (e.g. Progress.update_to).
     Grey images stay 1 channel unless any image of the source is colour: then all are RGB.
     Zips are written to temporary files and renamed at the end, so a failure leaves none."""
     resolutions = _check_options(resolutions, transform, resize_filter, max_images,
@@ -180,7 +181,7 @@ def convert_dataset(source: str | os.PathLike | ImageSource, dest: str | os.Path
         skipper = _Skipper(skip_bad)
         channels, bad = _output_channels(src, indices, skipper)
         written = _write_zips(src, [i for i in indices if i not in bad], paths, resolutions,
-                              channels, transform, resize_filter, png_compress_level, skipper)
+                              channels, transform, resize_filter, png_compress_level, skipper, progress)
     finally:
         if not isinstance(source, ImageSource):
             src.close()
@@ -200,7 +201,7 @@ class _Written:
 
 def _write_zips(src: ImageSource, indices: list[int], paths: list[Path],
                 resolutions: list[int | None], channels: int, transform: str, resize_filter: str,
-                compress_level: int, skipper: _Skipper) -> _Written:
+                compress_level: int, skipper: _Skipper, progress=None) -> _Written:
     written = _Written(indices=[], sizes=[r for r in resolutions if r is not None])
     temps, zips = [], []
     try:
@@ -209,7 +210,9 @@ def _write_zips(src: ImageSource, indices: list[int], paths: list[Path],
             temp = path.with_name(f".{path.name}.{os.getpid()}.partial")   # renamed when complete
             temps.append(temp)
             zips.append(zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_STORED))
-        for i in indices:
+        for k, i in enumerate(indices):
+            if progress is not None:
+                progress(k, len(indices))
             name = src.describe(i)
             try:
                 outs = _prepare(src.load(i), resolutions, channels, transform, resize_filter, name,
@@ -227,6 +230,8 @@ def _write_zips(src: ImageSource, indices: list[int], paths: list[Path],
         names = [f"{k:08d}" for k in range(len(written.indices))]
         meta = {"labels": None if src.labels is None else
                 [[f"{n[:5]}/img{n}.png", src.labels[i]] for n, i in zip(names, written.indices)]}
+        if progress is not None:
+            progress(len(indices), len(indices))
         for zf in zips:
             zf.writestr(DATASET_JSON, json.dumps(meta))
             zf.close()

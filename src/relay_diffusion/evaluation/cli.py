@@ -5,9 +5,9 @@ between two image sets, or between a model chain's samples and a reference, plus
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
+from ..io import write_json
 from ..generate import add_chain_arguments, build_chain, chain_labels, runtime_record
 from ..sampling.seeds import parse_seeds
 from .evaluate import (FEATURE_METRICS, METRICS, chain_features, compute_metrics, default_cache_dir,
@@ -64,6 +64,10 @@ def run_eval(args) -> int:
     bad = sorted(set(metrics) - set(METRICS))
     if bad:
         raise ValueError(f"unknown metric(s) {', '.join(bad)}; choose from {', '.join(METRICS)}")
+    for flag, path in (("--samples", args.samples), ("--ref", args.ref)):
+        if path and not Path(path).exists():                    # before loading any network
+            raise ValueError(f"{flag} {path}: no such file or folder")
+    log = None if args.quiet else log_stderr                    # progress on stderr
     keep = 10_000 if {"swd", "spectral"} & set(metrics) else 0
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     import torch
@@ -80,7 +84,7 @@ def run_eval(args) -> int:
         samples, sample_images = load_feature_file(args.samples), None
     elif args.samples:
         samples, sample_images = image_set_features(ImageSet(args.samples, args.num_samples), extractor,
-                                                    args.batch, cache, keep, log_stderr)
+                                                    args.batch, cache, keep, log)
     else:
         chain, models = build_chain(args, device)
         if chain.models[0].stage != "base":
@@ -89,13 +93,13 @@ def run_eval(args) -> int:
         samples, sample_images = chain_features(
             chain, seeds, chain_labels(args), extractor, args.batch,
             dtype=torch.float64 if args.float64 else torch.float32, device=device, cache_dir=cache,
-            keep_images=keep, log=log_stderr, description=f"chain {' → '.join(models)}")
+            keep_images=keep, log=log, description=f"chain {' → '.join(models)}")
     if args.save_features:
         samples.save(args.save_features)
     if not args.ref:
         print(f"wrote {args.save_features}: {samples.count} images, {samples.extractor}")
         return 0
-    ref, ref_images = open_reference(args.ref, extractor, args.batch, cache, keep, args.num_ref, log_stderr)
+    ref, ref_images = open_reference(args.ref, extractor, args.batch, cache, keep, args.num_ref, log)
     if args.save_ref_features:
         ref.save(args.save_ref_features)
     result = compute_metrics(samples, ref, metrics, allow_small=args.allow_small,
@@ -113,5 +117,5 @@ def run_eval(args) -> int:
         print(f"network evaluations per image: {' + '.join(map(str, chain.nfe()))}")
     print(format_metrics(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(Path(args.json), result)
     return 0

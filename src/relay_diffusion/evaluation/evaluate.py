@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..io import cache_dir
+from ..progress import Progress
 from ..networks.runtime import RuntimeOptions
 from ..metrics import (frechet_distance, inception_score, kernel_inception_distance, precision_recall,
                        sliced_wasserstein_distance, spectral_distance)
@@ -140,8 +141,18 @@ def weights_digest(module: torch.nn.Module) -> str:
 
 
 def _progress(log, what: str, total: int):
+    """A done-count reporter for `log`: a Progress bar/lines on stderr for log_stderr, else a
+    `log` line at every tenth; None for no log."""
     if log is None:
         return None
+    if log is log_stderr:
+        bar = Progress(total, what)
+
+        def report(done: int):
+            bar.update_to(done)
+            if done >= total:
+                bar.close()
+        return report
     step = max(1, total // 10)
     state = {"next": step}
 
