@@ -99,3 +99,19 @@ def test_fid_of_a_set_against_itself_is_zero_not_negative():
     mu, sigma = feature_statistics(x)
     assert frechet_distance(mu, sigma, mu, sigma) == 0.0
     assert frechet_distance(mu, sigma, mu + 0.01, sigma) > 0
+
+
+@pytest.mark.parametrize("device,message", [
+    ("gpu0", "not a torch device: 'gpu0'"),
+    pytest.param("cuda", "CUDA is not available", marks=pytest.mark.skipif(
+        __import__("torch").cuda.is_available(), reason="this machine has CUDA")),
+])
+def test_bad_devices(model_dir, device, message):
+    with pytest.raises(ValueError, match=message):
+        RelayModel.from_pretrained(model_dir, device=device)
+
+
+def test_a_float_class_is_refused(model_dir):
+    from relay_diffusion.pipeline import class_labels
+    with pytest.raises(TypeError, match="labels must be a mode"):
+        class_labels([0, 1], 10, 1.0)

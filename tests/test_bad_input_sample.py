@@ -213,7 +213,7 @@ def test_model_and_snapshot_files_honour_the_umask(tmp_path, umask):
 
 @pytest.mark.parametrize("argv,message", [
     (["analyze", "schedule", "--blur-sigma-max", "nan"], "blur_sigma_max must be finite, got nan"),
-    (["sample", "--seeds", "0", "--rho", "inf", "--grid", "GRID"], "rho must be finite and > 0, got inf"),
+    (["sample", "--seeds", "0", "--rho", "inf", "--grid", "GRID"], "rho must be finite, got inf"),
     (["sample", "--seeds", "0", "--s-block", "nan", "--grid", "GRID"], "s_block must be finite"),
 ])
 def test_cli_refuses_non_finite_settings(tmp_path, argv, message, capsys):
@@ -289,3 +289,32 @@ def test_postprocess_factors_and_missing_eval_sets(tmp_path, capsys):
     assert not (tmp_path / "g.png").exists()
     assert main(["eval", "--samples", str(tmp_path / "none"), "--ref", str(tmp_path)]) == 2
     assert f"--samples {tmp_path / 'none'}: no such file or folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["analyze", "schedule", "--cfg-scale", "nan"], "cfg_scale must be finite, got nan"),
+    (["analyze", "schedule", "--truncation-t", "5"], "truncation_t must be in (0, 2] (the sampler's L), got 5.0"),
+    (["sample", "--seeds", "0", "--steps", "2.5", "--grid", "GRID"], "--steps takes a whole number per stage, got '2.5'"),
+    (["sample", "--seeds", "0", "--cfg", "x", "--grid", "GRID"], "--cfg takes a number per stage, got 'x'"),
+    (["analyze", "snr", "--data", "DATA", "--outdir", "OUT", "--sigmas", "nan"],
+     "--sigmas must be finite and > 0, got nan"),
+])
+def test_sweep_findings(tmp_path, tmp_path_factory, argv, message, capsys):
+    data = tmp_path_factory.mktemp("data")
+    Image.new("L", (16, 16), 100).save(data / "a.png")
+    argv = [a.replace("GRID", str(tmp_path / "g.png")).replace("OUT", str(tmp_path / "out")).replace("DATA", str(data))
+            for a in argv]
+    assert main(argv) == 2
+    assert f"rdm: error: {message}" in capsys.readouterr().err
+    assert files_under(tmp_path) == []
+
+
+def test_snr_of_flat_images_is_minus_infinity_not_a_crash(tmp_path):
+    src = tmp_path / "flat"
+    src.mkdir()
+    for i in range(3):
+        Image.new("L", (16, 16), 100).save(src / f"{i}.png")
+    assert main(["analyze", "snr", "--data", str(src), "--outdir", str(tmp_path / "out"), "--no-plot"]) == 0
+    rows = (tmp_path / "out" / "snr.csv").read_text().splitlines()
+    assert any(row.endswith(",-inf") for row in rows[1:])
+    json.loads((tmp_path / "out" / "summary.json").read_text(), parse_constant=lambda c: 1 / 0)

@@ -74,7 +74,12 @@ def stage_settings(chain_models, preset: str | None, args) -> list:
                 if len(values) == n and v != "-":
                     raise ValueError(f"--{flag.replace('_', '-')} does not apply to stage {i} ({chain_models[i].stage})")
                 continue
-            out[i] = dataclasses.replace(out[i], **{field: typ(v)})
+            try:
+                value = typ(v)
+            except ValueError:
+                kind = {int: "a whole number", float: "a number"}.get(typ, typ.__name__)
+                raise ValueError(f"--{flag.replace('_', '-')} takes {kind} per stage, got {v!r}") from None
+            out[i] = dataclasses.replace(out[i], **{field: value})
     return out
 
 

@@ -14,7 +14,7 @@ import torch
 
 from .io import atomic_directory, load_weights, read_model_config, save_model_dir, weight_shapes, weights_path
 from .networks import NetworkConfig
-from .networks.runtime import RuntimeOptions
+from .networks.runtime import RuntimeOptions, check_device
 from .precond import EDMPrecond
 from .relay import RelaySchedule
 from .training.config import STAGES
@@ -57,6 +57,7 @@ class RelayModel:
         docs/speed.md); the stored weights stay float32. Channels-last is the default: the same
         images as the plain layout (to float32 rounding), faster convolutions."""
         runtime = RuntimeOptions(precision, channels_last, compile)
+        device = check_device(device)
         runtime.check(device)
         directory = Path(directory)
         if not directory.is_dir():

@@ -19,6 +19,7 @@ import torch
 
 from .data.labels import one_hot
 from .models import RelayModel
+from .networks.runtime import check_device
 from .relay import upsample_nearest
 from .sampling import SeededNoise, check_seeds, classifier_free_guidance, edm_sampler, relay_sampler, sde_heun_sampler
 from .sampling.presets import BaseSamplerSettings, RelaySamplerSettings
@@ -33,7 +34,7 @@ def class_labels(seeds: Sequence[int], label_dim: int, labels="balanced") -> tor
     if label_dim == 0:
         return None
     n = len(seeds)
-    if isinstance(labels, bool) or (torch.is_tensor(labels) and labels.dim() == 0):
+    if isinstance(labels, (bool, float)) or (torch.is_tensor(labels) and labels.dim() == 0):
         raise TypeError(f"labels must be a mode ({', '.join(LABEL_MODES)}), a class index or one index per "
                         f"seed, got {labels!r}")
     if isinstance(labels, str):
@@ -132,7 +133,7 @@ class RelayChain:
         chain that starts with a relay stage (super-resolution); otherwise the first stage must
         be a base model. `stage_callback(i, images)` sees every stage's output."""
         seeds = check_seeds(seeds)
-        device = torch.device(device) if device is not None else next(self.models[0].denoiser.parameters()).device
+        device = check_device(device) if device is not None else next(self.models[0].denoiser.parameters()).device
         rnd = SeededNoise(seeds, device)
         idx = class_labels(seeds, self.label_dim, labels)
         onehot = one_hot(idx.to(device), self.label_dim) if idx is not None else None

@@ -386,4 +386,8 @@ class RelaySchedule:
 
     def for_sampling(self, truncation_t: float | None) -> "RelaySchedule":
         """The same schedule with the sampler's own L ("truncation_t", §C.4)."""
-        return self if truncation_t is None else dataclasses.replace(self, prob_length=truncation_t)
+        if truncation_t is None:
+            return self
+        if not 0 < truncation_t <= 2:                     # NaN included
+            raise ValueError(f"truncation_t must be in (0, 2] (the sampler's L), got {truncation_t}")
+        return dataclasses.replace(self, prob_length=truncation_t)

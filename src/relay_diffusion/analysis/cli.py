@@ -231,6 +231,10 @@ def _check_snr_args(args, data_res: int) -> list[int]:
         raise ValueError(f"--bins must be >= 1, got {args.bins}")
     if not 0 < args.band <= 1:
         raise ValueError(f"--band must be in (0, 1], got {args.band}")
+    if not args.sigmas or not all(0 < v < float("inf") for v in args.sigmas):
+        raise ValueError(f"--sigmas must be finite and > 0, got {','.join(map(str, args.sigmas or []))}")
+    if not 0 <= args.block_scale < float("inf"):
+        raise ValueError(f"--block-scale must be finite and >= 0, got {args.block_scale}")
     bad = [k for k in args.noise if k not in NOISE_KINDS]
     if bad:
         raise ValueError(f"unknown noise kind {bad[0]!r}; choose from {', '.join(NOISE_KINDS)}")
@@ -250,16 +254,16 @@ def _run_snr(args) -> int:
     outdir = Path(args.outdir)
     if outdir.exists() and not outdir.is_dir():
         raise ValueError(f"--outdir {outdir} exists and is not a folder")
-    outdir.mkdir(parents=True, exist_ok=True)
     spectra, count = signal_spectra(image_batches(args.data, args.max_images), resolutions)
     mix = dict(block_scale=args.block_scale, mixture=args.noise_mixture)
     rows = snr_rows(spectra, args.sigmas, args.block_size, args.noise, args.bins, **mix)
+    kinds = ["block", "iid"] + (["relay"] if "relay" in args.noise else [])
+    matches = match_table(spectra, args.sigmas, args.block_size, args.band, kinds, **mix)
+    outdir.mkdir(parents=True, exist_ok=True)                 # only once everything is computed
     with open(outdir / "snr.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    kinds = ["block", "iid"] + (["relay"] if "relay" in args.noise else [])
-    matches = match_table(spectra, args.sigmas, args.block_size, args.band, kinds, **mix)
     summary = dict(data=str(args.data), num_images=count, channels=channels, data_resolution=data_res,
                    resolutions=resolutions, block_size=args.block_size, sigmas=args.sigmas,
                    band=args.band, frequency_axis="f = |(k, l)| / R, R = top resolution",

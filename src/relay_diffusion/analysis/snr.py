@@ -177,7 +177,7 @@ def snr_rows(spectra: dict[int, torch.Tensor], sigmas: Iterable[float], block_si
                     sp, npow = float(signal[mask].mean()), float(noise[mask].mean())
                     rows.append(dict(resolution=m, noise=kind, s=s, sigma=float(sigma),
                                      freq_bin_lo=lo, freq_bin_hi=hi, signal_power=sp,
-                                     noise_power=npow, snr_db=10 * math.log10(sp / npow)))
+                                     noise_power=npow, snr_db=_decibels(sp, npow)))
     return rows
 
 
@@ -239,3 +239,13 @@ def match_table(spectra: dict[int, torch.Tensor], sigmas: Iterable[float], block
                 row[f"ratio_{k}"] = m["ratio"]
             out.append(row)
     return out
+
+
+def _decibels(signal: float, noise: float) -> float:
+    """10·log10(signal / noise), with the limits where a power is zero (or round-off below it):
+    no signal in the band (flat images) is −inf dB, no noise +inf dB."""
+    if signal <= 0:
+        return -math.inf
+    if noise <= 0:
+        return math.inf
+    return 10 * math.log10(signal / noise)

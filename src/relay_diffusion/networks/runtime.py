@@ -53,6 +53,22 @@ class RuntimeOptions:
         return ", ".join([self.precision] + ["channels-last"] * self.channels_last + ["compiled"] * self.compile)
 
 
+def check_device(device) -> torch.device:
+    """`device` as a torch.device, after checking that it names one and that this machine has
+    it (a ValueError, not torch's AssertionError from deep inside `.to()`)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"not a torch device: {device!r} (examples: cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} requested but MPS is not available on this machine")
+    return dev
+
+
 def prepare_network(net: nn.Module, options: RuntimeOptions) -> nn.Module:
     """Set `net`'s memory layout in place (weights keep their values and names) and return the
     module to call: `net` itself, or its torch.compile wrapper. A network whose weights are all

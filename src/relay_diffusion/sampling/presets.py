@@ -4,6 +4,7 @@ trained) plus the sampler settings used for the reported numbers."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
@@ -15,6 +16,19 @@ from .solvers import SOLVERS, nfe
 def _check_solver_name(solver: str) -> None:
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+
+
+def _check_numbers(settings, may_be_infinite: tuple = ()) -> None:
+    """Every numeric field is a number, not NaN, and finite unless named in may_be_infinite
+    (NaN passes every range test further down, so it is caught here by name)."""
+    for f in dataclasses.fields(settings):
+        v = getattr(settings, f.name)
+        if v is None or isinstance(v, str):
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"{f.name} must be a number, got {v!r}")
+        if math.isnan(v) or (math.isinf(v) and f.name not in may_be_infinite):
+            raise ValueError(f"{f.name} must be finite, got {v}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +51,10 @@ class RelaySamplerSettings:
     cfg_scale: float = 1.0            # classifier-free guidance weight w (1 = off)
 
     def __post_init__(self):
+        _check_numbers(self)
         _check_solver_name(self.solver)
+        if self.truncation_t is not None and not 0 < self.truncation_t <= 2:
+            raise ValueError(f"truncation_t must be in (0, 2] (the sampler's L), got {self.truncation_t}")
         if self.sigma_grid not in RELAY_GRIDS:
             raise ValueError(f"sigma_grid must be one of {RELAY_GRIDS}, got {self.sigma_grid!r}")
 
@@ -79,6 +96,7 @@ class BaseSamplerSettings:
     def __post_init__(self):
         if self.method not in ("edm", "sde"):
             raise ValueError(f"base sampler method must be 'edm' or 'sde', got {self.method!r}")
+        _check_numbers(self, may_be_infinite=("S_min", "S_max"))
         _check_solver_name(self.solver)
 
     def sigmas(self) -> torch.Tensor:
