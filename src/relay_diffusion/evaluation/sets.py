@@ -21,6 +21,7 @@ import torch
 
 from ..data import ArraySource, DatasetError, FolderSource, ZipSource
 from ..data.sources import NPZ_IMAGE_KEYS
+from ..io import atomic_write
 from ..metrics.features import feature_statistics
 
 FEATURE_KEYS = ("pool", "spatial", "logits")
@@ -120,9 +121,11 @@ class FeatureSet:
         out["description"] = np.array(self.description)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp-{os.getpid()}.npz")
-        np.savez(tmp, **out)
-        os.replace(tmp, path)
+
+        def write(tmp):
+            with open(tmp, "wb") as f:                    # a file object: savez adds no suffix
+                np.savez(f, **out)
+        atomic_write(path, write)
 
 
 def is_feature_file(path: str | os.PathLike) -> bool:
