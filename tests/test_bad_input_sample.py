@@ -318,3 +318,36 @@ def test_snr_of_flat_images_is_minus_infinity_not_a_crash(tmp_path):
     rows = (tmp_path / "out" / "snr.csv").read_text().splitlines()
     assert any(row.endswith(",-inf") for row in rows[1:])
     json.loads((tmp_path / "out" / "summary.json").read_text(), parse_constant=lambda c: 1 / 0)
+
+
+def test_ctrl_c_during_rdm_dataset_leaves_no_zip(tmp_path, monkeypatch, capsys):
+    from relay_diffusion.data import convert
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        Image.new("L", (8, 8), 30 * i).save(src / f"{i}.png")
+    real, calls = convert.encode_png, []
+
+    def interrupted(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(convert, "encode_png", interrupted)
+    assert main(["dataset", "--source", str(src), "--dest", str(tmp_path / "out" / "d.zip"), "--quiet"]) == 130
+    assert files_under(tmp_path / "out") == []                 # no zip, no .partial
+    assert capsys.readouterr().err.strip().endswith("rdm: interrupted")
+
+
+def test_eval_refuses_a_small_set_before_loading_anything(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RDM_CACHE", str(tmp_path / "cache"))      # no Inception weights there
+    src = tmp_path / "few"
+    src.mkdir()
+    for i in range(4):
+        Image.new("L", (8, 8), 9 * i).save(src / f"{i}.png")
+    assert main(["eval", "--samples", str(src), "--ref", str(src)]) == 2
+    assert f"samples ({src}) has 4 images; the protocol needs at least 10,000" in capsys.readouterr().err
+    demo = [a for d in bundled_demo_chain() for a in ("--model", str(d))]
+    assert main(["eval", *demo, "--seeds", "0-99", "--ref", str(src)]) == 2
+    assert "samples (seeds 0-99) has 100 images" in capsys.readouterr().err

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:     # bad input / missing weights: no traceback
         print(f"rdm: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:                # Ctrl-C: every writer leaves complete files only
+        print("rdm: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:                  # e.g. `rdm analyze schedule | head`
         sys.stderr.close()
         return 0

@@ -11,7 +11,7 @@ from ..io import write_json
 from ..generate import add_chain_arguments, build_chain, chain_labels, runtime_record
 from ..sampling.seeds import parse_seeds
 from .evaluate import (FEATURE_METRICS, METRICS, chain_features, compute_metrics, default_cache_dir,
-                       format_metrics, image_set_features, log_stderr, open_reference)
+                       format_metrics, image_set_features, log_stderr, open_reference, check_count)
 from .extractors import BUNDLED_FEATURES, INCEPTION, load_extractor
 from .sets import ImageSet, is_feature_file, load_feature_file
 from .train_features import add_train_features_parser, run_train_features
@@ -67,6 +67,11 @@ def run_eval(args) -> int:
     for flag, path in (("--samples", args.samples), ("--ref", args.ref)):
         if path and not Path(path).exists():                    # before loading any network
             raise ValueError(f"{flag} {path}: no such file or folder")
+    if args.ref and not args.allow_small:                      # a small set: refused before any work
+        if args.samples and not is_feature_file(args.samples):
+            check_count(len(ImageSet(args.samples, args.num_samples)), "samples", args.samples, False)
+        elif args.models:
+            check_count(len(parse_seeds(args.seeds)), "samples", f"seeds {args.seeds}", False)
     log = None if args.quiet else log_stderr                    # progress on stderr
     keep = 10_000 if {"swd", "spectral"} & set(metrics) else 0
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()

@@ -163,17 +163,23 @@ def _progress(log, what: str, total: int):
     return report
 
 
+def check_count(count: int, role: str, description: str, allow_small: bool) -> None:
+    """Refuse a set below the protocol's size unless allow_small (also called before any
+    feature is extracted, when the count is known from the file list or the seeds)."""
+    if count and count < MIN_IMAGES and not allow_small:
+        raise ValueError(
+            f"{role} ({description}) has {count} images; the protocol needs at least "
+            f"{MIN_IMAGES:,}: FID/sFID/KID are biased upward roughly in proportion to 1/n and the "
+            f"feature covariance needs n well above its dimension (ADM/RDM use 50k samples, "
+            f"30k on CelebA-HQ). Pass --allow-small to compute anyway; such numbers are not "
+            f"comparable with published ones.")
+
+
 def check_counts(samples: FeatureSet, reference: FeatureSet, metrics, allow_small: bool) -> None:
     """Refuse sets below the protocol's size unless allow_small; always refuse what cannot be
     computed at all."""
     for fs, role in ((samples, "samples"), (reference, "reference")):
-        if fs.count and fs.count < MIN_IMAGES and not allow_small:
-            raise ValueError(
-                f"{role} ({fs.description}) has {fs.count} images; the protocol needs at least "
-                f"{MIN_IMAGES:,}: FID/sFID/KID are biased upward roughly in proportion to 1/n and the "
-                f"feature covariance needs n well above its dimension (ADM/RDM use 50k samples, "
-                f"30k on CelebA-HQ). Pass --allow-small to compute anyway; such numbers are not "
-                f"comparable with published ones.")
+        check_count(fs.count, role, fs.description, allow_small)
     need = {"is": IS_SPLITS, "pr": PR_NEIGHBOURS + 1, "fid": 2, "sfid": 2, "kid": 2}
     for m in metrics:
         for fs in (samples, reference) if m != "is" else (samples,):
@@ -280,4 +286,4 @@ def log_stderr(msg: str) -> None:
 
 
 __all__ = ["compute_metrics", "extract_features", "image_set_features", "chain_features",
-           "open_reference", "check_counts", "format_metrics", "MIN_IMAGES", "METRICS"]
+           "open_reference", "check_count", "check_counts", "format_metrics", "MIN_IMAGES", "METRICS"]
