@@ -15,7 +15,7 @@ import torch
 
 from . import __version__
 from .data.images import read_image
-from .io import atomic_write, save_image_grid, to_pil, to_uint8, write_json
+from .io import atomic_write, check_output_dir, save_image_grid, to_pil, to_uint8, write_json
 from .networks.runtime import PRECISIONS
 from .pipeline import LABEL_MODES, RelayChain, class_labels
 from .progress import Progress
@@ -204,9 +204,7 @@ def check_outputs(args, inputs: list[Path] | None) -> None:
     --outdir that is a file or the --from-images folder, a file output that is a folder or one of
     the input images; create the folders of the file outputs."""
     if args.outdir:
-        out = Path(args.outdir)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--outdir {out} exists and is not a folder")
+        out = check_output_dir(args.outdir)
         if args.from_images and out.resolve() == Path(args.from_images).resolve():
             raise ValueError(f"--outdir {out} is the --from-images folder: the results would overwrite or mix "
                              "with the input images; choose another folder")

@@ -71,6 +71,14 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         raise
 
 
+def check_output_dir(path: str | os.PathLike, flag: str = "--outdir") -> Path:
+    """`path` as a Path after refusing one that exists and is not a folder (before any work)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} exists and is not a folder")
+    return path
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file, read in 4 MiB blocks."""
     h = hashlib.sha256()

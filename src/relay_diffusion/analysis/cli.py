@@ -6,7 +6,6 @@ import argparse
 import csv
 import dataclasses
 import sys
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 
 from ..data.convert import BUILTIN_SOURCES, open_source
 from ..data.loader import ImageDataset
-from ..io import json_text, write_json
+from ..io import check_output_dir, json_text, write_json
 from ..relay import NOISE_MIXTURES, RelaySchedule
 from ..sampling.grids import RELAY_GRIDS
 from ..sampling.presets import RELAY_RECIPES, RelaySamplerSettings, relay_step_table
@@ -251,9 +250,7 @@ def _check_snr_args(args, data_res: int) -> list[int]:
 def _run_snr(args) -> int:
     channels, data_res, _ = _first_shape(args.data)
     resolutions = _check_snr_args(args, data_res)
-    outdir = Path(args.outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise ValueError(f"--outdir {outdir} exists and is not a folder")
+    outdir = check_output_dir(args.outdir)
     spectra, count = signal_spectra(image_batches(args.data, args.max_images), resolutions)
     mix = dict(block_scale=args.block_scale, mixture=args.noise_mixture)
     rows = snr_rows(spectra, args.sigmas, args.block_size, args.noise, args.bins, **mix)

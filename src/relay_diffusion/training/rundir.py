@@ -12,7 +12,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from ..io import read_json, write_json
+from ..io import check_output_dir, read_json, write_json
 from .config import TrainConfig
 
 LOCK_NAME = "run.lock"          # holds the lock; its text names the holder
@@ -39,7 +39,7 @@ class RunLock:
         self.created = False
 
     def __enter__(self) -> "RunLock":
-        check_run_dir(self.outdir)
+        check_output_dir(self.outdir)
         self.created = not self.outdir.exists()
         self.outdir.mkdir(parents=True, exist_ok=True)
         try:
@@ -71,11 +71,6 @@ class RunLock:
             lock.unlink(missing_ok=True)                     # a run that failed before writing anything
             self.outdir.rmdir()                              # leaves nothing behind
         return False
-
-
-def check_run_dir(outdir: Path) -> None:
-    if outdir.exists() and not outdir.is_dir():
-        raise ValueError(f"--outdir {outdir} exists and is not a folder")
 
 
 def data_identity(data: str | os.PathLike) -> dict:
