@@ -164,7 +164,7 @@ def chain_throughput(repeats: int, demo_images: int = 100, chain_images: int = 4
                      device="cpu") -> dict:
     out = {}
     try:
-        from relay_diffusion.generate import bundled_demo_chain
+        from relay_diffusion.pipeline import bundled_demo_chain
         demo = RelayChain.from_pretrained(bundled_demo_chain(), device=device)
         n = demo_images
         sec = median_seconds(lambda: demo(range(n)), max(1, repeats // 2))

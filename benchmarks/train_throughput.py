@@ -70,7 +70,7 @@ def run_one(name: str, batch: int, steps: int, runtime: str = "fp32", device: st
             allocator: str = "system") -> dict:
     tuned = apply_allocator(allocator)                   # before anything is allocated
     from relay_diffusion.training import TrainConfig
-    from relay_diffusion.training.distributed import Dist
+    from relay_diffusion.distributed import Dist
     from relay_diffusion.training.loop import Trainer, prepare
 
     name, stage, net, res, ch, classes = ALL_CONFIGS[name]

@@ -42,7 +42,7 @@ def log(msg: str) -> None:
 def chain_dirs(name: str, study: Path) -> list[Path] | None:
     """Model directories of a chain, or None when a study snapshot is not trained yet."""
     from fmnist32 import snapshot_dir
-    from relay_diffusion.generate import bundled_demo_chain
+    from relay_diffusion.pipeline import bundled_demo_chain
 
     if name == "demo":
         return bundled_demo_chain()

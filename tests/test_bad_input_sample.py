@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from relay_diffusion.cli import main
-from relay_diffusion.generate import bundled_demo_chain
+from relay_diffusion.pipeline import bundled_demo_chain
 from relay_diffusion.pipeline import RelayChain
-from relay_diffusion.sampling.seeds import SEED_LIMIT, parse_seeds
+from relay_diffusion.seeds import SEED_LIMIT, parse_seeds
 from test_pipeline import tiny_model
 
 

@@ -87,15 +87,13 @@ def test_resume_accepts_the_same_data_spelled_or_placed_differently(tmp_path, da
 
 
 def test_no_cond_with_a_conditional_preset_turns_label_dropout_off(capsys):
-    from relay_diffusion.training.cli import add_train_parser, resolve_config
-    import argparse
-    parser = argparse.ArgumentParser()
-    add_train_parser(parser.add_subparsers())
-    args = parser.parse_args(["train", "--preset", "fmnist-base-8", "--no-cond", "--data", "d", "--outdir", "o"])
+    from relay_diffusion.cli import build_parser
+    from relay_diffusion.cli.train import resolve_config
+    args = build_parser("train").parse_args(["train", "--preset", "fmnist-base-8", "--no-cond", "--data", "d", "--outdir", "o"])
     cfg = resolve_config(args)
     assert (cfg.cond, cfg.label_dropout) == (False, 0.0)
     assert "--no-cond: label dropout off (the preset's 0.1 needs class labels)" in capsys.readouterr().err
-    args = parser.parse_args(["train", "--preset", "fmnist-base-8", "--no-cond", "--label-dropout", "0.2",
+    args = build_parser("train").parse_args(["train", "--preset", "fmnist-base-8", "--no-cond", "--label-dropout", "0.2",
                               "--data", "d", "--outdir", "o"])
     with pytest.raises(ValueError, match="label_dropout needs a conditional model"):
         resolve_config(args)                                   # asked for explicitly: still refused

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from relay_diffusion.cli import main
+from relay_diffusion.cli import VERBS, build_parser, main
 
 
 def test_help_lists_the_verbs(capsys):
@@ -14,7 +14,32 @@ def test_help_lists_the_verbs(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "analyze" in out
+    for verb, (_, help_text) in VERBS.items():
+        assert verb in out and help_text.split()[0] in out
+
+
+def test_top_level_help_and_version_do_not_import_torch():
+    # the package's names load on first use and only the named verb's module is imported
+    code = ("import sys, contextlib, io\n"
+            "from relay_diffusion.cli import main\n"
+            "for argv in (['--help'], ['--version'], []):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()):\n"
+            "        try: main(argv)\n"
+            "        except SystemExit: pass\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('numpy', 'PIL'))))\n"
+            "import relay_diffusion\n"
+            "relay_diffusion.RelayChain\n"
+            "print('torch' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_every_verb_builds_its_full_parser():
+    parser = build_parser("all")
+    for verb in VERBS:
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args([verb, "--help"])
+        assert e.value.code == 0
 
 
 @pytest.mark.parametrize("preset,steps,sigma0,nfe,nfe_cfg", [

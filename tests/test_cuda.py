@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from relay_diffusion.generate import bundled_demo_chain
+from relay_diffusion.pipeline import bundled_demo_chain
 from relay_diffusion.models import RelayModel
 from relay_diffusion.pipeline import RelayChain
 from relay_diffusion.sampling.presets import chain_recipe
@@ -104,7 +104,7 @@ def test_compiled_chain_matches_eager():
 def test_training_steps_on_gpu_keep_fp32_state(runtime):
     """A few trainer steps per runtime: finite loss, and weights, EMA and Adam moments stay fp32."""
     from relay_diffusion.training import TrainConfig
-    from relay_diffusion.training.distributed import Dist
+    from relay_diffusion.distributed import Dist
     from relay_diffusion.training.loop import Trainer, prepare
 
     sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import io
 import json
@@ -18,7 +17,7 @@ from PIL import Image
 from relay_diffusion.data import (FASHION_MNIST_INSTALL, TWEMOJI_INSTALL, DatasetError,
                                   ImageDataset, SkippedImageWarning, center_crop_dhariwal,
                                   convert_dataset, load_images)
-from relay_diffusion.data.cli import add_dataset_parser
+from relay_diffusion.cli import build_parser
 
 RNG = np.random.default_rng(0)
 
@@ -470,9 +469,7 @@ def test_twemoji_missing_names_the_install_command(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- CLI
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="rdm")
-    add_dataset_parser(parser.add_subparsers(dest="verb"))
-    args = parser.parse_args(argv)
+    args = build_parser(argv[0]).parse_args(argv)
     return args.func(args)
 
 
@@ -499,3 +496,17 @@ def test_cli(tmp_path, capsys):
 
     with pytest.raises(SystemExit):
         run_cli(["dataset", "--source", "x", "--dest", "y.zip", "--resolution", "8,abc"])
+
+
+def test_the_destination_may_not_be_the_source(tmp_path):
+    np.savez(tmp_path / "a.npz", images=np.zeros((3, 8, 8), np.uint8))
+    convert_dataset(str(tmp_path / "a.npz"), str(tmp_path / "a.zip"), None)
+    before = (tmp_path / "a.zip").read_bytes()
+    for dest, res in (("a.zip", None), ("./a.zip", [4])):
+        with pytest.raises(DatasetError, match="is the source: writing it would replace the images being read"):
+            convert_dataset(str(tmp_path / "a.zip"), str(tmp_path / dest), res)
+    assert (tmp_path / "a.zip").read_bytes() == before
+    (tmp_path / "b-4.zip").write_bytes(before)
+    with pytest.raises(DatasetError, match="b-4.zip is the source"):       # OUT-<res>.zip of several sizes
+        convert_dataset(str(tmp_path / "b-4.zip"), str(tmp_path / "b.zip"), [4, 8])
+    assert not (tmp_path / "b-8.zip").exists()

@@ -4,11 +4,15 @@ the Inception path (random weights of the real layout) and the offline feature n
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from relay_diffusion.cli import main
 from relay_diffusion.evaluation import FeatureSet, compute_metrics, load_feature_file
@@ -219,3 +223,129 @@ def test_adm_reference_batch_uses_published_statistics_and_image_activations(tmp
     plain, adm = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("plain", "adm"))
     assert adm["precision"] == pytest.approx(plain["precision"]) and adm["recall"] == pytest.approx(plain["recall"])
     assert adm["fid"] > plain["fid"] + 1.0          # the shifted published μ was used
+
+
+def _labelled_zip(tmp_path, n=8, size=8):
+    from relay_diffusion.data import convert_dataset
+
+    np.savez(tmp_path / "l.npz", images=np.arange(n * size * size, dtype=np.uint8).reshape(n, size, size),
+             labels=np.arange(n) % 2)
+    convert_dataset(str(tmp_path / "l.npz"), str(tmp_path / "l.zip"), None)
+    return str(tmp_path / "l.zip")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--epochs", "0"], "epochs must be a whole number in [1, 10,000], got 0"),
+    (["--lr", "nan"], "lr must be finite"),
+    (["--lr", "0"], "lr must be > 0"),
+    (["--weight-decay", "-1"], "weight_decay must be >= 0"),
+    (["--batch", "0"], "batch must be a whole number >= 1"),
+    (["--shift", "-2"], "shift must be a whole number in [0, 64]"),
+    (["--widths", "8,8,8,8,8"], "resolution must be a whole number in [16, 16,384], got 8"),
+])
+def test_train_features_refuses_bad_settings_and_writes_nothing(tmp_path, capsys, argv, message):
+    data = _labelled_zip(tmp_path)
+    assert main(["eval", "train-features", "--data", data, "--outdir", str(tmp_path / "net"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rdm: error:") and message in err
+    assert not (tmp_path / "net").exists()
+
+
+def test_train_features_protects_its_outdir(tmp_path, capsys):
+    data = _labelled_zip(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["eval", "train-features", "--data", data, "--outdir", str(tmp_path / "n"), "--widths", "8,x"])
+    assert "expected positive integers separated by commas, got '8,x'" in capsys.readouterr().err
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    fast = ["--widths", "4", "--epochs", "1", "--batch", "8"]
+    assert main(["eval", "train-features", "--data", data, "--outdir", str(other), *fast]) == 2
+    assert "is not empty and holds no feature net" in capsys.readouterr().err
+    assert (other / "notes.txt").read_text() == "keep"
+    (tmp_path / "file").write_text("keep")
+    assert main(["eval", "train-features", "--data", data, "--outdir", str(tmp_path / "file"), *fast]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    net = tmp_path / "net"
+    assert main(["eval", "train-features", "--data", data, "--outdir", str(net), *fast]) == 0
+    assert (net / "MODEL_CARD.md").is_file() and not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert main(["eval", "train-features", "--data", data, "--outdir", str(net), *fast]) == 2
+    assert "already holds a feature net; pass --force" in capsys.readouterr().err
+    assert main(["eval", "train-features", "--data", data, "--outdir", str(net), *fast, "--force"]) == 0
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(widths=()), "at least one stage"),
+    (dict(widths=(8, 0)), "every width must be a whole number in [1, 4,096], got 0"),
+    (dict(channels=2), "channels must be 1 (grey) or 3 (RGB)"),
+    (dict(num_classes=0), "num_classes must be a whole number in [1, 100,000]"),
+    (dict(dropout=1.0), "dropout must be in [0, 1)"),
+    (dict(resolution=32.5), "resolution must be a whole number"),
+])
+def test_feature_net_config_refuses_bad_values(kwargs, message):
+    from relay_diffusion.metrics.classifier import FeatureNetConfig
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FeatureNetConfig(**kwargs)
+
+
+def test_train_feature_net_api_checks_its_tensors():
+    images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"one integer label per image \(4\), got torch.float32"):
+        train_feature_net(images, torch.zeros(4))
+    with pytest.raises(ValueError, match="non-empty"):
+        train_feature_net(images[:0], torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"test labels must be in \[0, 2\)"):
+        train_feature_net(images, torch.tensor([0, 1, 0, 1]), images, torch.tensor([0, 1, 2, 0]))
+    with pytest.raises(ValueError, match="both test_images and test_labels"):
+        train_feature_net(images, torch.tensor([0, 1, 0, 1]), images)
+
+
+def test_ctrl_c_during_eval_keeps_only_complete_files(tmp_path, monkeypatch, capsys):
+    """Interrupted while extracting the reference: exit 130, the samples' features (cache and
+    --save-features) are complete files, nothing else (no results JSON, no temporary files)."""
+    from relay_diffusion.evaluation import sets
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for i in range(6):
+        Image.new("L", (8, 8), 40 * i).save(src / f"{i}.png")
+    ref = tmp_path / "ref"
+    shutil.copytree(src, ref)
+    real = sets.ImageSet.batches
+
+    def batches(self, batch):
+        if Path(self.path) == ref:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(sets.ImageSet, "batches", batches)
+    out = tmp_path / "out"
+    code = main(["eval", "--samples", str(src), "--ref", str(ref), "--features", "fmnist", "--allow-small",
+                 "--cache-dir", str(out / "cache"), "--save-features", str(out / "s.npz"),
+                 "--json", str(out / "r.json"), "--quiet"])
+    assert code == 130 and capsys.readouterr().err.strip().endswith("rdm: interrupted")
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert len(names) == 2 and names[1] == "s.npz" and names[0].startswith("cache/")
+    assert load_feature_file(out / "s.npz").count == 6
+    assert load_feature_file(out / names[0]).count == 6
+
+
+def test_feature_set_and_compute_metrics_refuse_bad_input(tmp_path):
+    pool = np.random.default_rng(0).normal(size=(50, 8))
+    fs = FeatureSet("x", 50, "fmnist", {"pool": pool})
+    with pytest.raises(ValueError, match=re.escape("'pool' activations must be [count = 10, D], got shape (50, 8)")):
+        FeatureSet("n", 10, "fmnist", {"pool": pool})
+    with pytest.raises(TypeError, match="arrays and stats must be dicts"):
+        FeatureSet("n", 50, "fmnist", pool)
+    with pytest.raises(ValueError, match="count must be a whole number >= 0"):
+        FeatureSet("n", -1, "fmnist")
+    with pytest.raises(ValueError, match=re.escape("statistics must be (mu [D], sigma [D, D])")):
+        FeatureSet("n", 0, "fmnist", stats={"pool": (np.zeros(3), np.zeros((3, 2)))})
+    with pytest.raises(ValueError, match="is a folder; give the feature file's name"):
+        fs.save(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    # a metric name as a string is that metric (or a comma list), not a sequence of letters
+    assert compute_metrics(fs, fs, "fid", allow_small=True) == {"fid": 0.0}
+    assert set(compute_metrics(fs, fs, "fid,kid", allow_small=True)) >= {"fid", "kid"}
+    with pytest.raises(ValueError, match="no metrics asked for"):
+        compute_metrics(fs, fs, [], allow_small=True)

@@ -9,7 +9,6 @@ the outputs the original modules recorded.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import hashlib
@@ -28,7 +27,7 @@ import torch
 
 from relay_diffusion.checkpoints import (CheckpointError, TensorRef, UnsafeCheckpointError, import_checkpoint,
                                          open_checkpoint, safe_loads)
-from relay_diffusion.checkpoints.cli import add_import_parser
+from relay_diffusion.cli import build_parser
 from relay_diffusion.io import load_weights, read_model_config
 from relay_diffusion.models import RelayModel
 from relay_diffusion.networks import NetworkConfig
@@ -340,9 +339,7 @@ def test_relay_detected_from_blur_loss(made, tmp_path):
 
 
 def run_cli(argv) -> int:
-    parser = argparse.ArgumentParser(prog="rdm")
-    add_import_parser(parser.add_subparsers())
-    args = parser.parse_args(argv)
+    args = build_parser(argv[0]).parse_args(argv)
     return args.func(args)
 
 
@@ -468,3 +465,33 @@ def test_pickle_cannot_modify_tensor_records():
     data = pickle.dumps(torch.ones(2), protocol=2)
     with pytest.raises(CheckpointError, match="modify a TensorRef"):
         safe_loads(data[:-1] + b"}b.")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--recipe", "imagenet256", "--blur-sigma-max", "nan"], "blur_sigma_max must be finite"),
+    (["--stage", "relay", "--up-scale", "0"], "up_scale"),
+    (["--stage", "relay", "--prob-length", "3"], "prob_length must be in (0, 2], got 3.0"),
+    (["--stage", "relay", "--block-scale", "-1"], "block_scale must be >= 0, got -1.0"),
+    (["--stage", "relay", "--min-scale", "inf"], "min_scale must be finite"),
+    (["--stage", "base", "--up-scale", "4"], "describe a relay stage"),
+    (["--stage", "relay", "--up-scale", "3"], "resolution 16 is not divisible by up_scale 3"),
+])
+def test_cli_refuses_bad_schedules_and_writes_nothing(made, tmp_path, capsys, args, message):
+    dest = tmp_path / "m"
+    assert run_cli(["import", str(made / "uncond16aug_second_stage.pt"), str(dest), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rdm: error:") and message in err and "Traceback" not in err
+    assert not dest.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_cli_refuses_a_folder_source_and_a_destination_under_a_file(made, tmp_path, capsys):
+    assert run_cli(["import", str(tmp_path), str(tmp_path / "m")]) == 2
+    assert f"{tmp_path} is a folder; give the checkpoint file" in capsys.readouterr().err
+    (tmp_path / "f").write_text("keep")
+    assert run_cli(["import", str(made / "cond8.pt"), str(tmp_path / "f" / "m")]) == 2
+    assert f"{tmp_path / 'f'} is a file, not a folder" in capsys.readouterr().err
+    assert run_cli(["import", str(made / "cond8.pt"), str(tmp_path / "f")]) == 2   # an existing file
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert run_cli(["import", str(made / "cond8.pt"), str(tmp_path / "f"), "--force"]) == 2
+    assert "not a relay-diffusion model directory" in capsys.readouterr().err
+    assert (tmp_path / "f").read_text() == "keep"

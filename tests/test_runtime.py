@@ -11,7 +11,7 @@ import torch
 
 from relay_diffusion.cli import main
 from relay_diffusion.evaluation.evaluate import runtime_key
-from relay_diffusion.generate import bundled_demo_chain
+from relay_diffusion.pipeline import bundled_demo_chain
 from relay_diffusion.models import RelayModel
 from relay_diffusion.networks.runtime import RuntimeOptions
 from relay_diffusion.pipeline import RelayChain

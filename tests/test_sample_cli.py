@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from relay_diffusion.cli import main
-from relay_diffusion.generate import seed_from_name
-from relay_diffusion.sampling.seeds import parse_seeds
+from relay_diffusion.seeds import seed_from_name
+from relay_diffusion.seeds import parse_seeds
 from test_pipeline import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]

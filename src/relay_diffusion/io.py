@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+COLOUR_EDITS = ("brightness", "contrast", "color")   # PIL ImageEnhance, applied in this order
 MODEL_FORMAT = "relay-diffusion-model"
 MODEL_FORMAT_VERSION = 1
 TMP_MARK = ".tmp-"
@@ -225,3 +226,27 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, ncol: int, pa
         grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = pix[i]
     img = to_pil(grid)
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def enhance(images_u8: torch.Tensor, edits: dict) -> list:
+    """PIL images after explicit colour edits (`COLOUR_EDITS` name → ImageEnhance factor, 1 =
+    unchanged): the official reproduction scripts' brightness/contrast/colour post-processing."""
+    from PIL import ImageEnhance
+
+    pil = []
+    for u8 in images_u8:
+        im = to_pil(u8)
+        for name in COLOUR_EDITS:
+            if edits.get(name) is not None:
+                im = getattr(ImageEnhance, name.capitalize())(im).enhance(edits[name])
+        pil.append(im)
+    return pil
+
+
+def read_images(files, channels: int, size: int, what: str = "the model") -> torch.Tensor:
+    """Image files as one float tensor [N, channels, size, size] in [−1, 1] (the data layer's
+    mode rules: 16-bit and float files are refused, not clipped; a wrong size names `what`)."""
+    from .data.images import read_image
+
+    images = [torch.tensor(read_image(f, channels, size, what)) for f in files]
+    return torch.stack(images).permute(0, 3, 1, 2).float() / 127.5 - 1

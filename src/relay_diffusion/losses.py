@@ -16,8 +16,8 @@ import torch
 
 from ._validate import check_image
 from .precond import edm_loss_weight
-from .relay import RelaySchedule, _blur
-from .sampling.seeds import SeededNoise
+from .relay import RelaySchedule, blur
+from .seeds import SeededNoise
 
 Denoiser = Callable[..., torch.Tensor]
 
@@ -119,9 +119,9 @@ class RelayLoss:
         _check_batch(images, labels, sch.up_scale)
         draws = _Draws(generator, images.device)
         u = draws.rand(images.shape[0], torch.float64).clamp_(min=self.u_min)
-        sigma64 = sch._sigma(u)                                  # u ∈ [u_min, 1): valid
+        sigma64 = sch.sigma(u, check=False)                      # u ∈ [u_min, 1): valid
         sigma = sigma64.to(images.dtype).reshape(-1, 1, 1, 1)
-        noisy = _blur(images, sch.blur_sigma(u), sch.up_scale, sch.min_scale)
+        noisy = blur(images, sch.blur_sigma(u), sch.up_scale, sch.min_scale, check=False)
         noisy = noisy + sigma * sch.noise(images, draws.randn_like)
         labels = drop_labels(labels, self.label_dropout, generator)
         denoised = denoise(noisy, sigma.flatten(), labels, **net_kwargs)

@@ -17,7 +17,8 @@ from .networks import NetworkConfig
 from .networks.runtime import RuntimeOptions, check_device
 from .precond import EDMPrecond
 from .relay import RelaySchedule
-from .training.config import STAGES
+
+STAGES = ("base", "relay")       # a chain's first stage may be a base model; every later one is a relay
 
 
 @dataclasses.dataclass

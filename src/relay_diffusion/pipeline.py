@@ -21,8 +21,9 @@ from .data.labels import one_hot
 from .models import RelayModel
 from .networks.runtime import check_device
 from .relay import upsample_nearest
-from .sampling import SeededNoise, check_seeds, classifier_free_guidance, edm_sampler, relay_sampler, sde_heun_sampler
+from .sampling import classifier_free_guidance, edm_sampler, relay_sampler, sde_heun_sampler
 from .sampling.presets import BaseSamplerSettings, RelaySamplerSettings
+from .seeds import SeededNoise, check_seeds
 
 LABEL_MODES = ("balanced", "random")
 
@@ -168,3 +169,13 @@ class RelayChain:
     def to_pil(images: torch.Tensor) -> list:
         from .io import to_pil, to_uint8
         return [to_pil(u8) for u8 in to_uint8(images.cpu())]
+
+
+def bundled_demo_chain() -> list[Path]:
+    """Model directories of the Fashion-MNIST demo chain shipped with the package (8×8 base +
+    8→32 relay), lowest resolution first."""
+    root = Path(__file__).resolve().parent / "demo"
+    dirs = [root / "fmnist-base-8", root / "fmnist-relay-8to32"]
+    if not all((p / "config.json").exists() for p in dirs):
+        raise ValueError("this installation has no bundled demo model; pass --model DIR (repeat per stage)")
+    return dirs

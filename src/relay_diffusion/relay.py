@@ -113,12 +113,27 @@ def blur_factors(blur_sigma: torch.Tensor | float, p: int, min_scale: float = 1e
     return (1 - min_scale) * g[..., :, None] * g[..., None, :] + min_scale
 
 
-def _blur(x: torch.Tensor, blur_sigma: torch.Tensor | float, p: int, min_scale: float) -> torch.Tensor:
-    """blur without validation. blur_sigma: a float (whole batch) or a [B] tensor.
+def blur(x: torch.Tensor, blur_sigma: torch.Tensor | float, p: int,
+         min_scale: float = 1e-3, *, check: bool = True) -> torch.Tensor:
+    """Patch-wise blurring: scale patch-DCT coefficient (k, l) by α_kl(σ_B) (§C.2).
+
+    blur_sigma: one σ_B ≥ 0 for the batch, or a [B] tensor (one per sample). σ_B = 0 is the
+    identity; a large σ_B leaves each patch at its mean plus m times its detail (σ_B must be finite).
+    check=False skips the input checks (and their device synchronisation) in hot loops whose
+    caller has checked already.
 
     U⁻¹(α ⊙ U X) = (1−m)·K X Kᵀ + m·X with K = Mᵀ diag(g) M, because α = (1−m)·g gᵀ + m·11ᵀ and
     the all-ones table is the identity map. Two GEMM passes instead of DCT + scale + IDCT.
     """
+    if check:
+        check_image(x, p, "x")
+        if torch.is_tensor(blur_sigma) and blur_sigma.dim() > 0:
+            if blur_sigma.shape != (x.shape[0],):
+                raise ValueError(f"blur_sigma must be a scalar or have shape [{x.shape[0]}], "
+                                 f"got {tuple(blur_sigma.shape)}")
+        check_blur_sigma(blur_sigma)
+        if not 0 <= min_scale <= 1:
+            raise ValueError(f"min_scale must be in [0, 1], got {min_scale}")
     if p == 1 or (not torch.is_tensor(blur_sigma) and blur_sigma == 0):
         return x
     sb = torch.as_tensor(blur_sigma, dtype=torch.float64, device=x.device)
@@ -126,24 +141,6 @@ def _blur(x: torch.Tensor, blur_sigma: torch.Tensor | float, p: int, min_scale: 
     k = m.T @ (_decay_1d(sb, p)[..., :, None] * m)                 # [p,p] or [B,p,p]
     k = k.to(x.dtype)
     return _patch_linear(x, k, k, p, alpha=1.0 - min_scale, beta=min_scale)
-
-
-def blur(x: torch.Tensor, blur_sigma: torch.Tensor | float, p: int,
-         min_scale: float = 1e-3) -> torch.Tensor:
-    """Patch-wise blurring: scale patch-DCT coefficient (k, l) by α_kl(σ_B) (§C.2).
-
-    blur_sigma: one σ_B ≥ 0 for the batch, or a [B] tensor (one per sample). σ_B = 0 is the
-    identity; a large σ_B leaves each patch at its mean plus m times its detail (σ_B must be finite).
-    """
-    check_image(x, p, "x")
-    if torch.is_tensor(blur_sigma) and blur_sigma.dim() > 0:
-        if blur_sigma.shape != (x.shape[0],):
-            raise ValueError(f"blur_sigma must be a scalar or have shape [{x.shape[0]}], "
-                             f"got {tuple(blur_sigma.shape)}")
-    check_blur_sigma(blur_sigma)
-    if not 0 <= min_scale <= 1:
-        raise ValueError(f"min_scale must be in [0, 1], got {min_scale}")
-    return _blur(x, blur_sigma, p, min_scale)
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,13 +312,12 @@ class RelaySchedule:
             raise ValueError(f"P_std must be > 0, got {self.P_std}")
 
     # u ↔ σ: u·L = Φ((ln σ − P_mean)/P_std)
-    def sigma(self, u: torch.Tensor | float) -> torch.Tensor:
+    def sigma(self, u: torch.Tensor | float, *, check: bool = True) -> torch.Tensor:
+        """σ(u); check=False skips the range check (and its device synchronisation) for callers
+        whose u is valid by construction."""
         u = torch.as_tensor(u, dtype=torch.float64) if not torch.is_tensor(u) else u
-        if ((u <= 0) | (u * self.prob_length >= 1)).any():
+        if check and ((u <= 0) | (u * self.prob_length >= 1)).any():
             raise ValueError(f"u must be in (0, 1/prob_length), got {u}")
-        return self._sigma(u)
-
-    def _sigma(self, u: torch.Tensor) -> torch.Tensor:
         return torch.exp(self.P_mean + self.P_std * torch.special.ndtri(u * self.prob_length))
 
     def u(self, sigma: torch.Tensor | float) -> torch.Tensor:
@@ -354,7 +350,7 @@ class RelaySchedule:
     def blur(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """The clean image blurred to the level the forward process reaches at σ."""
         check_image(x, self.up_scale, "x")
-        return _blur(x, self._blur_arg(sigma), self.up_scale, self.min_scale)
+        return blur(x, self._blur_arg(sigma), self.up_scale, self.min_scale, check=False)
 
     def _blur_arg(self, sigma):
         sb = self.blur_sigma_at(sigma)
@@ -382,7 +378,7 @@ class RelaySchedule:
         check_image(x0, self.up_scale, "x0")
         sig = check_positive(sigma, "sigma")
         sig_b = sig.to(x0.device, x0.dtype).reshape(-1, 1, 1, 1) if sig.dim() else float(sig)
-        return _blur(x0, self._blur_arg(sig), self.up_scale, self.min_scale) + sig_b * self.noise(x0, randn_like)
+        return blur(x0, self._blur_arg(sig), self.up_scale, self.min_scale, check=False) + sig_b * self.noise(x0, randn_like)
 
     def for_sampling(self, truncation_t: float | None) -> "RelaySchedule":
         """The same schedule with the sampler's own L ("truncation_t", §C.4)."""

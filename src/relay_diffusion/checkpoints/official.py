@@ -350,6 +350,8 @@ def _jsonable(v):
 
 def _check_dest(dest: Path, overwrite: bool) -> None:
     if not dest.exists():
+        if dest.parent.exists() and not dest.parent.is_dir():
+            raise ValueError(f"cannot write {dest}: {dest.parent} is a file, not a folder")
         return
     if not overwrite:
         raise ValueError(f"{dest} already exists; pass --force to replace it")
@@ -383,6 +385,8 @@ def import_checkpoint(src, dest, *, stage: str | None = None, recipe: str | None
     stage_given = stage
     if not src.exists():
         raise ValueError(f"no such file: {src}")
+    if src.is_dir():
+        raise ValueError(f"{src} is a folder; give the checkpoint file (.pt or .pkl)")
     _check_dest(dest, overwrite)
     overrides = {k: v for k, v in (schedule_overrides or {}).items() if v is not None}
     with open_checkpoint(src) as ckpt:

@@ -172,6 +172,11 @@ def convert_dataset(source: str | os.PathLike | ImageSource, dest: str | os.Path
     resolutions = _check_options(resolutions, transform, resize_filter, max_images,
                                  png_compress_level)
     paths = output_paths(dest, resolutions)
+    if not isinstance(source, ImageSource) and Path(source).exists():
+        clash = [p for p in paths if p.resolve() == Path(source).resolve()]
+        if clash:
+            raise DatasetError(f"{clash[0]} is the source: writing it would replace the images being read; "
+                               "choose another destination", path=str(source))
     src = source if isinstance(source, ImageSource) else open_source(
         source, split=split, fashion_mnist_dir=fashion_mnist_dir)
     try:

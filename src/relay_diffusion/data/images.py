@@ -171,6 +171,11 @@ def encode_png(img: np.ndarray, compress_level: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def image_files(directory) -> list[Path]:
+    """The image files directly in `directory` (by `is_image_name`), sorted by name."""
+    return sorted(p for p in Path(directory).iterdir() if p.is_file() and is_image_name(p.name))
+
+
 def read_image(path, channels: int, size: int | None = None, what: str = "the model") -> np.ndarray:
     """One image file as uint8 [H, W, channels] by this module's mode rules (16-bit, float and
     CMYK files are refused, not clipped); grey and colour are converted to `channels`. With

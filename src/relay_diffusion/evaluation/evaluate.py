@@ -194,6 +194,10 @@ def compute_metrics(samples: FeatureSet, reference: FeatureSet, metrics=FEATURE_
     "kid_std": …, "swd": …, "spectral": …} for the requested metrics; a metric the inputs cannot
     give (e.g. sFID with a feature net, P/R against statistics only) is listed under "skipped"
     with the reason."""
+    if isinstance(metrics, str):                       # "fid" or "fid,pr": not a sequence of letters
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+    if not metrics:
+        raise ValueError(f"no metrics asked for; choose from {', '.join(METRICS)}")
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")

@@ -103,6 +103,20 @@ class FeatureSet:
     arrays: dict = dataclasses.field(default_factory=dict)     # "pool" | "spatial" | "logits" → [N, D]
     stats: dict = dataclasses.field(default_factory=dict)      # "pool" | "spatial" → (mu, sigma)
 
+    def __post_init__(self):
+        if isinstance(self.count, bool) or not isinstance(self.count, (int, np.integer)) or self.count < 0:
+            raise ValueError(f"count must be a whole number >= 0, got {self.count!r}")
+        if not isinstance(self.arrays, dict) or not isinstance(self.stats, dict):
+            raise TypeError("arrays and stats must be dicts (kind → [N, D] array; kind → (mu, sigma))")
+        for kind, a in self.arrays.items():
+            shape = np.shape(a)
+            if len(shape) != 2 or (self.count and shape[0] != self.count):
+                raise ValueError(f"{self.description}: '{kind}' activations must be [count = {self.count}, D], "
+                                 f"got shape {shape}")
+        for kind, st in self.stats.items():
+            if len(st) != 2 or np.ndim(st[0]) != 1 or np.shape(st[1]) != (len(st[0]),) * 2:
+                raise ValueError(f"{self.description}: '{kind}' statistics must be (mu [D], sigma [D, D])")
+
     def statistics(self, kind: str):
         """(μ, Σ) of `kind` features, from the activations or the stored statistics; None if neither."""
         if kind not in self.stats and kind in self.arrays:
@@ -120,6 +134,8 @@ class FeatureSet:
         out["extractor"] = np.array(self.extractor or "unknown")
         out["description"] = np.array(self.description)
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder; give the feature file's name (….npz)")
         path.parent.mkdir(parents=True, exist_ok=True)
 
         def write(tmp):

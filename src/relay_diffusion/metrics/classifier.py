@@ -19,9 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validate import check_finite
+from ..data.labels import MAX_CLASSES
 from ..io import atomic_directory, load_weights, read_model_config, save_model_dir
 
 FEATURE_NET_KIND = "feature-net"
+MAX_WIDTH = 4096                         # channels of a stage: far above any useful feature net
+
+
+def _whole(value, name: str, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"in [{low}, {high:,}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be a whole number {bound}, got {value!r}")
 
 
 @dataclasses.dataclass
@@ -31,6 +40,21 @@ class FeatureNetConfig:
     num_classes: int = 10                # classifier outputs
     widths: tuple = (16, 32, 64, 128)    # channels per stage; each stage after the first halves H, W
     dropout: float = 0.2                 # before the linear classifier (training only)
+
+    def __post_init__(self):
+        self.widths = tuple(self.widths)
+        if not self.widths:
+            raise ValueError("widths must list at least one stage's channels")
+        for w in self.widths:
+            _whole(w, "every width", 1, MAX_WIDTH)
+        _whole(self.num_classes, "num_classes", 1, MAX_CLASSES)
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels!r}")
+        smallest = 2 ** (len(self.widths) - 1)          # each stage after the first halves H, W
+        _whole(self.resolution, "resolution", smallest, 16_384)
+        check_finite(self.dropout, "dropout")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def feature_dim(self) -> int:
@@ -79,12 +103,23 @@ class FeatureNet(nn.Module):
         return {"pool": feats, "logits": self.head(self.dropout(feats))}
 
 
-def save_feature_net(directory: str | Path, net: FeatureNet, info: dict) -> None:
-    """Model directory: config.json (architecture + `info`: data, accuracy, training) and
-    model.safetensors; written atomically."""
+def save_feature_net(directory: str | Path, net: FeatureNet, info: dict, card: str | None = None) -> None:
+    """Model directory: config.json (architecture + `info`: data, accuracy, training),
+    model.safetensors and, given `card`, MODEL_CARD.md; written atomically (it replaces an
+    older directory: callers check they may)."""
     config = {"kind": FEATURE_NET_KIND, "network": dataclasses.asdict(net.config), **info}
     with atomic_directory(directory) as tmp:
         save_model_dir(tmp, config, net)
+        if card is not None:
+            (Path(tmp) / "MODEL_CARD.md").write_text(card)
+
+
+def is_feature_net_dir(directory: str | Path) -> bool:
+    """True when `directory` holds a feature net (its config.json says so)."""
+    try:
+        return read_model_config(Path(directory)).get("kind") == FEATURE_NET_KIND
+    except (ValueError, OSError):
+        return False
 
 
 def load_feature_net(directory: str | Path, device="cpu") -> FeatureNet:
@@ -113,6 +148,18 @@ class FeatureTrainConfig:
     shift: int = 2                       # random translation augmentation, ± pixels
     seed: int = 0                        # initialisation, shuffling and augmentation
 
+    def __post_init__(self):
+        _whole(self.epochs, "epochs", 1, 10_000)
+        _whole(self.batch, "batch", 1)
+        _whole(self.shift, "shift", 0, 64)
+        _whole(self.seed, "seed", 0, 2 ** 63 - 1)
+        for name in ("lr", "weight_decay"):
+            check_finite(getattr(self, name), name)
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
 
 def _shift(x: torch.Tensor, pixels: int, gen: torch.Generator) -> torch.Tensor:
     """Random translation by up to ±pixels (edge-replicated), one offset per image."""
@@ -132,6 +179,15 @@ def accuracy(net: FeatureNet, images: torch.Tensor, labels: torch.Tensor, batch:
     return correct / len(images)
 
 
+def _check_labelled(images, labels, what: str) -> None:
+    if not (torch.is_tensor(images) and images.dim() == 4 and len(images) > 0):
+        raise ValueError(f"the {what} must be a non-empty [N, C, H, W] image tensor")
+    if not (torch.is_tensor(labels) and labels.shape == (len(images),) and not labels.is_floating_point()
+            and labels.dtype != torch.bool):
+        raise ValueError(f"the {what} needs one integer label per image ({len(images)}), got "
+                         f"{getattr(labels, 'dtype', type(labels).__name__)} of shape {tuple(getattr(labels, 'shape', ()))}")
+
+
 def train_feature_net(train_images: torch.Tensor, train_labels: torch.Tensor,
                       test_images: Optional[torch.Tensor] = None, test_labels: Optional[torch.Tensor] = None,
                       net_config: Optional[FeatureNetConfig] = None,
@@ -139,6 +195,7 @@ def train_feature_net(train_images: torch.Tensor, train_labels: torch.Tensor,
                       log: Callable[[str], None] = print) -> tuple[FeatureNet, dict]:
     """Train a classifier on uint8 images [N, C, H, W] with labels [N] (cross-entropy, AdamW,
     cosine schedule). Returns the net (eval mode) and an info dict (accuracies, timing)."""
+    _check_labelled(train_images, train_labels, "training set")
     if train_labels.min() < 0:
         raise ValueError("the training set needs class labels for every image")
     num_classes = int(train_labels.max()) + 1
@@ -147,6 +204,13 @@ def train_feature_net(train_images: torch.Tensor, train_labels: torch.Tensor,
                                       num_classes=num_classes)
     if num_classes > net_config.num_classes:
         raise ValueError(f"labels go up to {num_classes - 1}, the net has {net_config.num_classes} classes")
+    if (test_images is None) != (test_labels is None):
+        raise ValueError("give both test_images and test_labels, or neither")
+    if test_images is not None:
+        _check_labelled(test_images, test_labels, "test set")
+        if test_labels.min() < 0 or test_labels.max() >= net_config.num_classes:
+            raise ValueError(f"test labels must be in [0, {net_config.num_classes}) like the training set's, got "
+                             f"{int(test_labels.min())}…{int(test_labels.max())}")
     tc = train_config
     torch.manual_seed(tc.seed)
     gen = torch.Generator().manual_seed(tc.seed)

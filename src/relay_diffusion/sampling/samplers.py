@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from .._validate import check_finite, check_finite_image, check_image
-from ..relay import RelaySchedule, _blur, upsample_nearest
+from ..relay import RelaySchedule, blur, upsample_nearest
 from .grids import check_sigmas, karras_sigmas, relay_grid
 from .solvers import FrequencyBasis, check_solver, multistep
 
@@ -273,7 +273,7 @@ def relay_sampler(denoise: Denoiser, x_up: torch.Tensor, labels: torch.Tensor | 
     blur_sigmas = {s: float(sch.blur_sigma_at(s)) for s in sig.tolist()}
 
     def reblur(x0: torch.Tensor, s: float) -> torch.Tensor:
-        return _blur(x0, blur_sigmas[s], sch.up_scale, sch.min_scale)
+        return blur(x0, blur_sigmas[s], sch.up_scale, sch.min_scale, check=False)
 
     return _ddim_heun(evaluate, x, sig.tolist(), s_noise, noise, reblur, corrector, callback)
 

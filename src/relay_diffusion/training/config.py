@@ -11,9 +11,9 @@ import json
 import re
 from typing import Optional
 
+from ..models import STAGES
 from ..networks.runtime import PRECISIONS
 
-STAGES = ("base", "relay")
 OPTIMIZERS = ("adam", "adamw")
 
 

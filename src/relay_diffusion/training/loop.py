@@ -20,7 +20,7 @@ import torch
 
 from ..data import ImageDataset
 from ..data.labels import one_hot
-from ..io import read_json, save_image_grid, write_json
+from ..io import save_image_grid
 from ..losses import EDMLoss, RelayLoss
 from ..networks import NETWORK_PRESETS, build_network, count_parameters
 from ..networks.runtime import RuntimeOptions
@@ -30,7 +30,7 @@ from ..sampling import SeededNoise, edm_sampler, relay_sampler
 from .batches import BatchSchedule, ImageSource, mix_seed
 from .checkpoint import list_snapshots, load_snapshot, save_snapshot
 from .config import TrainConfig
-from .distributed import Dist, init_distributed, shutdown_distributed
+from ..distributed import Dist, init_distributed, shutdown_distributed
 from .rundir import RunLock, check_resume, record_run
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import bisect
 import numbers
 import re
+import zlib
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -115,3 +117,10 @@ class SeededNoise:
         return self.randn(*x.shape[1:], dtype=x.dtype).to(x.device)
 
     __call__ = randn_like
+
+
+def seed_from_name(name: str) -> int:
+    """Seed of an input image in super-resolution: the number in names like 000123.png (when
+    below 2³²), else a CRC32 of the name's stem — stable across runs and machines."""
+    stem = Path(name).stem
+    return int(stem) if stem.isdigit() and int(stem) < SEED_LIMIT else zlib.crc32(stem.encode())

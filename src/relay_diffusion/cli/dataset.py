@@ -6,27 +6,18 @@ import argparse
 import sys
 import warnings
 
+from ..data.builtin import FASHION_MNIST_ENV
+from ..data.convert import convert_dataset
+from ..data.errors import DatasetError, SkippedImageWarning
+from ..data.images import RESIZE_FILTERS, TRANSFORMS
 from ..progress import Progress
-from .builtin import FASHION_MNIST_ENV
-from .convert import convert_dataset
-from .errors import DatasetError, SkippedImageWarning
-from .images import RESIZE_FILTERS, TRANSFORMS
+from .common import add_quiet_flag, positive_list, print_warning
 
 
-def _resolution_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
-    return values
-
-
-def add_dataset_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     """Add the `dataset` verb to an argparse subparsers object; returns its parser."""
     p = subparsers.add_parser(
-        "dataset", help="convert images into EDM-format dataset zips",
+        "dataset", help=help_text,
         description="Convert a folder, zip, .npz or a built-in source into uncompressed zips of "
                     "PNGs (00000/img00000000.png, ...) with a dataset.json of labels, as EDM's "
                     "dataset_tool writes them. Several resolutions write OUT-<res>.zip each.")
@@ -36,7 +27,7 @@ def add_dataset_parser(subparsers) -> argparse.ArgumentParser:
                         "'fashion-mnist' or 'twemoji'")
     p.add_argument("--dest", required=True, metavar="OUT.zip",
                    help="output zip; with several resolutions OUT-<res>.zip is written per resolution")
-    p.add_argument("--resolution", type=_resolution_list, metavar="RES[,RES...]",
+    p.add_argument("--resolution", type=positive_list(int), metavar="RES[,RES...]",
                    help="output side(s) in pixels, e.g. 32 or 8,32 (default: the native size, "
                         "which must then be the same for every image)")
     p.add_argument("--transform", choices=TRANSFORMS, default="center-crop",
@@ -55,14 +46,9 @@ def add_dataset_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fashion-mnist-dir", metavar="DIR",
                    help=f"folder with Fashion-MNIST's idx-gz files (default: ${FASHION_MNIST_ENV} "
                         f"or /usr/share/datasets/fashion-mnist)")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress on stderr (a bar on a terminal, else a line per tenth of the images)")
+    add_quiet_flag(p)
     p.set_defaults(func=run_dataset)
     return p
-
-
-def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"rdm: warning: {message}", file=sys.stderr)
 
 
 def run_dataset(args: argparse.Namespace) -> int:
@@ -78,7 +64,7 @@ def run_dataset(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", SkippedImageWarning)
-            warnings.showwarning = _print_warning      # restored by catch_warnings
+            warnings.showwarning = print_warning      # restored by catch_warnings
             result = convert_dataset(
                 args.source, args.dest, args.resolution, transform=args.transform,
                 resize_filter=args.resize_filter, max_images=args.max_images,

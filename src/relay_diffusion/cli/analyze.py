@@ -6,29 +6,26 @@ import argparse
 import csv
 import dataclasses
 import sys
-from typing import Iterator
 
-import numpy as np
-import torch
-
-from ..data.convert import BUILTIN_SOURCES, open_source
-from ..data.loader import ImageDataset
+from ..analysis.images import first_image_shape, image_batches
+from ..data.convert import BUILTIN_SOURCES
+from ..analysis.plots import PlotUnavailable
+from ..analysis.schedule import patch_spectrum, schedule_curves, start_report
+from ..analysis.snr import NOISE_KINDS, match_table, signal_spectra, snr_rows
 from ..io import check_output_dir, json_text, write_json
 from ..relay import NOISE_MIXTURES, RelaySchedule
 from ..sampling.grids import RELAY_GRIDS
 from ..sampling.presets import RELAY_RECIPES, RelaySamplerSettings, relay_step_table
 from ..sampling.solvers import SOLVERS
-from .plots import PlotUnavailable
-from .schedule import patch_spectrum, schedule_curves, start_report
-from .snr import NOISE_KINDS, match_table, signal_spectra, snr_rows
+from .common import add_schedule_flags, given_fields, positive_list
 
 CSV_COLUMNS = ("resolution", "noise", "s", "sigma", "freq_bin_lo", "freq_bin_hi", "signal_power",
                "noise_power", "snr_db")
 
 
-def add_analyze_parser(verbs) -> argparse.ArgumentParser:
+def add_parser(verbs, help_text: str) -> argparse.ArgumentParser:
     """Add the `analyze` verb (subcommands schedule, snr) to an argparse subparsers object."""
-    analyze = verbs.add_parser("analyze", help="inspect noise and blur schedules",
+    analyze = verbs.add_parser("analyze", help=help_text,
                                description="Inspect noise and blur schedules and the frequency "
                                            "analysis behind relay diffusion (paper Fig. 2).")
     what = analyze.add_subparsers(dest="what", metavar="WHAT")
@@ -36,54 +33,6 @@ def add_analyze_parser(verbs) -> argparse.ArgumentParser:
     _add_snr_parser(what)
     analyze.set_defaults(func=lambda a: (analyze.print_help(), 2)[1])
     return analyze
-
-
-# --------------------------------------------------------------------------------------------
-# Reading images for the analyses: a dataset zip/folder, an .npz or a built-in source.
-
-
-def _csv_list(kind):
-    def parse(text: str) -> list:
-        try:
-            values = [kind(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            values = []
-        if not values or any(v <= 0 for v in values):
-            raise argparse.ArgumentTypeError(f"expected positive numbers separated by commas, got {text!r}")
-        return values
-    return parse
-
-
-def image_batches(data: str, max_images: int | None, batch_size: int = 256) -> Iterator[torch.Tensor]:
-    """uint8 [B, C, R, R] batches of `data`: a folder or EDM zip (ImageDataset; `max_images`
-    picks EDM's seeded random subset), or an .npz / "fashion-mnist" / "twemoji" (the data
-    layer's sources; the first `max_images`). Every image must be square and of one size."""
-    if data in BUILTIN_SOURCES or str(data).lower().endswith(".npz"):
-        src = open_source(data)
-        count = len(src) if max_images is None else min(len(src), max_images)
-        load = lambda i: torch.from_numpy(np.ascontiguousarray(src.load(i).transpose(2, 0, 1)))  # noqa: E731
-        close = src.close
-    else:
-        ds = ImageDataset(data, max_size=max_images, use_labels=False)
-        count, load, close = len(ds), (lambda i: ds[i][0]), ds.close
-    if count == 0:
-        raise ValueError(f"{data}: no images")
-    try:
-        shape = None
-        for start in range(0, count, batch_size):
-            batch = [load(i) for i in range(start, min(count, start + batch_size))]
-            for img in batch:
-                shape = shape or tuple(img.shape)
-                if tuple(img.shape) != shape or shape[1] != shape[2]:
-                    raise ValueError(f"{data}: images must be square and of one size; found "
-                                     f"{'x'.join(map(str, img.shape))} after {'x'.join(map(str, shape))} (CxHxW)")
-            yield torch.stack(batch)
-    finally:
-        close()
-
-
-def _first_shape(data: str) -> tuple[int, int, int]:
-    return tuple(next(image_batches(data, 1, 1)).shape[1:])
 
 
 def _plot(fn, *args) -> int:
@@ -120,9 +69,7 @@ def _add_schedule_parser(sub) -> None:
     p.add_argument("--sigma-grid", choices=RELAY_GRIDS,
                    help="truncated (official) or rho / lambda (--steps σ's from --truncation-sigma down)")
     p.add_argument("--lambda-frequency", type=float, help="--sigma-grid lambda: frequency radius (0 = DC)")
-    p.add_argument("--up-scale", type=int, help="patch size / upsampling factor of the model")
-    p.add_argument("--blur-sigma-max", type=float, help="σ_B,max of the model")
-    p.add_argument("--prob-length", type=float, help="training L of the model")
+    add_schedule_flags(p, ("up_scale", "blur_sigma_max", "prob_length"), prefix="model: ")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", metavar="PATH.png",
                    help="also draw σ, σ_B and the blur factors against u and σ (needs matplotlib)")
@@ -133,15 +80,10 @@ def _add_schedule_parser(sub) -> None:
     p.set_defaults(func=_run_schedule)
 
 
-def _overrides(args, cls) -> dict:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names and v is not None}
-
-
 def _run_schedule(args) -> int:
     recipe = RELAY_RECIPES[args.preset]
-    schedule = dataclasses.replace(recipe.schedule, **_overrides(args, RelaySchedule))
-    settings = dataclasses.replace(recipe.sampler, **_overrides(args, RelaySamplerSettings))
+    schedule = dataclasses.replace(recipe.schedule, **given_fields(args, RelaySchedule))
+    settings = dataclasses.replace(recipe.sampler, **given_fields(args, RelaySamplerSettings))
     table = relay_step_table(schedule, settings)
     weights = (patch_spectrum(image_batches(args.data, args.max_images), schedule.up_scale)
                if args.data else None)
@@ -153,7 +95,7 @@ def _run_schedule(args) -> int:
         _print_start_report(report, args.data)
     if args.plot:
         curves = schedule_curves(schedule, settings, weights=weights)
-        from .plots import plot_schedule
+        from ..analysis.plots import plot_schedule
         if _plot(plot_schedule, curves, report, args.plot, f"relay schedule: {args.preset}"):
             return 2
         print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
@@ -202,9 +144,9 @@ def _add_snr_parser(sub) -> None:
                    help=f"a dataset folder or zip, an .npz, or a built-in source ({', '.join(BUILTIN_SOURCES)})")
     p.add_argument("--outdir", required=True, metavar="DIR", help="folder for snr.csv, summary.json, snr.png")
     p.add_argument("--max-images", type=int, default=2000, metavar="N", help="images to read (default: 2000)")
-    p.add_argument("--resolutions", type=_csv_list(int), metavar="R[,R...]",
+    p.add_argument("--resolutions", type=positive_list(int), metavar="R[,R...]",
                    help="resolutions to analyse, each dividing the data's (default: R and R/s)")
-    p.add_argument("--sigmas", type=_csv_list(float), default=[0.1, 0.5, 1.0], metavar="S[,S...]",
+    p.add_argument("--sigmas", type=positive_list(float), default=[0.1, 0.5, 1.0], metavar="S[,S...]",
                    help="noise levels (default: 0.1,0.5,1)")
     p.add_argument("--block-size", type=int, default=4, metavar="S", help="block-noise kernel s (default: 4)")
     p.add_argument("--noise", type=lambda t: t.split(","), default=["iid", "block"], metavar="KIND[,KIND]",
@@ -248,7 +190,7 @@ def _check_snr_args(args, data_res: int) -> list[int]:
 
 
 def _run_snr(args) -> int:
-    channels, data_res, _ = _first_shape(args.data)
+    channels, data_res, _ = first_image_shape(args.data)
     resolutions = _check_snr_args(args, data_res)
     outdir = check_output_dir(args.outdir)
     spectra, count = signal_spectra(image_batches(args.data, args.max_images), resolutions)
@@ -270,7 +212,7 @@ def _run_snr(args) -> int:
           f"wrote {outdir / 'snr.csv'} and {outdir / 'summary.json'}")
     _print_matches(matches, args.block_size)
     if not args.no_plot:
-        from .plots import plot_snr
+        from ..analysis.plots import plot_snr
         if _plot(plot_snr, rows, outdir / "snr.png", f"{args.data}: per-frequency SNR (Fig. 2)"):
             return 2
         print(f"wrote {outdir / 'snr.png'}")

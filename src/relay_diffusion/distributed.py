@@ -1,5 +1,6 @@
-"""Process-group plumbing: one process on CPU/GPU, or many under `torchrun` (gloo on CPU, NCCL on
-GPU; multi-node works through torchrun's environment variables)."""
+"""Process-group plumbing shared by training, sampling and evaluation: one process on CPU/GPU, or
+many under `torchrun` (gloo on CPU, NCCL on GPU; multi-node works through torchrun's environment
+variables)."""
 
 from __future__ import annotations
 

@@ -4,41 +4,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
-import re
 import sys
 import typing
 
 from ..networks import NETWORK_PRESETS
 from ..networks.runtime import PRECISIONS
 from ..relay import NOISE_MIXTURES
-from .config import OPTIMIZERS, STAGES, TrainConfig, parse_images
-from .presets import TRAIN_PRESETS
+from ..models import STAGES
+from ..training.config import OPTIMIZERS, TrainConfig, parse_images
+from ..training.presets import TRAIN_PRESETS
+from .common import field_help
 
 IMAGE_COUNTS = {"duration", "lr_rampup", "ema_halflife", "status_every", "snapshot_every", "sample_every"}
 FLAG_NAMES = {"ema_halflife": "ema", "status_every": "status", "snapshot_every": "snapshot",
               "keep_snapshots": "keep"}
 
 
-def field_help(cls) -> dict:
-    """The trailing `# comment` of every dataclass field (continued on following comment-only
-    lines): the single source of the flag help texts."""
-    helps, current = {}, None
-    for line in inspect.getsource(cls).splitlines():
-        m = re.match(r"\s+(\w+):[^#]*#\s?(.*)", line)
-        if m:
-            current = m.group(1)
-            helps[current] = m.group(2).strip()
-        elif current and re.match(r"\s+#", line):
-            helps[current] += " " + line.strip()[1:].strip()
-        else:
-            current = None
-    return helps
-
-
-def add_train_parser(subparsers) -> None:
+def add_parser(subparsers, help_text: str) -> None:
     p = subparsers.add_parser(
-        "train", help="train a base or relay stage (resumes automatically)",
+        "train", help=help_text,
         description="Train a base stage (EDM loss) or a relay stage (blur + block-noise loss) on CPU, "
                     "one GPU, or many processes (torchrun --nproc_per_node=N $(which rdm) train ...). "
                     "Re-running the same command resumes from the newest snapshot in --outdir. "
@@ -86,7 +70,7 @@ def run_train(args) -> int:
     cfg = resolve_config(args)
     if args.dry_run:
         from ..networks import build_network, count_parameters
-        from .loop import prepare
+        from ..training.loop import prepare
 
         setup = prepare(cfg)
         import torch
@@ -96,7 +80,7 @@ def run_train(args) -> int:
         print(f"network {cfg.network} at {setup.resolution}×{setup.resolution}×{setup.channels}, "
               f"label_dim {setup.label_dim}: {n:,} parameters ({n / 1e6:.2f} M)")
         return 0
-    from .loop import TrainingError, train
+    from ..training.loop import TrainingError, train
 
     try:
         train(cfg)

@@ -7,19 +7,23 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import torch
+
+from ..distributed import resolve_device
+from ..evaluation.evaluate import (FEATURE_METRICS, METRICS, chain_features, check_count, compute_metrics,
+                                   default_cache_dir, format_metrics, image_set_features, log_stderr,
+                                   open_reference)
+from ..evaluation.extractors import BUNDLED_FEATURES, INCEPTION, load_extractor
+from ..evaluation.sets import ImageSet, is_feature_file, load_feature_file
 from ..io import write_json
-from ..generate import add_chain_arguments, build_chain, chain_labels, runtime_record
-from ..sampling.seeds import parse_seeds
-from .evaluate import (FEATURE_METRICS, METRICS, chain_features, compute_metrics, default_cache_dir,
-                       format_metrics, image_set_features, log_stderr, open_reference, check_count)
-from .extractors import BUNDLED_FEATURES, INCEPTION, load_extractor
-from .sets import ImageSet, is_feature_file, load_feature_file
-from .train_features import add_train_features_parser, run_train_features
+from ..seeds import parse_seeds
+from .chain_flags import add_chain_arguments, build_chain, chain_labels, runtime_record
+from .eval_train_features import add_train_features_parser, run_train_features
 
 
-def add_eval_parser(subparsers) -> None:
+def add_parser(subparsers, help_text: str) -> None:
     p = subparsers.add_parser(
-        "eval", help="FID/sFID/IS/precision/recall/KID of samples or a model chain vs a reference",
+        "eval", help=help_text,
         description="Compare samples (--samples: folder, EDM zip, image .npz or feature .npz) or a "
                     "model chain (--model DIR per stage, --seeds; nothing is written to disk) with a "
                     "reference (--ref: images, our feature .npz, or published μ/Σ statistics). "
@@ -75,9 +79,6 @@ def run_eval(args) -> int:
     log = None if args.quiet else log_stderr                    # progress on stderr
     keep = 10_000 if {"swd", "spectral"} & set(metrics) else 0
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    import torch
-    from ..training.distributed import resolve_device
-
     device = resolve_device(args.device)
     extractor = None
     if not (args.samples and is_feature_file(args.samples)) or (args.ref and not is_feature_file(args.ref)):

@@ -6,19 +6,17 @@ import argparse
 import json
 import sys
 
-from ..relay import NOISE_MIXTURES
 from ..sampling.presets import RELAY_RECIPES
-from .official import import_checkpoint
+from ..checkpoints.official import import_checkpoint
+from .common import add_schedule_flags
 
-# flag → RelaySchedule field
-SCHEDULE_FLAGS = {"up_scale": int, "blur_sigma_max": float, "prob_length": float, "block_scale": float,
-                  "min_scale": float}
+SCHEDULE_FLAGS = ("up_scale", "blur_sigma_max", "prob_length", "block_scale", "min_scale", "noise_mixture")
 
 
-def add_import_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     """Add the `import` verb to an argparse subparsers object; returns its parser."""
     p = subparsers.add_parser(
-        "import", help="convert a published RDM .pt / EDM .pkl checkpoint into a model directory",
+        "import", help=help_text,
         description="Convert an RDM .pt (torch.save) or EDM .pkl (pickle) checkpoint into a model "
                     "directory (config.json + model.safetensors). The file is read with a restricted "
                     "unpickler: nothing in it is executed, and anything but tensors, plain data and "
@@ -36,13 +34,7 @@ def add_import_parser(subparsers) -> argparse.ArgumentParser:
                         "(imagenet_second_stage.pt) or celebahq256 (celebahq_second_stage.pt); implies --stage relay")
     p.add_argument("--key", default="ema",
                    help="checkpoint entry holding the network [default: ema; RDM .pt files also have 'net']")
-    p.add_argument("--up-scale", type=int, help="relay: patch size / upsampling factor (official: 4)")
-    p.add_argument("--blur-sigma-max", type=float, help="relay: largest blur σ_B,max (ImageNet 3.0, CelebA-HQ 2.0)")
-    p.add_argument("--prob-length", type=float, help="relay: truncation L (ImageNet 0.93, CelebA-HQ 0.89)")
-    p.add_argument("--block-scale", type=float, help="relay: block-noise weight α (official: 0.15)")
-    p.add_argument("--min-scale", type=float, help="relay: floor of the blur factors (official: 0.001)")
-    p.add_argument("--noise-mixture", choices=NOISE_MIXTURES,
-                   help="relay: how block noise is mixed in (official: 'official')")
+    add_schedule_flags(p, SCHEDULE_FLAGS, prefix="relay: ")
     p.add_argument("--force", action="store_true", help="replace DEST_DIR if it is a model directory (or empty)")
     p.add_argument("--json", action="store_true", help="print the written config as JSON")
     p.set_defaults(func=run_import)
@@ -51,7 +43,7 @@ def add_import_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_import(args: argparse.Namespace) -> int:
     """Run `rdm import` with parsed arguments; returns the exit code (0, or 2 on an error)."""
-    overrides = {name: getattr(args, name) for name in (*SCHEDULE_FLAGS, "noise_mixture")}
+    overrides = {name: getattr(args, name) for name in SCHEDULE_FLAGS}
     try:
         result = import_checkpoint(args.src, args.dest, stage=args.stage, recipe=args.recipe, key=args.key,
                                    schedule_overrides=overrides, overwrite=args.force)

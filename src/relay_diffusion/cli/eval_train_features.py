@@ -7,9 +7,10 @@ import dataclasses
 from pathlib import Path
 
 from ..data import load_images
-from ..training.cli import field_help
-from ..metrics.classifier import (FeatureNetConfig, FeatureTrainConfig, save_feature_net,
+from ..io import check_output_dir
+from ..metrics.classifier import (FeatureNetConfig, FeatureTrainConfig, is_feature_net_dir, save_feature_net,
                                   train_feature_net)
+from .common import field_help, positive_list
 
 CARD = """# Feature net `{name}`
 
@@ -46,7 +47,9 @@ def add_train_features_parser(sub) -> None:
     p.add_argument("--test-data", help="labelled held-out set for the accuracy in the card")
     p.add_argument("--outdir", required=True, help="model directory to write")
     p.add_argument("--name", help="name in the card (default: the directory name)")
-    p.add_argument("--widths", default="16,32,64,128", help="channels per stage (default 16,32,64,128)")
+    p.add_argument("--widths", type=positive_list(int), default=[16, 32, 64, 128], metavar="W[,W...]",
+                   help="channels per stage (default 16,32,64,128)")
+    p.add_argument("--force", action="store_true", help="replace OUTDIR if it already holds a feature net")
     defaults, helps = FeatureTrainConfig(), field_help(FeatureTrainConfig)
     for f in dataclasses.fields(FeatureTrainConfig):
         value = getattr(defaults, f.name)
@@ -55,25 +58,37 @@ def add_train_features_parser(sub) -> None:
     p.set_defaults(func=run_train_features)
 
 
+def check_feature_outdir(outdir: str, force: bool) -> None:
+    """Refuse, before any work, an --outdir that would lose data: a file, a folder with other
+    content, or an existing feature net without --force."""
+    out = check_output_dir(outdir)
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not is_feature_net_dir(out):
+        raise ValueError(f"--outdir {out} is not empty and holds no feature net; choose a new folder")
+    if not force:
+        raise ValueError(f"--outdir {out} already holds a feature net; pass --force to replace it")
+
+
 def run_train_features(args) -> int:
     import sys
 
+    check_feature_outdir(args.outdir, args.force)
+    train_cfg = FeatureTrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FeatureTrainConfig)})
     images, labels = load_images(args.data)
     if (labels < 0).any():
         raise ValueError(f"{args.data} has no class labels (dataset.json); the feature net is a classifier")
     test = load_images(args.test_data) if args.test_data else (None, None)
     if test[1] is not None and (test[1] < 0).any():
         raise ValueError(f"{args.test_data} has no class labels")
-    widths = tuple(int(w) for w in args.widths.split(","))
+    widths = tuple(args.widths)
     num_classes = int(labels.max()) + 1
     net_cfg = FeatureNetConfig(resolution=images.shape[-1], channels=images.shape[1],
                                num_classes=num_classes, widths=widths)
-    train_cfg = FeatureTrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FeatureTrainConfig)})
     net, info = train_feature_net(images, labels, *test, net_config=net_cfg, train_config=train_cfg)
     name = args.name or Path(args.outdir).name
     info.update(name=name, data=str(args.data), test_data=args.test_data,
                 command="rdm " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("rdm") else None)
-    save_feature_net(args.outdir, net, info)
     card = CARD.format(
         name=name, dim=net_cfg.feature_dim, name_or_dir=args.outdir, widths=widths,
         resolution=net_cfg.resolution, channels=net_cfg.channels,
@@ -83,6 +98,6 @@ def run_train_features(args) -> int:
         test_accuracy=f"{info['test_accuracy']:.2%}" if "test_accuracy" in info else "not measured",
         test_data=args.test_data, seconds=info["seconds"],
         command=info["command"] or f"rdm eval train-features --data {args.data} --outdir {args.outdir}")
-    (Path(args.outdir) / "MODEL_CARD.md").write_text(card)
+    save_feature_net(args.outdir, net, info, card)
     print(f"wrote {args.outdir}: test accuracy {info.get('test_accuracy', 'not measured')}")
     return 0

@@ -1,0 +1,114 @@
+"""The flags that choose a chain, its per-stage sampler settings, seeds and labels: shared by
+`rdm sample` and `rdm eval --model`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ..networks.runtime import PRECISIONS
+from ..pipeline import LABEL_MODES, RelayChain, bundled_demo_chain
+from ..sampling.presets import CHAIN_RECIPES, chain_recipe
+from ..sampling.solvers import SOLVERS
+from .common import add_quiet_flag
+
+# flag → (settings field, type); a value list has 1 entry (all stages) or one per stage ("-" = keep)
+STAGE_FLAGS = {
+    "steps": ("num_steps", int), "sigma_min": ("sigma_min", float), "sigma_max": ("sigma_max", float),
+    "rho": ("rho", float), "cfg": ("cfg_scale", float),
+    "method": ("method", str), "churn": ("S_churn", float), "churn_min": ("S_min", float),
+    "churn_max": ("S_max", float), "churn_noise": ("S_noise", float), "sde_scale": ("sde_scale", float),
+    "truncation_sigma": ("truncation_sigma", float), "truncation_t": ("truncation_t", float),
+    "s_noise": ("s_noise", float), "s_block": ("s_block", float), "corrector": ("corrector", str),
+    "solver": ("solver", str), "sigma_grid": ("sigma_grid", str),
+    "lambda_frequency": ("lambda_frequency", float),
+}
+STAGE_FLAG_HELP = {
+    "steps": "nominal σ-grid size (relay: before truncation)", "sigma_min": "smallest σ",
+    "sigma_max": "largest σ of the grid", "rho": "grid exponent ρ", "cfg": "classifier-free guidance weight",
+    "method": "base: edm (Heun + churn) or sde (DDIM-η Heun)", "churn": "base/edm: S_churn",
+    "churn_min": "base/edm: S_min", "churn_max": "base/edm: S_max", "churn_noise": "base/edm: S_noise",
+    "sde_scale": "base/sde: η", "truncation_sigma": "relay: start below this σ",
+    "truncation_t": "relay: L of the sampler's u(σ)", "s_noise": "relay: η (fresh-noise fraction)",
+    "s_block": "relay: α of the injected block noise", "corrector": "relay/heun: noise (official) or denoised",
+    "solver": f"{', '.join(SOLVERS)} (heun = official; docs/solvers.md)",
+    "sigma_grid": "relay: truncated (official), rho or lambda (--steps σ's from --truncation-sigma down)",
+    "lambda_frequency": "relay, --sigma-grid lambda: patch-DCT frequency radius whose λ is uniform (0 = DC)",
+}
+
+
+def stage_settings(chain_models, preset: str | None, args) -> list:
+    """Per-stage sampler settings: defaults or the preset, then the flags."""
+    out = chain_recipe(preset, [m.stage for m in chain_models])
+    n = len(out)
+    for flag, (field, typ) in STAGE_FLAGS.items():
+        raw = getattr(args, flag, None)
+        if raw is None:
+            continue
+        values = str(raw).split(",")
+        if len(values) not in (1, n):
+            raise ValueError(f"--{flag.replace('_', '-')} takes 1 value or {n} (one per stage), got {raw!r}")
+        for i in range(n):
+            v = values[0] if len(values) == 1 else values[i]
+            if v == "-" or field not in {f.name for f in dataclasses.fields(out[i])}:
+                if len(values) == n and v != "-":
+                    raise ValueError(f"--{flag.replace('_', '-')} does not apply to stage {i} ({chain_models[i].stage})")
+                continue
+            try:
+                value = typ(v)
+            except ValueError:
+                kind = {int: "a whole number", float: "a number"}.get(typ, typ.__name__)
+                raise ValueError(f"--{flag.replace('_', '-')} takes {kind} per stage, got {v!r}") from None
+            out[i] = dataclasses.replace(out[i], **{field: value})
+    return out
+
+
+def add_chain_arguments(p, default_seeds: str) -> None:
+    """The flags that choose a chain, its sampler settings, seeds and labels (`rdm sample` and
+    `rdm eval --model`)."""
+    p.add_argument("--model", action="append", dest="models", metavar="DIR",
+                   help="model directory of a stage (repeat for a chain; default: the bundled demo chain)")
+    p.add_argument("--seeds", default=default_seeds, help=f"seed list, e.g. 0-63,100 (default {default_seeds})")
+    p.add_argument("--batch", type=int, default=32, help="images per batch and process")
+    p.add_argument("--class", dest="class_idx", type=int, help="class index for every image")
+    p.add_argument("--labels", choices=LABEL_MODES, default="balanced",
+                   help="class labels without --class: seed mod classes (official class balance) or random per seed")
+    p.add_argument("--preset", choices=sorted(CHAIN_RECIPES),
+                   help="sampler recipes: the official imagenet256 / celebahq256 ones, or fast (few-step "
+                        "solvers, docs/solvers-quality.md); flags override them")
+    for flag, help_text in STAGE_FLAG_HELP.items():
+        p.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="V[,V…]", help=help_text)
+    p.add_argument("--float64", action="store_true", help="sample in float64 (default float32)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="network math: fp32, or bf16 / fp16 (CUDA) autocast around the networks only; "
+                        "the samplers' arithmetic is unchanged. bf16 is faster and costs a little FID "
+                        "(+0.028 on the demo chain; docs/speed.md)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="NHWC memory layout for the networks (default): the same images, faster "
+                        "convolutions (docs/speed.md)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks: slow first batch, faster after (docs/speed.md)")
+    p.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of each model dir")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
+    add_quiet_flag(p)
+
+
+def build_chain(args, device) -> tuple[RelayChain, list]:
+    """(chain with its per-stage settings, model paths) from `add_chain_arguments` flags."""
+    if args.batch < 1:
+        raise ValueError("--batch must be >= 1")
+    models = args.models or [str(p) for p in bundled_demo_chain()]
+    chain = RelayChain.from_pretrained(models, which=args.weights, device=device, precision=args.precision,
+                                       channels_last=args.channels_last, compile=args.compile)
+    chain = dataclasses.replace(chain, settings=stage_settings(chain.models, args.preset, args))  # validated
+    return chain, models
+
+
+def runtime_record(chain: RelayChain) -> dict:
+    """How the networks ran (the same for every stage): for settings.json and eval results."""
+    return dataclasses.asdict(chain.models[0].denoiser.runtime)
+
+
+def chain_labels(args):
+    """The `labels` argument of RelayChain.__call__: a fixed class or a labelling mode."""
+    return args.class_idx if args.class_idx is not None else args.labels
