@@ -259,7 +259,7 @@ are in [`docs/study/`](study/) (`results.json`).
 - **Compute** is counted in network FLOPs × images: FLOPs of one image's forward and forward +
   backward pass, counted by `torch.utils.flop_counter` (convolutions, matmuls, attention;
   element-wise work is not counted). Training compute of RDM = base + relay stage. Sampling cost
-  per image = Σ over stages of NFE × forward FLOPs (the paper's FLOP-normalised NFE, §G.6).
+  per image = Σ over stages of NFE × forward FLOPs (the paper's FLOP-normalised NFE, paper Fig. 5).
 
 | network (run) | forward MFLOP / image | train (fwd + bwd) MFLOP / image |
 |---|---|---|

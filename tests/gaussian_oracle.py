@@ -4,7 +4,7 @@ Stage 1 (x_σ = x₀ + σε):           E[x₀|x] = μ + Σ(Σ + σ²I)⁻¹(x �
 Relay stage (x_σ = A_σx₀ + σn, n ~ N(0, C)):
                                     E[x₀|x] = μ + ΣA_σᵀ(A_σΣA_σᵀ + σ²C)⁻¹(x − A_σμ).
 A_σ is built from its definition (scipy's orthonormal DCT of every patch, factors from the
-formula of spec §C.2), C from the block-noise covariance formula — independent of the fast paths.
+formula of docs/method.md §3.1–3.2), C from the block-noise covariance formula — independent of the fast paths.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`relay_diffusion.analysis`: the Fig. 2 frequency analysis and the schedule report (spec §A, §C.6)."""
+"""`relay_diffusion.analysis`: the Fig. 2 frequency analysis and the schedule report (docs/method.md §2.1, docs/method.md §3.6)."""
 
 import csv
 import importlib.util
@@ -85,7 +85,7 @@ def test_stationary_block_spectrum_is_upsampled_iid_noise_and_exact_up_to_the_to
 # --------------------------------------------------------------------------------------------
 # The required SNR test (Fig. 2c): block noise s at sN ≈ i.i.d. noise at N; i.i.d. at sN is not.
 #
-# Tolerance, derived: on the common sN grid, i.i.d. noise at N has power h(k)²h(l)² (spec §A.2)
+# Tolerance, derived: on the common sN grid, i.i.d. noise at N has power h(k)²h(l)² (docs/method.md §2.1)
 # and Block[s] at sN has v(k)v(l) = h(k)²h(l)²·τ_kτ_l, where τ = 1 at even k and
 # 1 − 4(s²−1)/(3s·sN) at odd k (the torus wrap-around). So every coefficient matches within
 # 2·10·log10(1/(1 − 4(s²−1)/(3s·sN))): 0.17 dB at sN = 256, 1.5 dB at sN = 32 (s = 4). i.i.d.
@@ -220,7 +220,7 @@ def test_snr_cli_without_matplotlib_still_writes_csv(tmp_path, tiny_dataset, mon
 
 
 # --------------------------------------------------------------------------------------------
-# Schedule report (spec §C.6)
+# Schedule report (docs/method.md §3.6)
 
 
 @pytest.mark.parametrize("preset,sigma0,expected", [

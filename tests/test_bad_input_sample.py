@@ -351,3 +351,21 @@ def test_eval_refuses_a_small_set_before_loading_anything(tmp_path, capsys, monk
     demo = [a for d in bundled_demo_chain() for a in ("--model", str(d))]
     assert main(["eval", *demo, "--seeds", "0-99", "--ref", str(src)]) == 2
     assert "samples (seeds 0-99) has 100 images" in capsys.readouterr().err
+
+
+def test_class_labels_on_an_unconditional_model_are_refused_not_ignored():
+    from relay_diffusion.pipeline import class_labels
+    assert class_labels([0, 1], 0, "balanced") is None and class_labels([0, 1], 0, "random") is None
+    for labels in (3, [1, 2], torch.tensor([0, 1])):
+        with pytest.raises(ValueError, match="this model is unconditional"):
+            class_labels([0, 1], 0, labels)
+
+
+def test_colour_edits_follow_the_official_celebahq_order():
+    from PIL import ImageEnhance
+    from relay_diffusion.io import enhance, to_pil
+    u8 = torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    ours = np.asarray(enhance(u8, {"brightness": 1.05, "contrast": 0.9, "color": 0.99})[0])
+    im = ImageEnhance.Contrast(to_pil(u8[0])).enhance(0.9)                  # generate_celebahq.py's order
+    im = ImageEnhance.Color(ImageEnhance.Brightness(im).enhance(1.05)).enhance(0.99)
+    assert np.array_equal(ours, np.asarray(im))

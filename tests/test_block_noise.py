@@ -1,4 +1,4 @@
-"""Block noise against the official s²-roll definition and its closed-form statistics (spec §B)."""
+"""Block noise against the official s²-roll definition and its closed-form statistics (docs/method.md §2.2–2.4)."""
 
 import pytest
 import torch
@@ -44,7 +44,7 @@ def test_block_noise_statistics():
 
 
 def test_block_noise_patch_dct_variances():
-    # Spec §B.3: the DC coefficient of a 4×4 patch has variance (11/4)² = 121/16 = 7.5625;
+    # docs/method.md §2.3: the DC coefficient of a 4×4 patch has variance (11/4)² = 121/16 = 7.5625;
     # nearest-upsampled noise puts all 16 units of variance there instead.
     g = torch.Generator().manual_seed(2)
     u = patch_dct(block_noise(torch.randn(4096, 1, 16, 16, generator=g), 4), 4)

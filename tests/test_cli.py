@@ -43,7 +43,7 @@ def test_every_verb_builds_its_full_parser():
 
 
 @pytest.mark.parametrize("preset,steps,sigma0,nfe,nfe_cfg", [
-    ("imagenet256", 100, 0.86912, 199, 398),   # spec §I.2
+    ("imagenet256", 100, 0.86912, 199, 398),   # docs/method.md §5.5
     ("celebahq256", 54, 0.92191, 107, 107),
     ("default", 7, 0.89750, 13, 13),
 ])

@@ -1,4 +1,4 @@
-"""ADM U-Net and network presets (spec §F.1): parameter counts, shapes, attention, initialisation,
+"""ADM U-Net and network presets (docs/method.md §7.1): parameter counts, shapes, attention, initialisation,
 EDM state-dict naming, config round trips and argument checks."""
 
 import dataclasses
@@ -12,7 +12,7 @@ from relay_diffusion import EDMPrecond
 from relay_diffusion.networks import ADMUNet, NETWORK_PRESETS, NetworkConfig, build_network, count_parameters
 from relay_diffusion.networks.layers import attention, resample, resample_filter_2d
 
-PAPER_COUNTS = {  # spec §F.1 [DERIVED], in millions
+PAPER_COUNTS = {  # docs/method.md §7.1, in millions
     "imagenet64-stage1": 295.9,
     "imagenet256-stage2": 553.8,
     "celebahq64-stage1": 295.1,

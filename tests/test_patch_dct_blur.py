@@ -103,7 +103,7 @@ def test_blur_factors_table():
     assert f.shape == (3, 4, 4)
     assert torch.allclose(f[0], torch.ones(4, 4, dtype=torch.float64))
     assert (f[..., 0, 0] == 1).all() and (f >= 1e-3).all() and (f <= 1).all()
-    # spec §C.2: σ_B,max = 3 → α_01 = 0.0632, α_11 = 0.0049; σ_B,max = 2 → α_01 = 0.2919
+    # docs/method.md §3.1–3.2: σ_B,max = 3 → α_01 = 0.0632, α_11 = 0.0049; σ_B,max = 2 → α_01 = 0.2919
     assert abs(float(f[2, 0, 1]) - 0.0632) < 5e-5 and abs(float(f[2, 1, 1]) - 0.0049) < 5e-5
     assert abs(float(blur_factors(2.0, 4)[0, 1]) - 0.2919) < 5e-5
 

@@ -1,4 +1,4 @@
-"""EDM preconditioning and the two training losses (spec §D)."""
+"""EDM preconditioning and the two training losses (docs/method.md §4)."""
 
 import math
 

@@ -1,5 +1,5 @@
 """Sampler equivalences: the relay sampler against a literal DCT-space transcription of the
-official algorithm (spec §E.2.2), its reduction to EDM's Heun sampler, and per-seed determinism."""
+official algorithm (docs/method.md §5.3), its reduction to EDM's Heun sampler, and per-seed determinism."""
 
 import math
 
@@ -14,7 +14,7 @@ from relay_diffusion import (RelaySchedule, SeededNoise, blur_factors, classifie
 
 
 def official_relay_reference(denoise, x_up, sigmas, sch, s_noise, s_block, randn_like):
-    """spec §E.2.2 written out: patch-DCT space, coefficient maps A(σ), d and d' averaged."""
+    """docs/method.md §5.3 written out: patch-DCT space, coefficient maps A(σ), d and d' averaged."""
     p, (h, w) = sch.up_scale, x_up.shape[-2:]
     sig = sigmas.tolist()
 

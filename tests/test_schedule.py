@@ -1,4 +1,4 @@
-"""RelaySchedule: u ↔ σ ↔ σ_B maps, blur factors and the forward corruption (spec §C.2–C.5)."""
+"""RelaySchedule: u ↔ σ ↔ σ_B maps, blur factors and the forward corruption (docs/method.md §3.1–3.5)."""
 
 import math
 
@@ -10,7 +10,7 @@ from relay_diffusion import RelaySchedule, blur, patch_dct
 
 
 def test_sigma_top_values():
-    # spec §C.3: σ_top = exp(−1.2 + 1.2·Φ⁻¹(L))
+    # docs/method.md §3.3: σ_top = exp(−1.2 + 1.2·Φ⁻¹(L))
     assert RelaySchedule(prob_length=0.93).sigma_top == pytest.approx(1.7699, abs=1e-4)
     assert RelaySchedule(prob_length=0.89).sigma_top == pytest.approx(1.3124, abs=1e-4)
     sch = RelaySchedule()

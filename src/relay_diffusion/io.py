@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-COLOUR_EDITS = ("brightness", "contrast", "color")   # PIL ImageEnhance, applied in this order
+COLOUR_EDITS = ("contrast", "brightness", "color")   # PIL ImageEnhance, in the official CelebA-HQ order
 MODEL_FORMAT = "relay-diffusion-model"
 MODEL_FORMAT_VERSION = 1
 TMP_MARK = ".tmp-"

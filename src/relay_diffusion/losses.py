@@ -1,7 +1,7 @@
 """Training objectives (paper §3.3): EDM's loss for a base stage, the relay (blurring) loss for an
 up-sampling stage. Both return the per-pixel weighted squared error [B, C, H, W]; the training
 loop sums it per sample and divides by the per-GPU batch (EDM's convention — not the official
-RDM code's hard-coded 32/256, §D.4).
+RDM code's hard-coded 32/256, docs/method.md §4.4).
 
 `denoise` is a preconditioned denoiser D(x, sigma, labels, **kwargs), e.g. `EDMPrecond`.
 `generator`: a torch.Generator, None (global RNG), or a `SeededNoise` for per-sample draws.
@@ -85,18 +85,18 @@ class EDMLoss:
 
 @dataclasses.dataclass
 class RelayLoss:
-    """Stage-2 (relay) loss (§D.3): u ~ U(0, 1), σ = σ(u), x = blur(y; σ_B(u)) + σ·(ε + α·Block),
+    """Stage-2 (relay) loss (docs/method.md §4.3): u ~ U(0, 1), σ = σ(u), x = blur(y; σ_B(u)) + σ·(ε + α·Block),
     λ(σ)·‖D(x; σ) − y‖² — the target is the clean, un-blurred image.
 
     u is clamped below at u(truncate_sigma), so the smallest trained σ is exactly 7.5e-3. (The
-    official code multiplies by L where it must divide and reaches 0.00712 for L = 0.93, §C.5.)
+    official code multiplies by L where it must divide and reaches 0.00712 for L = 0.93, docs/method.md §3.5.)
     Draw order per call: u (one uniform per sample, float64), ε, ε' (if α > 0), label dropout.
     """
 
     schedule: RelaySchedule = dataclasses.field(default_factory=RelaySchedule)
     sigma_data: float = 0.5         # σ_d of images in [−1, 1]
     truncate_sigma: float = 7.5e-3  # smallest trained σ ("stabilises training", official code)
-    max_weight: float = 1e5         # clamp of λ(σ); inactive above σ ≈ 0.002
+    max_weight: float = 1e5         # clamp of λ(σ) = 4 + 1/σ² at σ_d = 0.5; inactive above σ ≈ 0.0032
     label_dropout: float = 0.0      # probability of training a sample unconditionally (for CFG)
 
     def __post_init__(self):

@@ -33,7 +33,10 @@ def class_labels(seeds: Sequence[int], label_dim: int, labels="balanced") -> tor
     N/classes per class over consecutive seeds), "random" = drawn from a generator seeded by the
     seed (not from the noise stream), an int = that class for all, a sequence = one per seed."""
     if label_dim == 0:
-        return None
+        if isinstance(labels, str) and labels in LABEL_MODES:
+            return None
+        raise ValueError(f"this model is unconditional (no classes): class labels {labels!r} cannot apply; "
+                         "leave them out")
     n = len(seeds)
     if isinstance(labels, (bool, float)) or (torch.is_tensor(labels) and labels.dim() == 0):
         raise TypeError(f"labels must be a mode ({', '.join(LABEL_MODES)}), a class index or one index per "

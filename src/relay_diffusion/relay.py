@@ -95,7 +95,7 @@ def patch_idct(u: torch.Tensor, p: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Patch-wise heat dissipation (§C.2): α_kl(σ_B) = (1−m)·exp(−π²(k²+l²)/p² · σ_B²/2) + m.
+# Patch-wise heat dissipation (docs/method.md §3.1–3.2): α_kl(σ_B) = (1−m)·exp(−π²(k²+l²)/p² · σ_B²/2) + m.
 
 
 def _decay_1d(blur_sigma: torch.Tensor, p: int) -> torch.Tensor:
@@ -115,7 +115,7 @@ def blur_factors(blur_sigma: torch.Tensor | float, p: int, min_scale: float = 1e
 
 def blur(x: torch.Tensor, blur_sigma: torch.Tensor | float, p: int,
          min_scale: float = 1e-3, *, check: bool = True) -> torch.Tensor:
-    """Patch-wise blurring: scale patch-DCT coefficient (k, l) by α_kl(σ_B) (§C.2).
+    """Patch-wise blurring: scale patch-DCT coefficient (k, l) by α_kl(σ_B) (docs/method.md §3.1–3.2).
 
     blur_sigma: one σ_B ≥ 0 for the batch, or a [B] tensor (one per sample). σ_B = 0 is the
     identity; a large σ_B leaves each patch at its mean plus m times its detail (σ_B must be finite).
@@ -144,7 +144,7 @@ def blur(x: torch.Tensor, blur_sigma: torch.Tensor | float, p: int,
 
 
 # --------------------------------------------------------------------------------------------
-# Block noise (§B): Block[s](ε)_xy = (1/s) Σ_{i,j<s} ε_{x−i, y−j}, indices wrapping around.
+# Block noise (docs/method.md §2.2–2.4): Block[s](ε)_xy = (1/s) Σ_{i,j<s} ε_{x−i, y−j}, indices wrapping around.
 
 
 def _roll_add(a: torch.Tensor, b: torch.Tensor, shift: int, dim: int, out: torch.Tensor) -> torch.Tensor:
@@ -205,7 +205,7 @@ def block_noise(eps: torch.Tensor, block_size: int, kind: str = "block") -> torc
     """Turn an i.i.d. N(0, 1) field `eps` [B, C, H, W] into unit-variance correlated noise.
 
     kind="block": the paper's Block[s] — circular s×s moving sum divided by s; covariance
-    (s−|dx|)(s−|dy|)/s² with wrap-around (§B.1–B.3). Identical to the official s²-roll code.
+    (s−|dx|)(s−|dy|)/s² with wrap-around (docs/method.md §2.2–2.3). Identical to the official s²-roll code.
     kind="nearest": the top-left value of every s×s cell, repeated over the cell (nearest-
     upsampled low-resolution i.i.d. noise; for experiments, not what RDM trains with).
     """
@@ -227,7 +227,7 @@ def upsample_nearest(x: torch.Tensor, factor: int) -> torch.Tensor:
 
 def relay_noise(eps: torch.Tensor, eps_block: torch.Tensor | None, block_scale: float,
                 block_size: int, mixture: str = "official", kind: str = "block") -> torch.Tensor:
-    """Unit-σ relay noise from two independent i.i.d. fields (§B.4).
+    """Unit-σ relay noise from two independent i.i.d. fields (docs/method.md §2.4).
 
     official: ε + α·Block(ε')               (per-pixel std √(1+α²); what released models use)
     paper:    (ε + α·Block(ε')) / √(1+α²)   (per-pixel std 1)
@@ -271,7 +271,7 @@ def block_noise_covariance(height: int, width: int, block_size: int, kind: str =
 
 
 # --------------------------------------------------------------------------------------------
-# The schedule (§C.3–C.4): u ∈ [0, 1] ↔ σ ↔ σ_B, and the forward corruption.
+# The schedule (docs/method.md §3.3–3.4): u ∈ [0, 1] ↔ σ ↔ σ_B, and the forward corruption.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,7 +330,7 @@ class RelaySchedule:
         return float(self.sigma(1.0)) if self.prob_length < 1 else math.inf
 
     def blur_sigma(self, u: torch.Tensor | float) -> torch.Tensor:
-        """σ_B,max · sin²(πu/2), u clamped to [0, 1] so that σ > σ_top cannot un-blur (§C.4)."""
+        """σ_B,max · sin²(πu/2), u clamped to [0, 1] so that σ > σ_top cannot un-blur (docs/method.md §3.4)."""
         u = torch.as_tensor(u, dtype=torch.float64) if not torch.is_tensor(u) else u
         return self.blur_sigma_max * torch.sin(math.pi / 2 * u.clamp(0, 1)) ** 2
 
@@ -381,7 +381,7 @@ class RelaySchedule:
         return blur(x0, self._blur_arg(sig), self.up_scale, self.min_scale, check=False) + sig_b * self.noise(x0, randn_like)
 
     def for_sampling(self, truncation_t: float | None) -> "RelaySchedule":
-        """The same schedule with the sampler's own L ("truncation_t", §C.4)."""
+        """The same schedule with the sampler's own L ("truncation_t", docs/method.md §3.4)."""
         if truncation_t is None:
             return self
         if not 0 < truncation_t <= 2:                     # NaN included

@@ -4,7 +4,7 @@ docs/analysis.md): blur factors α_kl(σ), the surviving non-DC energy, and curv
 Stage 2 starts from the nearest-upsampled low-resolution image, i.e. a patch-constant image with
 *no* non-DC energy, at the sampler's first σ₀. The network was trained on blur(x; σ₀), which keeps
 α_kl(σ₀)² of the energy of every AC patch frequency (k, l) ≠ (0, 0). The fraction reported here is
-the size of that approximation (§C.6: CelebA-HQ keeps α01 = 0.377 at σ₀ = 0.92191).
+the size of that approximation (docs/method.md §3.6: CelebA-HQ keeps α01 = 0.377 at σ₀ = 0.92191).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def patch_spectrum(batches: Iterable[torch.Tensor], p: int) -> torch.Tensor:
 
 def start_report(schedule: RelaySchedule, settings: RelaySamplerSettings,
                  weights: torch.Tensor | None = None) -> dict:
-    """The state the sampler assumes at σ₀ (with its own L = truncation_t, §C.4): u, σ_B, the
+    """The state the sampler assumes at σ₀ (with its own L = truncation_t, docs/method.md §3.4): u, σ_B, the
     s×s blur factors and the surviving non-DC energy (white, and data-weighted when given)."""
     sch = schedule.for_sampling(settings.truncation_t)
     sigma0 = start_sigma(schedule, settings)

@@ -85,7 +85,7 @@ def noise_power(n: int, kind: str, block_size: int = 4, block_scale: float = 0.1
     """Per-coefficient variance [n, n] of unit-σ noise at resolution n.
 
     iid: ε; block: Block[s](ε) (unit per-pixel variance); relay: RDM's mixture ε + α·Block[s](ε')
-    (§B.4), divided by 1 + α² for the paper's normalised mixture."""
+    (docs/method.md §2.4), divided by 1 + α² for the paper's normalised mixture."""
     if kind not in NOISE_KINDS:
         raise ValueError(f"noise kind must be one of {NOISE_KINDS}, got {kind!r}")
     if mixture not in NOISE_MIXTURES:

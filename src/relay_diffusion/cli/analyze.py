@@ -1,4 +1,4 @@
-"""The `rdm analyze` verb: `schedule` (a relay stage step by step, §C.6) and `snr` (Fig. 2)."""
+"""The `rdm analyze` verb: `schedule` (a relay stage step by step, docs/method.md §3.6) and `snr` (Fig. 2)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 Every Gaussian draw goes through `randn_like` (pass `SeededNoise(seeds)` for per-seed images).
 `sigma` reaches the denoiser as a [B] tensor of the working dtype. All arithmetic runs in
-`dtype` (float32 by default, float64 like the official stage-2 code on request).
+`dtype` (float32 by default; float64 on request, which also runs the networks in float64, whereas
+the official relay sampler keeps only its state in float64).
 
 Samplers run under torch.no_grad(). `callback`, if given, receives a dict after every step: step, sigma, sigma_next, x (the new
 state; the final image after the last step) and denoised.

@@ -25,7 +25,7 @@ TRAIN_PRESETS: dict[str, dict] = {
     "twemoji-single-64": dict(stage="base", network="tiny-64", resolution=64, xflip=True,
                               duration=4_000_000, **_CPU),
     # ---- the paper's models (official README commands; docs/training.md) ----------------------------
-    # ImageNet 64 stage 1 = EDM's released model: batch 4096, lr 1e-4 (README; EDM 2e-4), EMA 50 Mimg,
+    # ImageNet 64 stage 1 = EDM's released model: batch 4096, lr 1e-4 (README; EDM's own ImageNet-64 command), EMA 50 Mimg,
     # dropout 0.1, no augmentation, fp16, 2500 Mimg; 32 V100 × 13 days.
     "imagenet64-stage1": dict(stage="base", network="imagenet64-stage1", cond=True, batch=4096,
                               batch_gpu=32, lr=1e-4, lr_rampup=10_000_000, ema_halflife=50_000_000,
