@@ -19,47 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_quick, emit, machine, median_seconds, parse_args  # noqa: E402
+from official import _dct_fft, _from_patches, _idct_fft, _to_patches, reference_block_noise  # noqa: E402
 
 from relay_diffusion import RelaySchedule, blur, block_noise, patch_dct, patch_idct
 
 
-# ---- straightforward references ------------------------------------------------------------
-
-def _dct_fft(x: torch.Tensor) -> torch.Tensor:
-    """Orthonormal DCT-II along the last axis via one FFT of the even/odd re-ordering (Makhoul)."""
-    n = x.shape[-1]
-    v = torch.cat([x[..., ::2], x[..., 1::2].flip(-1)], dim=-1)
-    spec = torch.fft.fft(v, dim=-1)
-    k = torch.arange(n, dtype=x.dtype, device=x.device)
-    w = torch.polar(torch.ones_like(k), -math.pi * k / (2 * n))
-    out = (spec * w).real * math.sqrt(2.0 / n)
-    out[..., 0] /= math.sqrt(2.0)
-    return out
-
-
-def _idct_fft(c: torch.Tensor) -> torch.Tensor:
-    n = c.shape[-1]
-    c = c * math.sqrt(n / 2.0)
-    c = torch.cat([c[..., :1] * math.sqrt(2.0), c[..., 1:]], dim=-1)
-    k = torch.arange(n, dtype=c.dtype, device=c.device)
-    w = torch.polar(torch.ones_like(k), math.pi * k / (2 * n))
-    c_rev = torch.cat([torch.zeros_like(c[..., :1]), -c.flip(-1)[..., :-1]], dim=-1)
-    v = torch.fft.ifft(torch.complex(c, c_rev) * w, dim=-1).real
-    out = torch.empty_like(v)
-    out[..., ::2] = v[..., : (n + 1) // 2]
-    out[..., 1::2] = v.flip(-1)[..., : n // 2]
-    return out
-
-
-def _to_patches(x, p):
-    b, c, h, w = x.shape
-    return x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, p, p)
-
-
-def _from_patches(u, p, shape):
-    b, c, h, w = shape
-    return u.reshape(b, h // p, w // p, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(shape)
-
+# ---- straightforward references: benchmarks/official.py
 
 def reference_blur(x, blur_sigma, p, min_scale=1e-3):
     """Official-style: patches → FFT DCT rows, then columns → scale → inverse → back."""
@@ -72,14 +37,6 @@ def reference_blur(x, blur_sigma, p, min_scale=1e-3):
     u = u * a.repeat_interleave(nb, 0)[:, None]
     u = _idct_fft(_idct_fft(u).transpose(-1, -2)).transpose(-1, -2)
     return _from_patches(u, p, x.shape)
-
-
-def reference_block_noise(eps, s):
-    out = torch.zeros_like(eps)
-    for i in range(s):
-        for j in range(s):
-            out += torch.roll(eps, shifts=(i, j), dims=(2, 3))
-    return out / s
 
 
 def main(argv=None) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import statistics
 import sys
 import time
@@ -27,66 +26,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (ALLOCATORS, RUNTIMES, add_quick, add_runtimes, apply_allocator, emit, machine,  # noqa: E402
                     median_seconds, parse_args, parse_names, parse_runtimes, run_child, synchronize)
-from ops import _dct_fft, _from_patches, _idct_fft, _to_patches, reference_block_noise  # noqa: E402
+from official import reference_edm_sampler, reference_relay_sampler  # noqa: E402
 
-from relay_diffusion import EDMPrecond, RelaySchedule, SeededNoise, blur_factors, relay_sampler, relay_sigmas  # noqa: E402
+from relay_diffusion import EDMPrecond, RelaySchedule, SeededNoise, relay_sampler, relay_sigmas  # noqa: E402
 from relay_diffusion.models import RelayModel  # noqa: E402
 from relay_diffusion.networks import NETWORK_PRESETS  # noqa: E402
 from relay_diffusion.networks.runtime import RuntimeOptions  # noqa: E402
 from relay_diffusion.pipeline import RelayChain  # noqa: E402
 from relay_diffusion.relay import upsample_nearest  # noqa: E402
-from relay_diffusion.sampling.presets import BaseSamplerSettings, RelaySamplerSettings, chain_recipe  # noqa: E402
-
-
-def _pdct(x, p):
-    u = _to_patches(x, p)
-    return _from_patches(_dct_fft(_dct_fft(u).transpose(-1, -2)).transpose(-1, -2), p, x.shape)
-
-
-def _pidct(u, p):
-    v = _to_patches(u, p)
-    return _from_patches(_idct_fft(_idct_fft(v).transpose(-1, -2)).transpose(-1, -2), p, u.shape)
-
-
-def reference_relay_sampler(denoise, x_up, sigmas, sch, s_noise, s_block, randn_like):
-    """The official stage-2 loop as written there: float64, DCT space, maps tiled per step."""
-    p, (h, w) = sch.up_scale, x_up.shape[-2:]
-    x_up = x_up.double()
-    sig = sigmas.tolist()
-
-    def amap(s):
-        return blur_factors(sch.blur_sigma_at(s), p, sch.min_scale).repeat(h // p, w // p).to(x_up.device)
-
-    def noise(like):
-        return randn_like(like) + s_block * reference_block_noise(randn_like(like), p)
-
-    x = x_up + sig[0] * noise(x_up)
-    for i, s in enumerate(sig):
-        d_hat = denoise(x, s).double()
-        if i == len(sig) - 1:
-            return d_hat
-        s_next = sig[i + 1]
-        a_c, a_n = amap(s), amap(s_next)
-        u_c = _pdct(x, p)
-        d = (u_c - _pdct(d_hat, p)) / s
-        g = math.sqrt(1 - s_noise ** 2) * s_next / s
-        x_t = _pidct((a_n + g - g * a_c) * u_c + s * (g * a_c - a_n) * d, p) + s_noise * s_next * noise(x)
-        d2 = (_pdct(x_t, p) - _pdct(denoise(x_t, s_next).double(), p)) / s_next
-        x = _pidct((a_n + g - g * a_c) * u_c + s * (g * a_c - a_n) * (d + d2) / 2, p) + s_noise * s_next * noise(x)
-
-
-def reference_edm_sampler(denoise, noise, sigmas):
-    """EDM's deterministic Heun (S_churn = 0) as the official stage 1 runs it: float64 state,
-    the network called in float32, a final Euler step to σ = 0."""
-    sig = sigmas.tolist() + [0.0]
-    x = noise.double() * sig[0]
-    for s, s_next in zip(sig[:-1], sig[1:]):
-        d = (x - denoise(x, s)) / s
-        x_next = x + (s_next - s) * d
-        if s_next > 0:
-            x_next = x + (s_next - s) * (d + (x_next - denoise(x_next, s_next)) / s_next) / 2
-        x = x_next
-    return x
+from relay_diffusion.sampling.presets import chain_recipe  # noqa: E402
+from relay_diffusion.sampling.settings import BaseSamplerSettings, RelaySamplerSettings  # noqa: E402
 
 
 class CountedCalls:
@@ -112,15 +61,15 @@ def official_chain(chain: RelayChain, n: int) -> tuple[torch.Tensor, list[int]]:
     low = reference_edm_sampler(counted[0], noise, base_settings.sigmas())
     sch = relay.schedule
     x = reference_relay_sampler(counted[1], upsample_nearest(low, sch.up_scale), relay_settings.sigmas(sch), sch,
-                                relay_settings.s_noise, sch.block_scale if relay_settings.s_block is None
-                                else relay_settings.s_block, torch.randn_like)
+                                relay_settings.eta, sch.block_scale if relay_settings.block_scale is None
+                                else relay_settings.block_scale, torch.randn_like)
     return x, [c.calls for c in counted]
 
 
 def sampler_overhead(repeats: int, shape=(16, 3, 256, 256), steps: int = 8, device="cpu") -> dict:
     """Seconds per relay step with a trivial denoiser (D(x) = 0.9·x) on `shape` (default 16×3×256×256)."""
     sch = RelaySchedule()
-    sigmas = relay_sigmas(40, 0.008, 80.0, 7.0, 0.9)[:steps]
+    sigmas = relay_sigmas(num_steps=40)[:steps]
     x_up = torch.rand(shape, device=device) * 2 - 1
     trivial = lambda x, s, labels=None: 0.9 * x                       # noqa: E731
     randn = lambda t: torch.randn_like(t)                             # noqa: E731

@@ -75,7 +75,7 @@ def run_one(name: str, batch: int, steps: int, runtime: str = "fp32", device: st
 
     name, stage, net, res, ch, classes = ALL_CONFIGS[name]
     cfg = TrainConfig(stage=stage, data="<synthetic>", outdir="<none>", network=net, cond=classes > 0,
-                      batch=batch, lr_rampup=0, device=device, workers=0, **RUNTIMES[runtime])
+                      batch=batch, lr_rampup=0, device=device, **RUNTIMES[runtime])
     dev = torch.device(device)
     data = SyntheticDataset(max(4 * batch, 64), res, ch, classes)
     trainer = Trainer(prepare(cfg, data), Dist(), dev)

@@ -110,7 +110,7 @@ def run_eval(work: Path, name: str, spec: dict, extractor, ref, ref_images) -> b
     from relay_diffusion.evaluation import FeatureSet, ImageSet, chain_features, compute_metrics, image_set_features
     from relay_diffusion.metrics import sliced_wasserstein_distance
     from relay_diffusion.models import RelayModel
-    from relay_diffusion.pipeline import RelayChain, _defaults
+    from relay_diffusion.pipeline import RelayChain, default_settings
 
     out = work / "evals" / f"{name}.json"
     if finished(work, name):
@@ -124,7 +124,7 @@ def run_eval(work: Path, name: str, spec: dict, extractor, ref, ref_images) -> b
         if None in dirs:
             return False
         models = [RelayModel.from_pretrained(d) for d in dirs]
-        settings = [dataclasses.replace(_defaults(m), **over) for m, (_, _, over) in zip(models, spec["stages"])]
+        settings = [default_settings(m).with_overrides(over) for m, (_, _, over) in zip(models, spec["stages"])]
         feats, images = chain_features(RelayChain(models, settings), list(range(n)), "balanced", extractor,
                                        batch=250, keep_images=n)
     seconds = time.perf_counter() - t

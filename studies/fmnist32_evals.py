@@ -65,9 +65,9 @@ EVALS = {
     "single@300k-8steps": single(300_000, steps=8),
     "rdm@150k-fast": rdm(base_steps=10, num_steps=10),
     # ablations of the relay stage (final models)
-    "rdm@150k-eta0": rdm(s_noise=0.0),
-    "rdm@150k-eta0.1": rdm(s_noise=0.1),
-    "rdm@150k-eta0.3": rdm(s_noise=0.3),
+    "rdm@150k-eta0": rdm(eta=0.0),
+    "rdm@150k-eta0.1": rdm(eta=0.1),
+    "rdm@150k-eta0.3": rdm(eta=0.3),
     "rdm@150k-trunc0.5": rdm(truncation_sigma=0.5),
     "rdm@150k-trunc1.6": rdm(truncation_sigma=1.6),   # grid: … 2.59, 1.56, 0.90, 0.49 …
     "rdm-alpha0@100k": rdm(100_000, relay="relay32-alpha0"),

@@ -35,11 +35,11 @@ def network_flops(model) -> dict:
 
 
 def stage_nfe(model, settings: dict) -> int:
-    from relay_diffusion.sampling.presets import BaseSamplerSettings, RelaySamplerSettings
+    from relay_diffusion.sampling.settings import BaseSamplerSettings, RelaySamplerSettings
 
     if model.stage == "base":
-        return BaseSamplerSettings(**settings).nfe()
-    return RelaySamplerSettings(**settings).nfe(model.schedule)
+        return BaseSamplerSettings.from_dict(settings).nfe()        # stored records may use official names
+    return RelaySamplerSettings.from_dict(settings).nfe(model.schedule)
 
 
 def accounting(results: dict) -> None:

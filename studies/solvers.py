@@ -146,9 +146,9 @@ def base_samples(work: Path, chain_name: str, models, settings, n: int, batch: i
 
 
 def settings_for(model, overrides: dict | None):
-    from relay_diffusion.pipeline import _defaults
+    from relay_diffusion.pipeline import default_settings
 
-    return dataclasses.replace(_defaults(model), **(overrides or {}))
+    return default_settings(model).with_overrides(overrides or {})      # official names accepted
 
 
 def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, batch: int) -> bool:

@@ -33,7 +33,7 @@ def relay(chain: str, n: int, reference: str | None = "auto", **relay_settings) 
     """A relay point on `chain` with the shared base samples; deterministic (η = 0) points are
     compared sample by sample with the chain's reference ODE solution (RMSE)."""
     if reference == "auto":
-        reference = f"{chain}-reference" if relay_settings.get("s_noise", 0.2) == 0 else None
+        reference = f"{chain}-reference" if relay_settings.get("eta", 0.2) == 0 else None
     return dict(chain=chain, n=n, stages=[REF_BASE, relay_settings], reference=reference)
 
 
@@ -47,9 +47,9 @@ def plan_reference() -> dict:
     second-order corrector and 100 σ's (199 NFE), which must agree with it."""
     return {
         "demo-reference": dict(relay("demo", REFERENCE_SAMPLES, None, solver="dpmpp-3m-pc", sigma_grid="rho",
-                                     rho=3.0, num_steps=150, s_noise=0.0), save=True),
+                                     rho=3.0, num_steps=150, eta=0.0), save=True),
         "demo-reference-check": relay("demo", REFERENCE_SAMPLES, solver="heun", corrector="denoised",
-                                      sigma_grid="rho", rho=3.0, num_steps=100, s_noise=0.0),
+                                      sigma_grid="rho", rho=3.0, num_steps=100, eta=0.0),
     }
 
 
@@ -79,7 +79,7 @@ def plan_grid_search() -> dict:
         for nfe in (4, 8):
             for gname, g in grids.items():
                 pts[f"demo-{solver}-{gname}-nfe{nfe}"] = relay("demo", SAMPLES_QUICK, solver=solver, num_steps=nfe,
-                                                              s_noise=0.0, **g)
+                                                              eta=0.0, **g)
     return pts
 
 
@@ -91,11 +91,11 @@ def plan_start_search() -> dict:
     for nfe in (4, 8):
         for start in (0.6, 1.2, 1.7):
             pts[f"demo-{BEST_RELAY_SOLVER}-start{start:g}-nfe{nfe}"] = relay(
-                "demo", SAMPLES_QUICK, None, solver=BEST_RELAY_SOLVER, num_steps=nfe, s_noise=0.0,
+                "demo", SAMPLES_QUICK, None, solver=BEST_RELAY_SOLVER, num_steps=nfe, eta=0.0,
                 truncation_sigma=start, **BEST_RELAY_GRID)
         for last in (0.02, 0.05):
             pts[f"demo-{BEST_RELAY_SOLVER}-last{last:g}-nfe{nfe}"] = relay(
-                "demo", SAMPLES_QUICK, solver=BEST_RELAY_SOLVER, num_steps=nfe, s_noise=0.0, sigma_min=last,
+                "demo", SAMPLES_QUICK, solver=BEST_RELAY_SOLVER, num_steps=nfe, eta=0.0, sigma_min=last,
                 **BEST_RELAY_GRID)
     return pts
 
@@ -110,11 +110,11 @@ def plan_relay_curves() -> dict:
         for nfe in RELAY_NFES:
             if nfe >= MIN_SIGMAS[solver]:
                 pts[f"demo-curve-{solver}-nfe{nfe}"] = relay("demo", SAMPLES_QUICK, solver=solver, num_steps=nfe,
-                                                             s_noise=0.0, **BEST_RELAY_GRID, **BEST_START)
+                                                             eta=0.0, **BEST_RELAY_GRID, **BEST_START)
     for n in (2, 3, 4, 6, 9, 13, 18):
         for corrector in ("noise", "denoised"):
             pts[f"demo-curve-heun-{corrector}-nfe{2 * n - 1}"] = relay(
-                "demo", SAMPLES_QUICK, solver="heun", corrector=corrector, num_steps=n, s_noise=0.0,
+                "demo", SAMPLES_QUICK, solver="heun", corrector=corrector, num_steps=n, eta=0.0,
                 **BEST_RELAY_GRID, **BEST_START)
     return pts
 
@@ -126,14 +126,14 @@ def plan_relay_eta() -> dict:
     for eta in (0.1, 0.2, 0.3, 0.5):
         for nfe in (4, 8, 16):
             pts[f"demo-{BEST_RELAY_SOLVER}-eta{eta:g}-nfe{nfe}"] = relay(
-                "demo", SAMPLES_QUICK, solver=BEST_RELAY_SOLVER, num_steps=nfe, s_noise=eta,
+                "demo", SAMPLES_QUICK, solver=BEST_RELAY_SOLVER, num_steps=nfe, eta=eta,
                 **BEST_RELAY_GRID, **BEST_START)
     return pts
 
 
 # the relay stage under every base point (8 evaluations): the same deterministic map for all, so the
 # RMSE to the base reference is the base stage's own error carried through it
-FIXED_RELAY = dict(solver=BEST_RELAY_SOLVER, num_steps=8, s_noise=0.0, **BEST_RELAY_GRID, **BEST_START)
+FIXED_RELAY = dict(solver=BEST_RELAY_SOLVER, num_steps=8, eta=0.0, **BEST_RELAY_GRID, **BEST_START)
 BASE_NFES = (5, 6, 8, 10, 13, 16, 20, 35)
 HEUN_NFES = (5, 7, 9, 13, 19, 35)
 
@@ -195,13 +195,13 @@ def plan_demo_full() -> dict:
     n = SAMPLES_FULL
     pts = {}
     for nfe, best in BEST_RELAY_AT.items():
-        pts[f"demo-full-relay-nfe{nfe}"] = relay("demo", n, num_steps=nfe, s_noise=0.0, **best, **BEST_START)
-    pts["demo-full-relay-nfe16"] = relay("demo", n, solver="dpmpp-3m-pc", num_steps=16, s_noise=0.0,
+        pts[f"demo-full-relay-nfe{nfe}"] = relay("demo", n, num_steps=nfe, eta=0.0, **best, **BEST_START)
+    pts["demo-full-relay-nfe16"] = relay("demo", n, solver="dpmpp-3m-pc", num_steps=16, eta=0.0,
                                          **BEST_RELAY_GRID, **BEST_START)
     pts["demo-full-base-heun-nfe35"] = chain_point("demo", n, base_grid("heun", 35), FIXED_RELAY, None)
     pts["demo-full-base-nfe10"] = chain_point("demo", n, base_grid(nfe=10, **BEST_BASE), FIXED_RELAY, None)
     pts["demo-full-chain-nfe20"] = chain_point("demo", n, *chain_recipe_dicts("fast"), None)
-    pts["demo-full-relay-nfe8-3m"] = relay("demo", n, num_steps=8, s_noise=0.0, **MOST_ACCURATE_AT_8,
+    pts["demo-full-relay-nfe8-3m"] = relay("demo", n, num_steps=8, eta=0.0, **MOST_ACCURATE_AT_8,
                                            **BEST_START)
     return pts
 

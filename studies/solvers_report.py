@@ -47,8 +47,8 @@ def sampler_label(r: dict, stage: int) -> str:
             where = f"uniform λ, f = {s['lambda_frequency']:g}"
         extra = f", σ₀ {s['truncation_sigma']:g}" if s["truncation_sigma"] != 0.9 else ""
         extra += f", σ_min {s['sigma_min']:g}" if s["sigma_min"] != 0.008 else ""
-        return f"{solver}, {where}{extra}, η {s['s_noise']:g}"
-    method = f", η {s['sde_scale']:g}" if s.get("method") == "sde" else ""
+        return f"{solver}, {where}{extra}, η {s.get('eta', s.get('s_noise')):g}"      # records before the renames
+    method = f", η {s.get('eta', s.get('sde_scale')):g}" if s.get("method") == "sde" else ""
     return f"{solver}, ρ = {s['rho']:g}{method}{shared}"
 
 

@@ -247,7 +247,7 @@ def test_nondc_energy_is_a_fraction_and_falls_with_sigma(preset):
         assert ((e >= 0) & (e <= 1)).all()
         assert (e[1:] <= e[:-1] + 1e-12).all()                # σ grows along u
     assert curves["nondc_white"][0] > 0.99                     # no blur at tiny σ
-    sch = recipe.schedule.for_sampling(recipe.sampler.truncation_t)
+    sch = recipe.schedule.for_sampling(recipe.sampler.prob_length)
     assert surviving_energy(sch.factors(0.5)).shape == ()
 
 

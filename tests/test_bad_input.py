@@ -79,10 +79,10 @@ def test_operator_errors(call, match):
     (lambda: relay_sampler(never_called, x.clone().index_fill_(0, torch.tensor([1]), float("nan"))),
      "x_up contains NaN or inf"),
     (lambda: relay_sampler(never_called, x + float("inf")), "x_up contains NaN or inf"),
-    (lambda: relay_sampler(never_called, x, s_block=float("nan")), "s_block must be finite"),
+    (lambda: relay_sampler(never_called, x, s_block=float("nan")), r"block_scale \(official: s_block\) must be finite"),
     (lambda: relay_sampler(never_called, x, rho=float("inf"), sigma_grid="rho"), "rho must be finite"),
     (lambda: edm_sampler(never_called, x + float("nan")), "noise contains NaN or inf"),
-    (lambda: edm_sampler(never_called, x, S_churn=float("nan")), "S_churn and S_noise must be finite"),
+    (lambda: edm_sampler(never_called, x, S_churn=float("nan")), "S_churn must be finite"),
     (lambda: sde_heun_sampler(never_called, x + float("inf")), "noise contains NaN or inf"),
 ])
 def test_sampler_errors_before_any_evaluation(call, match):

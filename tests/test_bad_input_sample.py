@@ -214,7 +214,7 @@ def test_model_and_snapshot_files_honour_the_umask(tmp_path, umask):
 @pytest.mark.parametrize("argv,message", [
     (["analyze", "schedule", "--blur-sigma-max", "nan"], "blur_sigma_max must be finite, got nan"),
     (["sample", "--seeds", "0", "--rho", "inf", "--grid", "GRID"], "rho must be finite, got inf"),
-    (["sample", "--seeds", "0", "--s-block", "nan", "--grid", "GRID"], "s_block must be finite"),
+    (["sample", "--seeds", "0", "--s-block", "nan", "--grid", "GRID"], "block_scale (official: s_block) must be finite"),
 ])
 def test_cli_refuses_non_finite_settings(tmp_path, argv, message, capsys):
     argv = [a.replace("GRID", str(tmp_path / "g.png")) for a in argv]
@@ -293,9 +293,9 @@ def test_postprocess_factors_and_missing_eval_sets(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["analyze", "schedule", "--cfg-scale", "nan"], "cfg_scale must be finite, got nan"),
-    (["analyze", "schedule", "--truncation-t", "5"], "truncation_t must be in (0, 2] (the sampler's L), got 5.0"),
+    (["analyze", "schedule", "--truncation-t", "5"], "prob_length (the sampler's L; official: truncation_t) must be in (0, 2], got 5.0"),
     (["sample", "--seeds", "0", "--steps", "2.5", "--grid", "GRID"], "--steps takes a whole number per stage, got '2.5'"),
-    (["sample", "--seeds", "0", "--cfg", "x", "--grid", "GRID"], "--cfg takes a number per stage, got 'x'"),
+    (["sample", "--seeds", "0", "--cfg", "x", "--grid", "GRID"], "--cfg-scale takes a number per stage, got 'x'"),
     (["analyze", "snr", "--data", "DATA", "--outdir", "OUT", "--sigmas", "nan"],
      "--sigmas must be finite and > 0, got nan"),
 ])

@@ -111,7 +111,7 @@ def test_training_steps_on_gpu_keep_fp32_state(runtime):
     from train_throughput import SyntheticDataset
 
     cfg = TrainConfig(stage="relay", data="<synthetic>", outdir="<none>", network="tiny-32", cond=True,
-                      batch=16, lr_rampup=0, device="cuda", workers=0, **runtime)
+                      batch=16, lr_rampup=0, device="cuda", **runtime)
     trainer = Trainer(prepare(cfg, SyntheticDataset(64, 32, 1, 10)), Dist(), torch.device("cuda", 0))
     before = [p.detach().clone() for p in trainer.net.parameters()]
     for step in range(3):
@@ -136,7 +136,7 @@ def test_two_nccl_processes_train_like_one(tmp_path):
     data = write_edm_zip(tmp_path / "d.zip", 32, 32, 1, classes=10)
     common = ["--stage", "relay", "--network", "tiny-32", "--data", str(data), "--batch", "8", "--duration", "32",
               "--snapshot", "32", "--status", "16", "--sample-every", "0", "--lr-rampup", "0", "--dropout", "0",
-              "--workers", "0", "--device", "cuda", "--cond", "--eps", "1e-4"]
+              "--device", "cuda", "--cond", "--eps", "1e-4"]
     env = {**os.environ, "NVIDIA_TF32_OVERRIDE": "0"}                   # compare fp32 with fp32
     one, two = train_in_one_and_two_processes(common, tmp_path, env)
     a = load_file(str(list_snapshots(one)[-1] / "model.safetensors"))

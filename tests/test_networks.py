@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from relay_diffusion import EDMPrecond
-from relay_diffusion.networks import ADMUNet, NETWORK_PRESETS, NetworkConfig, build_network, count_parameters
+from relay_diffusion.networks import ADMUNet, NETWORK_PRESETS, NetworkConfig, count_parameters
 from relay_diffusion.networks.layers import attention, resample, resample_filter_2d
 
 PAPER_COUNTS = {  # docs/method.md §7.1, in millions
@@ -23,7 +23,7 @@ TINY = ["tiny-8", "tiny-16", "tiny-32", "tiny-64"]
 
 def meta_build(config: NetworkConfig) -> torch.nn.Module:
     with torch.device("meta"):  # shapes only: no memory, no random draws on real tensors
-        return build_network(config)
+        return config.build()
 
 
 @pytest.mark.parametrize("name", list(PAPER_COUNTS))

@@ -11,7 +11,7 @@ from relay_diffusion import EDMPrecond, RelaySchedule
 from relay_diffusion.models import RelayModel
 from relay_diffusion.networks import NetworkConfig
 from relay_diffusion.pipeline import RelayChain, class_labels
-from relay_diffusion.sampling.presets import BaseSamplerSettings, RelaySamplerSettings
+from relay_diffusion.sampling.settings import BaseSamplerSettings, RelaySamplerSettings
 
 
 def tiny_model(stage, res, channels=1, label_dim=3, up=None, seed=0) -> RelayModel:

@@ -113,8 +113,8 @@ def test_relay_loss_weight_clamp_and_validation():
     assert loss.max() <= 10.0 + 1e-6
     with pytest.raises(ValueError, match="prob_length"):
         RelayLoss(RelaySchedule(prob_length=1.05))
-    with pytest.raises(ValueError, match="truncate_sigma"):
-        RelayLoss(sch, truncate_sigma=5.0)
+    with pytest.raises(ValueError, match="train_sigma_min"):
+        RelayLoss(sch, train_sigma_min=5.0)
     with pytest.raises(ValueError, match="patch size"):
         loss_fn(lambda x, s, y: x, torch.ones(2, 1, 6, 6))
     with pytest.raises(ValueError, match="labels"):

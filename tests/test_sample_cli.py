@@ -62,7 +62,7 @@ def test_sample_writes_edm_tree_grid_npz_and_settings(tmp_path, chain_dirs):
     assert np.array_equal(np.asarray(Image.open(out / "000000/000999.png")), z["images"][1, :, :, 0])
     rec = json.loads((out / "settings.json").read_text())
     assert [s["sampler"]["num_steps"] for s in rec["stages"]] == [6, 12, 12]
-    assert rec["stages"][1]["sampler"]["s_noise"] == 0.1 and rec["stages"][0]["sampler"]["cfg_scale"] == 1.5
+    assert rec["stages"][1]["sampler"]["eta"] == 0.1 and rec["stages"][0]["sampler"]["cfg_scale"] == 1.5
     assert rec["postprocess"] == {} and rec["dtype"] == "torch.float32"
     assert Image.open(tmp_path / "g.png").size[0] > 32
 

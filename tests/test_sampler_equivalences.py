@@ -1,51 +1,13 @@
 """Sampler equivalences: the relay sampler against a literal DCT-space transcription of the
-official algorithm (docs/method.md §5.3), its reduction to EDM's Heun sampler, and per-seed determinism."""
-
-import math
+official algorithm (docs/method.md §5.3; benchmarks/official.py, shared with the speed benchmark), its reduction to EDM's Heun sampler, and per-seed determinism."""
 
 import pytest
 import torch
 
-from conftest import roll_block_noise
+from benchmarks.official import reference_relay_sampler
 from nets import tiny_denoiser
-from relay_diffusion import (RelaySchedule, SeededNoise, blur_factors, classifier_free_guidance,
-                             edm_sampler, karras_sigmas, patch_dct, patch_idct, relay_sampler,
-                             relay_sigmas, relay_stage, sde_heun_sampler, upsample_nearest)
-
-
-def official_relay_reference(denoise, x_up, sigmas, sch, s_noise, s_block, randn_like):
-    """docs/method.md §5.3 written out: patch-DCT space, coefficient maps A(σ), d and d' averaged."""
-    p, (h, w) = sch.up_scale, x_up.shape[-2:]
-    sig = sigmas.tolist()
-
-    def amap(s):
-        return blur_factors(sch.blur_sigma_at(s), p, sch.min_scale).repeat(h // p, w // p).to(x_up.dtype)
-
-    def noise(like):
-        e = randn_like(like)
-        return e + s_block * roll_block_noise(randn_like(like), p)
-
-    def den(x, s):
-        return denoise(x, torch.full((x.shape[0],), s, dtype=x.dtype), None).to(x.dtype)
-
-    states = []
-    x = x_up + sig[0] * noise(x_up)
-    for i, s in enumerate(sig):
-        d_hat = den(x, s)
-        if i == len(sig) - 1:
-            states.append(d_hat)
-            return states
-        s_next = sig[i + 1]
-        a_c, a_n = amap(s), amap(s_next)
-        u_c = patch_dct(x, p)
-        d = (u_c - patch_dct(d_hat, p)) / s
-        gamma = math.sqrt(1 - s_noise ** 2) * s_next / s
-        x_t = patch_idct((a_n + gamma - gamma * a_c) * u_c + s * (gamma * a_c - a_n) * d, p)
-        x_t = x_t + s_noise * s_next * noise(x)
-        d2 = (patch_dct(x_t, p) - patch_dct(den(x_t, s_next), p)) / s_next
-        x = patch_idct((a_n + gamma - gamma * a_c) * u_c + s * (gamma * a_c - a_n) * (d + d2) / 2, p)
-        x = x + s_noise * s_next * noise(x)
-        states.append(x)
+from relay_diffusion import (RelaySchedule, SeededNoise, classifier_free_guidance, edm_sampler, karras_sigmas,
+                             relay_sampler, relay_sigmas, relay_stage, sde_heun_sampler, upsample_nearest)
 
 
 @pytest.mark.parametrize("sch,trunc_t", [(RelaySchedule(), None),
@@ -54,13 +16,15 @@ def official_relay_reference(denoise, x_up, sigmas, sch, s_noise, s_block, randn
 def test_relay_sampler_equals_official_algorithm_step_by_step(sch, trunc_t):
     denoise = tiny_denoiser(dtype=torch.float64)
     x_up = upsample_nearest(torch.randn(3, 3, 4, 6, dtype=torch.float64), sch.up_scale)
-    sigmas = relay_sigmas(40, 0.008, 80.0, 7.0, 0.9)
+    sigmas = relay_sigmas(num_steps=40)
     states = []
     ours = relay_sampler(denoise, x_up, schedule=sch, num_steps=40, truncation_t=trunc_t, s_noise=0.2,
                          randn_like=SeededNoise([1, 2, 3]), dtype=torch.float64,
                          callback=lambda d: states.append(d["x"]))
-    ref = official_relay_reference(denoise, x_up, sigmas, sch.for_sampling(trunc_t), 0.2, sch.block_scale,
-                                   SeededNoise([1, 2, 3]))
+    ref = []
+    reference_relay_sampler(lambda x, s: denoise(x, torch.full((x.shape[0],), s, dtype=x.dtype), None), x_up,
+                            sigmas, sch.for_sampling(trunc_t), 0.2, sch.block_scale, SeededNoise([1, 2, 3]),
+                            on_step=ref.append)
     assert len(states) == len(ref) == len(sigmas)
     for a, b in zip(states, ref):
         torch.testing.assert_close(a, b, atol=1e-11, rtol=0)

@@ -10,7 +10,7 @@ errors (√(Σ_ii/N), √((Σ_iiΣ_jj + Σ_ij²)/N)); we z-score all of them (64
 A correct sampler must give max|z_mean| < 5, max|z_cov| < 5.5 and mean z_cov² < 1.6: under
 the null the max of ~2000 |z| is ≈ 3.5 and mean z² ≈ 1; the extra room covers the small, known
 biases — discretisation with the stated number of steps, and the O(η⁴) variance loss per step of
-DDIM-η with a posterior-mean denoiser (E.2.4). Seeds are fixed, so the tests are deterministic.
+DDIM-η with a posterior-mean denoiser (docs/method.md §5.4). Seeds are fixed, so the tests are deterministic.
 The negative controls show that these tolerances catch a sampler whose blur map or noise model
 differs from the forward process only slightly.
 """
@@ -94,7 +94,7 @@ STEPS_71 = dict(num_steps=200, rho=7.0, truncation_sigma=0.9)      # keeps 71 st
 def _relay_run(schedule, seed=5, sampler_schedule=None, steps=STEPS_71, **kw):
     mean, cov = random_gaussian(SHAPE2, seed=0)
     oracle = RelayOracle(mean, cov, SHAPE2, schedule)
-    sig = relay_sigmas(steps["num_steps"], 0.008, 80.0, steps["rho"], steps["truncation_sigma"])
+    sig = relay_sigmas(num_steps=steps["num_steps"], rho=steps["rho"], truncation_sigma=steps["truncation_sigma"])
     x_up = oracle.blurred_clean(float(sig[0]), N, seed)
     out = relay_sampler(oracle, x_up.float(), schedule=sampler_schedule or schedule,
                         randn_like=_randn(seed + 1), **steps, **kw)               # float32 default

@@ -17,7 +17,8 @@ driver = pytest.importorskip("solvers")
 
 from relay_diffusion import RelaySchedule  # noqa: E402
 from relay_diffusion.networks.runtime import RuntimeOptions  # noqa: E402
-from relay_diffusion.sampling.presets import FAST_RECIPE, BaseSamplerSettings, RelaySamplerSettings  # noqa: E402
+from relay_diffusion.sampling.presets import FAST_RECIPE  # noqa: E402
+from relay_diffusion.sampling.settings import BaseSamplerSettings, RelaySamplerSettings  # noqa: E402
 
 
 def test_every_plan_point_is_a_valid_chain():
@@ -28,10 +29,10 @@ def test_every_plan_point_is_a_valid_chain():
             seen.add(name)
             assert spec["chain"] == "demo" or spec["chain"] in points.CHAINS
             RuntimeOptions(**spec.get("runtime", {}))
-            base = BaseSamplerSettings(**spec["stages"][0])
+            base = BaseSamplerSettings.from_dict(spec["stages"][0])
             assert base.nfe() >= 2
             for relay in spec["stages"][1:]:
-                settings = RelaySamplerSettings(**relay)
+                settings = RelaySamplerSettings.from_dict(relay)
                 sig = settings.sigmas(RelaySchedule())
                 assert settings.nfe(RelaySchedule()) == (2 * len(sig) - 1 if settings.solver == "heun" else len(sig))
             if spec.get("reference"):
@@ -43,7 +44,7 @@ def test_every_plan_point_is_a_valid_chain():
 def test_fast_chain_point_is_the_fast_preset():
     """The study measures exactly the `--preset fast` chain: its dicts rebuild the preset."""
     base, relay = points.PLANS["demo-full"]()["demo-full-chain-nfe20"]["stages"]
-    assert (BaseSamplerSettings(**base), RelaySamplerSettings(**relay)) == FAST_RECIPE
+    assert (BaseSamplerSettings.from_dict(base), RelaySamplerSettings.from_dict(relay)) == FAST_RECIPE
 
 
 def test_high_frequency_power_is_one_for_the_same_set_and_falls_with_blur():

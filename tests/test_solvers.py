@@ -324,7 +324,7 @@ def test_nfe_counts_every_network_call(solver):
         return torch.zeros_like(x)
 
     settings = RelaySamplerSettings(solver=solver, sigma_grid="rho", num_steps=5)
-    relay_sampler(denoise, torch.zeros(1, 1, 8, 8), **settings.sampler_kwargs())
+    relay_sampler(denoise, torch.zeros(1, 1, 8, 8), settings=settings)
     assert len(calls) == settings.nfe() == (9 if solver == "heun" else 5)
 
 

@@ -3,6 +3,7 @@ and the errors that must come before any training."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -50,9 +51,9 @@ def data32(tmp_path_factory) -> Path:
 
 def small(**kw) -> TrainConfig:
     base = dict(network="tiny-8", batch=8, lr=2e-3, lr_rampup=0, duration=64, status_every=32,
-                snapshot_every=32, sample_every=0, ema_halflife=100, workers=0, device="cpu")
+                snapshot_every=32, sample_every=0, ema_halflife=100, device="cpu")
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_dict(base)                  # flat relay fields (up_scale=…) go into schedule
 
 
 def weights(run: Path, which="model") -> dict:
@@ -76,7 +77,6 @@ def test_tiny_model_overfits_four_images(tmp_path, stage, res, net, steps, lr):
     cfg = small(stage=stage, data=str(data), outdir=str(tmp_path / "run"), network=net, resolution=res,
                 batch=16, duration=16 * steps, lr=lr, snapshot_every=10 ** 9, status_every=16 * 100,
                 ema_halflife=1600)
-    from relay_diffusion.networks import build_network
     from relay_diffusion.precond import EDMPrecond
     from relay_diffusion.sampling import SeededNoise
     from relay_diffusion.training.batches import ImageSource
@@ -87,13 +87,13 @@ def test_tiny_model_overfits_four_images(tmp_path, stage, res, net, steps, lr):
     loss_fn = _loss_fn(setup)
 
     def eval_loss(state):
-        net = build_network(setup.network_config)
+        net = setup.network_config.build()
         net.load_state_dict(state)
         with torch.no_grad():
             return loss_fn(EDMPrecond(net.eval()), images, generator=SeededNoise(range(1024))).mean().item()
 
     torch.manual_seed(cfg.seed)
-    before = eval_loss(build_network(setup.network_config).state_dict())
+    before = eval_loss(setup.network_config.build().state_dict())
     train(cfg, echo=lambda s: None)
     after = eval_loss(weights(tmp_path / "run", "ema"))
     assert after < before / 10, (before, after)
@@ -102,7 +102,7 @@ def test_tiny_model_overfits_four_images(tmp_path, stage, res, net, steps, lr):
 def test_resume_after_sigkill_is_bit_identical(tmp_path, data32):
     args = ["--stage", "relay", "--network", "tiny-16", "--resolution", "16", "--data", str(data32), "--batch", "8",
             "--duration", "480", "--snapshot", "96", "--status", "48", "--sample-every", "0",
-            "--lr-rampup", "100", "--ema", "200", "--workers", "0", "--device", "cpu", "--cond",
+            "--lr-rampup", "100", "--ema", "200", "--device", "cpu", "--cond",
             "--label-dropout", "0.2", "--dropout", "0.1", "--xflip"]
     cmd = [sys.executable, "-m", "relay_diffusion", "train"]
     ref = tmp_path / "ref"
@@ -136,7 +136,7 @@ def test_sigkill_during_snapshot_write_keeps_the_previous_one(tmp_path, data32):
     # a writer that is killed in the middle of the next snapshot (after the weights, before the
     # training state is complete), in a separate process
     cfg_file = tmp_path / "cfg.json"
-    cfg_file.write_text(json.dumps({**vars(cfg), "duration": 64, "betas": list(cfg.betas)}))
+    cfg_file.write_text(json.dumps({**dataclasses.asdict(cfg), "duration": 64, "betas": list(cfg.betas)}))
     script = f"""
 import json, os, signal
 from relay_diffusion.training import checkpoint, TrainConfig, train
@@ -183,7 +183,7 @@ def test_two_processes_equal_one(tmp_path, data32, stage):
     common = ["--stage", stage, "--network", "tiny-8" if stage == "base" else "tiny-32",
               "--data", str(data32), "--batch", "8", "--duration", "48", "--snapshot", "8", "--keep", "100",
               "--status", "16", "--sample-every", "0", "--lr-rampup", "0", "--dropout", "0",
-              "--workers", "0", "--device", "cpu", "--cond", "--eps", "1e-4"]
+              "--device", "cpu", "--cond", "--eps", "1e-4"]
     if stage == "base":
         common += ["--resolution", "8"]
     one, two = train_in_one_and_two_processes(common, tmp_path, {**os.environ, "OMP_NUM_THREADS": "1"})

@@ -88,14 +88,14 @@ class RelayLoss:
     """Stage-2 (relay) loss (docs/method.md §4.3): u ~ U(0, 1), σ = σ(u), x = blur(y; σ_B(u)) + σ·(ε + α·Block),
     λ(σ)·‖D(x; σ) − y‖² — the target is the clean, un-blurred image.
 
-    u is clamped below at u(truncate_sigma), so the smallest trained σ is exactly 7.5e-3. (The
+    u is clamped below at u(train_sigma_min), so the smallest trained σ is exactly 7.5e-3. (The
     official code multiplies by L where it must divide and reaches 0.00712 for L = 0.93, docs/method.md §3.5.)
     Draw order per call: u (one uniform per sample, float64), ε, ε' (if α > 0), label dropout.
     """
 
     schedule: RelaySchedule = dataclasses.field(default_factory=RelaySchedule)
     sigma_data: float = 0.5         # σ_d of images in [−1, 1]
-    truncate_sigma: float = 7.5e-3  # smallest trained σ ("stabilises training", official code)
+    train_sigma_min: float = 7.5e-3  # smallest trained σ (official: truncate_sigma, "stabilises training")
     max_weight: float = 1e5         # clamp of λ(σ) = 4 + 1/σ² at σ_d = 0.5; inactive above σ ≈ 0.0032
     label_dropout: float = 0.0      # probability of training a sample unconditionally (for CFG)
 
@@ -103,15 +103,15 @@ class RelayLoss:
         if self.schedule.prob_length >= 1:
             raise ValueError(f"training needs prob_length < 1 (σ is finite only below u·L = 1), "
                              f"got {self.schedule.prob_length}")
-        if not 0 < self.truncate_sigma < self.schedule.sigma_top:
-            raise ValueError(f"truncate_sigma must be in (0, sigma_top={self.schedule.sigma_top:.4g}), "
-                             f"got {self.truncate_sigma}")
+        if not 0 < self.train_sigma_min < self.schedule.sigma_top:
+            raise ValueError(f"train_sigma_min must be in (0, sigma_top={self.schedule.sigma_top:.4g}), "
+                             f"got {self.train_sigma_min}")
         if self.max_weight <= 0:
             raise ValueError(f"max_weight must be > 0, got {self.max_weight}")
 
     @property
     def u_min(self) -> float:
-        return float(self.schedule.u(self.truncate_sigma))
+        return float(self.schedule.u(self.train_sigma_min))
 
     def __call__(self, denoise: Denoiser, images: torch.Tensor, labels: torch.Tensor | None = None,
                  generator: torch.Generator | SeededNoise | None = None, **net_kwargs) -> torch.Tensor:

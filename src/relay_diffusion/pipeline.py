@@ -22,7 +22,7 @@ from .models import RelayModel
 from .networks.runtime import check_device
 from .relay import upsample_nearest
 from .sampling import classifier_free_guidance, edm_sampler, relay_sampler, sde_heun_sampler
-from .sampling.presets import BaseSamplerSettings, RelaySamplerSettings
+from .sampling.settings import BaseSamplerSettings, RelaySamplerSettings
 from .seeds import SeededNoise, check_seeds
 
 LABEL_MODES = ("balanced", "random")
@@ -62,7 +62,8 @@ def class_labels(seeds: Sequence[int], label_dim: int, labels="balanced") -> tor
     return idx
 
 
-def _defaults(model: RelayModel):
+def default_settings(model: RelayModel):
+    """The sampler settings a stage runs with unless told otherwise (the official defaults)."""
     return BaseSamplerSettings() if model.stage == "base" else RelaySamplerSettings()
 
 
@@ -77,7 +78,7 @@ class RelayChain:
         if not self.models:
             raise ValueError("a chain needs at least one model")
         if self.settings is None:
-            self.settings = [_defaults(m) for m in self.models]
+            self.settings = [default_settings(m) for m in self.models]
         if len(self.settings) != len(self.models):
             raise ValueError(f"{len(self.settings)} sampler settings for {len(self.models)} stages")
         for i, (m, s) in enumerate(zip(self.models, self.settings)):
@@ -159,11 +160,10 @@ class RelayChain:
             if m.stage == "base":
                 noise = rnd.randn(m.channels, m.resolution, m.resolution, dtype=dtype)
                 sampler = edm_sampler if s.method == "edm" else sde_heun_sampler
-                x = sampler(den, noise, lab, randn_like=rnd, dtype=dtype, **s.sampler_kwargs())
+                x = sampler(den, noise, lab, settings=s, randn_like=rnd, dtype=dtype)
             else:
                 x_up = upsample_nearest(x, m.schedule.up_scale)
-                x = relay_sampler(den, x_up, lab, schedule=m.schedule, randn_like=rnd, dtype=dtype,
-                                  **s.sampler_kwargs())
+                x = relay_sampler(den, x_up, lab, schedule=m.schedule, settings=s, randn_like=rnd, dtype=dtype)
             if stage_callback is not None:
                 stage_callback(i, x)
         return x

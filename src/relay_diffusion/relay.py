@@ -380,10 +380,11 @@ class RelaySchedule:
         sig_b = sig.to(x0.device, x0.dtype).reshape(-1, 1, 1, 1) if sig.dim() else float(sig)
         return blur(x0, self._blur_arg(sig), self.up_scale, self.min_scale, check=False) + sig_b * self.noise(x0, randn_like)
 
-    def for_sampling(self, truncation_t: float | None) -> "RelaySchedule":
-        """The same schedule with the sampler's own L ("truncation_t", docs/method.md §3.4)."""
-        if truncation_t is None:
+    def for_sampling(self, prob_length: float | None) -> "RelaySchedule":
+        """The same schedule with the sampler's own L (`RelaySamplerSettings.prob_length`, the
+        official truncation_t; docs/method.md §3.4); None keeps the model's."""
+        if prob_length is None:
             return self
-        if not 0 < truncation_t <= 2:                     # NaN included
-            raise ValueError(f"truncation_t must be in (0, 2] (the sampler's L), got {truncation_t}")
-        return dataclasses.replace(self, prob_length=truncation_t)
+        if not 0 < prob_length <= 2:                      # NaN included
+            raise ValueError(f"prob_length must be in (0, 2] (the sampler's L), got {prob_length}")
+        return dataclasses.replace(self, prob_length=prob_length)

@@ -14,7 +14,7 @@ from typing import Iterable
 import torch
 
 from ..relay import RelaySchedule, patch_dct
-from ..sampling.presets import RelaySamplerSettings
+from ..sampling.settings import RelaySamplerSettings
 from .snr import to_unit_range
 
 
@@ -55,9 +55,9 @@ def patch_spectrum(batches: Iterable[torch.Tensor], p: int) -> torch.Tensor:
 
 def start_report(schedule: RelaySchedule, settings: RelaySamplerSettings,
                  weights: torch.Tensor | None = None) -> dict:
-    """The state the sampler assumes at σ₀ (with its own L = truncation_t, docs/method.md §3.4): u, σ_B, the
+    """The state the sampler assumes at σ₀ (with its own L = settings.prob_length, docs/method.md §3.4): u, σ_B, the
     s×s blur factors and the surviving non-DC energy (white, and data-weighted when given)."""
-    sch = schedule.for_sampling(settings.truncation_t)
+    sch = schedule.for_sampling(settings.prob_length)
     sigma0 = start_sigma(schedule, settings)
     factors = sch.factors(sigma0)
     report = dict(sigma_start=sigma0, u=float(sch.u(sigma0)), blur_sigma=float(sch.blur_sigma_at(sigma0)),
@@ -70,8 +70,8 @@ def start_report(schedule: RelaySchedule, settings: RelaySamplerSettings,
 def schedule_curves(schedule: RelaySchedule, settings: RelaySamplerSettings, num: int = 200,
                     weights: torch.Tensor | None = None) -> dict:
     """σ, σ_B, α_kl and the surviving non-DC energy along u ∈ (0, min(1, 1/L)) with the sampler's
-    mapping (L = truncation_t), plus the sampler's kept σ's — the data of the schedule plot."""
-    sch = schedule.for_sampling(settings.truncation_t)
+    mapping (L = settings.prob_length), plus the sampler's kept σ's — the data of the schedule plot."""
+    sch = schedule.for_sampling(settings.prob_length)
     u_max = min(1.0, 0.999 / sch.prob_length)
     u = torch.linspace(1e-3, u_max, num, dtype=torch.float64)
     sigma = sch.sigma(u)

@@ -15,7 +15,8 @@ from ..analysis.snr import NOISE_KINDS, match_table, signal_spectra, snr_rows
 from ..io import check_output_dir, json_text, write_json
 from ..relay import NOISE_MIXTURES, RelaySchedule
 from ..sampling.grids import RELAY_GRIDS
-from ..sampling.presets import RELAY_RECIPES, RelaySamplerSettings, relay_step_table
+from ..sampling.presets import RELAY_RECIPES, relay_step_table
+from ..sampling.settings import RelaySamplerSettings
 from ..sampling.solvers import SOLVERS
 from .common import add_schedule_flags, given_fields, positive_list
 
@@ -63,13 +64,15 @@ def _add_schedule_parser(sub) -> None:
     p.add_argument("--sigma-max", type=float, help="largest σ of the nominal grid")
     p.add_argument("--rho", type=float, help="grid exponent ρ")
     p.add_argument("--truncation-sigma", type=float, help="start: keep only σ below this (truncated), else σ₀")
-    p.add_argument("--truncation-t", type=float, help="L used by the sampler's u(σ)")
-    p.add_argument("--cfg-scale", type=float, help="guidance weight (doubles the NFE when ≠ 1)")
+    p.add_argument("--prob-length", "--truncation-t", dest="prob_length", type=float,
+                   help="L used by the sampler's u(σ) (default: the model's)")
+    p.add_argument("--cfg-scale", "--cfg", dest="cfg_scale", type=float,
+                   help="guidance weight (doubles the NFE when ≠ 1)")
     p.add_argument("--solver", choices=SOLVERS, help="relay solver (heun = official; sets the NFE per σ)")
     p.add_argument("--sigma-grid", choices=RELAY_GRIDS,
                    help="truncated (official) or rho / lambda (--steps σ's from --truncation-sigma down)")
     p.add_argument("--lambda-frequency", type=float, help="--sigma-grid lambda: frequency radius (0 = DC)")
-    add_schedule_flags(p, ("up_scale", "blur_sigma_max", "prob_length"), prefix="model: ")
+    add_schedule_flags(p, ("up_scale", "blur_sigma_max", "prob_length"), prefix="the model's ", flag_prefix="model")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", metavar="PATH.png",
                    help="also draw σ, σ_B and the blur factors against u and σ (needs matplotlib)")
@@ -82,7 +85,7 @@ def _add_schedule_parser(sub) -> None:
 
 def _run_schedule(args) -> int:
     recipe = RELAY_RECIPES[args.preset]
-    schedule = dataclasses.replace(recipe.schedule, **given_fields(args, RelaySchedule))
+    schedule = dataclasses.replace(recipe.schedule, **given_fields(args, RelaySchedule, prefix="model_"))
     settings = dataclasses.replace(recipe.sampler, **given_fields(args, RelaySamplerSettings))
     table = relay_step_table(schedule, settings)
     weights = (patch_spectrum(image_batches(args.data, args.max_images), schedule.up_scale)

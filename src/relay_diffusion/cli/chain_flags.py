@@ -12,28 +12,32 @@ from ..sampling.presets import CHAIN_RECIPES, chain_recipe
 from ..sampling.solvers import SOLVERS
 from .common import add_quiet_flag
 
-# flag → (settings field, type); a value list has 1 entry (all stages) or one per stage ("-" = keep)
+# flag → (settings field, type, help, official-name aliases); a value list has 1 entry (all stages)
+# or one per stage ("-" = keep); a stage without the field ignores a single value
 STAGE_FLAGS = {
-    "steps": ("num_steps", int), "sigma_min": ("sigma_min", float), "sigma_max": ("sigma_max", float),
-    "rho": ("rho", float), "cfg": ("cfg_scale", float),
-    "method": ("method", str), "churn": ("S_churn", float), "churn_min": ("S_min", float),
-    "churn_max": ("S_max", float), "churn_noise": ("S_noise", float), "sde_scale": ("sde_scale", float),
-    "truncation_sigma": ("truncation_sigma", float), "truncation_t": ("truncation_t", float),
-    "s_noise": ("s_noise", float), "s_block": ("s_block", float), "corrector": ("corrector", str),
-    "solver": ("solver", str), "sigma_grid": ("sigma_grid", str),
-    "lambda_frequency": ("lambda_frequency", float),
-}
-STAGE_FLAG_HELP = {
-    "steps": "nominal σ-grid size (relay: before truncation)", "sigma_min": "smallest σ",
-    "sigma_max": "largest σ of the grid", "rho": "grid exponent ρ", "cfg": "classifier-free guidance weight",
-    "method": "base: edm (Heun + churn) or sde (DDIM-η Heun)", "churn": "base/edm: S_churn",
-    "churn_min": "base/edm: S_min", "churn_max": "base/edm: S_max", "churn_noise": "base/edm: S_noise",
-    "sde_scale": "base/sde: η", "truncation_sigma": "relay: start below this σ",
-    "truncation_t": "relay: L of the sampler's u(σ)", "s_noise": "relay: η (fresh-noise fraction)",
-    "s_block": "relay: α of the injected block noise", "corrector": "relay/heun: noise (official) or denoised",
-    "solver": f"{', '.join(SOLVERS)} (heun = official; docs/solvers.md)",
-    "sigma_grid": "relay: truncated (official), rho or lambda (--steps σ's from --truncation-sigma down)",
-    "lambda_frequency": "relay, --sigma-grid lambda: patch-DCT frequency radius whose λ is uniform (0 = DC)",
+    "steps": ("num_steps", int, "nominal σ-grid size (relay: before truncation)", ()),
+    "sigma_min": ("sigma_min", float, "smallest σ", ()),
+    "sigma_max": ("sigma_max", float, "largest σ of the grid", ()),
+    "rho": ("rho", float, "grid exponent ρ", ()),
+    "cfg_scale": ("cfg_scale", float, "classifier-free guidance weight w (1 = off)", ("--cfg",)),
+    "method": ("method", str, "base: edm (Heun + churn) or sde (DDIM-η Heun)", ()),
+    "churn": ("S_churn", float, "base/edm: S_churn", ()),
+    "churn_min": ("S_min", float, "base/edm: S_min", ()),
+    "churn_max": ("S_max", float, "base/edm: S_max", ()),
+    "churn_noise": ("S_noise", float, "base/edm: S_noise", ()),
+    "eta": ("eta", float, "η, the fresh-noise fraction per step (relay; base with --method sde)",
+            ("--s-noise", "--sde-scale")),
+    "truncation_sigma": ("truncation_sigma", float, "relay: start below this σ", ()),
+    "prob_length": ("prob_length", float, "relay: L of the sampler's u(σ) (default: the model's)",
+                    ("--truncation-t",)),
+    "block_scale": ("block_scale", float, "relay: α of the injected block noise (default: the model's)",
+                    ("--s-block",)),
+    "corrector": ("corrector", str, "heun: noise (official) or denoised", ()),
+    "solver": ("solver", str, f"{', '.join(SOLVERS)} (heun = official; docs/solvers.md)", ()),
+    "sigma_grid": ("sigma_grid", str,
+                   "relay: truncated (official), rho or lambda (--steps σ's from --truncation-sigma down)", ()),
+    "lambda_frequency": ("lambda_frequency", float,
+                         "relay, --sigma-grid lambda: patch-DCT frequency radius whose λ is uniform (0 = DC)", ()),
 }
 
 
@@ -41,7 +45,7 @@ def stage_settings(chain_models, preset: str | None, args) -> list:
     """Per-stage sampler settings: defaults or the preset, then the flags."""
     out = chain_recipe(preset, [m.stage for m in chain_models])
     n = len(out)
-    for flag, (field, typ) in STAGE_FLAGS.items():
+    for flag, (field, typ, _, _) in STAGE_FLAGS.items():
         raw = getattr(args, flag, None)
         if raw is None:
             continue
@@ -76,8 +80,9 @@ def add_chain_arguments(p, default_seeds: str) -> None:
     p.add_argument("--preset", choices=sorted(CHAIN_RECIPES),
                    help="sampler recipes: the official imagenet256 / celebahq256 ones, or fast (few-step "
                         "solvers, docs/solvers-quality.md); flags override them")
-    for flag, help_text in STAGE_FLAG_HELP.items():
-        p.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="V[,V…]", help=help_text)
+    for flag, (_, _, help_text, aliases) in STAGE_FLAGS.items():
+        names = ["--" + flag.replace("_", "-"), *aliases]
+        p.add_argument(*names, dest=flag, metavar="V[,V…]", help=help_text)
     p.add_argument("--float64", action="store_true", help="sample in float64 (default float32)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="network math: fp32, or bf16 / fp16 (CUDA) autocast around the networks only; "

@@ -33,14 +33,14 @@ def add_quiet_flag(p: argparse.ArgumentParser) -> None:
 def field_help(cls) -> dict:
     """The trailing `# comment` of every dataclass field (continued on following comment-only
     lines): the single source of the flag help texts."""
-    helps, current = {}, None
+    helps, current, indent = {}, None, 0
     for line in inspect.getsource(cls).splitlines():
-        m = re.match(r"\s+(\w+):[^#]*#\s?(.*)", line)
+        m = re.match(r"(\s+)(\w+):[^#]*#\s?(.*)", line)
         if m:
-            current = m.group(1)
-            helps[current] = m.group(2).strip()
-        elif current and re.match(r"\s+#", line):
-            helps[current] += " " + line.strip()[1:].strip()
+            current, indent = m.group(2), len(m.group(1))
+            helps[current] = m.group(3).strip()
+        elif current and re.match(r"\s+#", line) and len(line) - len(line.lstrip()) > indent:
+            helps[current] += " " + line.strip()[1:].strip()     # a continuation, not a section title
         else:
             current = None
     return helps
@@ -51,23 +51,34 @@ def print_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"rdm: warning: {message}", file=sys.stderr)
 
 
-def add_schedule_flags(p: argparse.ArgumentParser, names, prefix: str = "") -> None:
+def add_schedule_flags(p: argparse.ArgumentParser, names, prefix: str = "", flag_prefix: str = "",
+                       show_defaults: bool = False) -> None:
     """Flags --up-scale, --blur-sigma-max, … for these `RelaySchedule` fields, with the fields'
-    own comments as help; each defaults to None (= keep the recipe's or the file's value)."""
+    own comments as help; each defaults to None (= keep the recipe's or the file's value).
+    flag_prefix "model" makes --model-up-scale (dest model_up_scale) where a verb also has
+    sampler flags of the same name; the unprefixed flag stays an alias when it is not taken."""
     from ..relay import BLOCK_KINDS, NOISE_MIXTURES, RelaySchedule
 
     helps, hints = field_help(RelaySchedule), typing.get_type_hints(RelaySchedule)
     choices = {"noise_mixture": NOISE_MIXTURES, "block_kind": BLOCK_KINDS}
-    fields = {f.name for f in dataclasses.fields(RelaySchedule)}
+    fields = {f.name: f for f in dataclasses.fields(RelaySchedule)}
     for name in names:
         if name not in fields:
             raise ValueError(f"RelaySchedule has no field {name!r}")
         kw = ({"choices": choices[name]} if name in choices else
               {"type": hints[name], "metavar": "N" if hints[name] is int else "X"})
-        p.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=prefix + helps.get(name, ""), **kw)
+        flag = "--" + name.replace("_", "-")
+        flags = [flag]
+        if flag_prefix:
+            flags = [f"--{flag_prefix}-{flag[2:]}"] + ([flag] if flag not in p._option_string_actions else [])
+        dest = f"{flag_prefix}_{name}" if flag_prefix else name
+        text = prefix + helps.get(name, "") + (f" [default: {fields[name].default}]" if show_defaults else "")
+        p.add_argument(*flags, dest=dest, default=None, help=text, **kw)
 
 
-def given_fields(args: argparse.Namespace, cls) -> dict:
-    """The flags of `args` that name fields of the dataclass `cls` and were given (not None)."""
+def given_fields(args: argparse.Namespace, cls, prefix: str = "") -> dict:
+    """The flags of `args` (dests `prefix` + field name) that set fields of the dataclass `cls`
+    and were given (not None), keyed by field name."""
     names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return {k[len(prefix):]: v for k, v in vars(args).items()
+            if k.startswith(prefix) and k[len(prefix):] in names and v is not None}

@@ -9,15 +9,15 @@ import typing
 
 from ..networks import NETWORK_PRESETS
 from ..networks.runtime import PRECISIONS
-from ..relay import NOISE_MIXTURES
 from ..models import STAGES
-from ..training.config import OPTIMIZERS, TrainConfig, parse_images
+from ..training.config import OPTIMIZERS, SCHEDULE_FIELDS, TrainConfig, parse_images
 from ..training.presets import TRAIN_PRESETS
-from .common import field_help
+from .common import add_schedule_flags, field_help
 
 IMAGE_COUNTS = {"duration", "lr_rampup", "ema_halflife", "status_every", "snapshot_every", "sample_every"}
 FLAG_NAMES = {"ema_halflife": "ema", "status_every": "status", "snapshot_every": "snapshot",
               "keep_snapshots": "keep"}
+FLAG_ALIASES = {"train_sigma_min": ("--truncate-sigma",)}           # the official names
 
 
 def add_parser(subparsers, help_text: str) -> None:
@@ -33,30 +33,34 @@ def add_parser(subparsers, help_text: str) -> None:
     helps = field_help(TrainConfig)
     hints = typing.get_type_hints(TrainConfig)
     choices = {"stage": STAGES, "precision": PRECISIONS, "optimizer": OPTIMIZERS,
-               "noise_mixture": NOISE_MIXTURES, "network": sorted(NETWORK_PRESETS)}
+               "network": sorted(NETWORK_PRESETS)}
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + FLAG_NAMES.get(f.name, f.name).replace("_", "-")
+        if f.name == "schedule":                         # its fields are flags of their own
+            add_schedule_flags(p, SCHEDULE_FIELDS, prefix="relay: ", show_defaults=True)
+            continue
+        flag = ["--" + FLAG_NAMES.get(f.name, f.name).replace("_", "-"), *FLAG_ALIASES.get(f.name, ())]
         default = f.default if f.default is not dataclasses.MISSING else None
         kw = dict(dest=f.name, default=None, help=f"{helps.get(f.name, '')} [default: {default}]")
         if f.name in choices:
             kw["choices"] = choices[f.name]
         hint = hints[f.name]
         if hint is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            p.add_argument(*flag, action=argparse.BooleanOptionalAction, **kw)
         elif f.name in IMAGE_COUNTS:
-            p.add_argument(flag, type=parse_images, metavar="IMAGES", **kw)
+            p.add_argument(*flag, type=parse_images, metavar="IMAGES", **kw)
         elif f.name == "betas":
-            p.add_argument(flag, type=lambda s: tuple(float(v) for v in s.split(",")), metavar="B1,B2", **kw)
+            p.add_argument(*flag, type=lambda s: tuple(float(v) for v in s.split(",")), metavar="B1,B2", **kw)
         else:
             base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
-            p.add_argument(flag, type=base, **kw)
+            p.add_argument(*flag, type=base, **kw)
     p.set_defaults(func=run_train)
 
 
 def resolve_config(args) -> TrainConfig:
     values = dict(TRAIN_PRESETS[args.preset]) if args.preset else {}
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if getattr(args, f.name, None) is not None}
+    given = {name: getattr(args, name) for name in (*(f.name for f in dataclasses.fields(TrainConfig)),
+                                                      *SCHEDULE_FIELDS)
+             if getattr(args, name, None) is not None}          # schedule fields: merged by from_dict
     if given.get("cond") is False and values.get("label_dropout") and "label_dropout" not in given:
         # label dropout (for guidance) only exists for a conditional model: --no-cond implies none
         print(f"rdm train: --no-cond: label dropout off (the preset's {values['label_dropout']} needs "
@@ -69,13 +73,13 @@ def resolve_config(args) -> TrainConfig:
 def run_train(args) -> int:
     cfg = resolve_config(args)
     if args.dry_run:
-        from ..networks import build_network, count_parameters
+        from ..networks import count_parameters
         from ..training.loop import prepare
 
         setup = prepare(cfg)
         import torch
         with torch.device("meta"):
-            n = count_parameters(build_network(setup.network_config))
+            n = count_parameters(setup.network_config.build())
         print(cfg.to_json())
         print(f"network {cfg.network} at {setup.resolution}×{setup.resolution}×{setup.channels}, "
               f"label_dim {setup.label_dim}: {n:,} parameters ({n / 1e6:.2f} M)")

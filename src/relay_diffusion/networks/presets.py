@@ -80,10 +80,6 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def build_network(config: NetworkConfig) -> nn.Module:
-    return config.build()
-
-
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable scalars (buffers such as the resampling filters are not counted)."""
     return sum(p.numel() for p in module.parameters())

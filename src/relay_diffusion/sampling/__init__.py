@@ -2,7 +2,8 @@
 
 from .grids import RELAY_GRIDS, karras_sigmas, lambda_sigmas, relay_grid, truncate_sigmas
 from .guidance import classifier_free_guidance
-from .presets import RELAY_RECIPES, BaseSamplerSettings, RelayRecipe, RelaySamplerSettings, relay_step_table
+from .presets import RELAY_RECIPES, RelayRecipe, relay_step_table
+from .settings import BaseSamplerSettings, RelaySamplerSettings
 from .samplers import edm_sampler, relay_sampler, relay_sigmas, relay_stage, sde_heun_sampler
 from ..seeds import SeededNoise, SeedList, check_seeds, parse_seeds
 from .solvers import SOLVERS

@@ -5,6 +5,12 @@ Every Gaussian draw goes through `randn_like` (pass `SeededNoise(seeds)` for per
 `dtype` (float32 by default; float64 on request, which also runs the networks in float64, whereas
 the official relay sampler keeps only its state in float64).
 
+Settings: each sampler takes a settings object (`settings=`, the single home of the defaults:
+`BaseSamplerSettings`, `RelaySamplerSettings`) and/or any of its fields as keywords, which
+override it; the official code's names are accepted as aliases (s_noise, s_block, truncation_t,
+sde_scale). Guidance is not a setting of the sampler but a wrapper around the denoiser
+(`classifier_free_guidance`).
+
 Samplers run under torch.no_grad(). `callback`, if given, receives a dict after every step: step, sigma, sigma_next, x (the new
 state; the final image after the last step) and denoised.
 """
@@ -17,9 +23,10 @@ from typing import Callable
 
 import torch
 
-from .._validate import check_finite, check_finite_image, check_image
+from .._validate import check_finite_image, check_image
 from ..relay import RelaySchedule, blur, upsample_nearest
-from .grids import check_sigmas, karras_sigmas, relay_grid
+from .grids import check_sigmas
+from .settings import BaseSamplerSettings, RelaySamplerSettings
 from .solvers import FrequencyBasis, check_solver, multistep
 
 Denoiser = Callable[..., torch.Tensor]
@@ -35,8 +42,18 @@ def _prepare(x, labels, dtype):
     return x.to(dtype)
 
 
-def _grid(sigmas, num_steps, sigma_min, sigma_max, rho) -> torch.Tensor:
-    return check_sigmas(sigmas) if sigmas is not None else karras_sigmas(num_steps, sigma_min, sigma_max, rho)
+def _settings(default, settings, overrides: dict, sampler: str):
+    """`settings` (or the class defaults) with `overrides` applied, validated once here."""
+    if "cfg_scale" in overrides:
+        raise TypeError(f"{sampler} does not apply guidance; wrap the denoiser: "
+                        "classifier_free_guidance(denoise, cfg_scale)")
+    if settings is not None and not isinstance(settings, type(default)):
+        raise TypeError(f"{sampler} takes {type(default).__name__}, got {type(settings).__name__}")
+    return (settings or default).with_overrides(overrides)
+
+
+def _base_grid(sigmas, st: BaseSamplerSettings) -> torch.Tensor:
+    return check_sigmas(sigmas) if sigmas is not None else st.sigmas()
 
 
 def _evaluator(denoise: Denoiser, labels, batch: int, dtype, device):
@@ -52,37 +69,31 @@ def _evaluator(denoise: Denoiser, labels, batch: int, dtype, device):
 
 @torch.no_grad()
 def edm_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tensor | None = None, *,
-                num_steps: int = 18,
-                sigma_min: float = 0.002,
-                sigma_max: float = 80.0,
-                rho: float = 7.0,
-                S_churn: float = 0.0,
-                S_min: float = 0.0,
-                S_max: float = float("inf"),
-                S_noise: float = 1.0,
-                solver: str = "heun",
+                settings: BaseSamplerSettings | None = None,
                 sigmas=None,
                 randn_like: RandnLike = torch.randn_like,
                 dtype: torch.dtype = torch.float32,
-                callback: Callback | None = None) -> torch.Tensor:
+                callback: Callback | None = None,
+                **overrides) -> torch.Tensor:
     """Sample from pure noise: x₀ = σ₀·noise, then Heun steps down the grid and a final Euler
     step to σ = 0. Churn: where S_min ≤ σ_i ≤ S_max, σ is first raised to σ̂ = σ_i(1 + γ),
     γ = min(S_churn/n, √2 − 1), by adding fresh noise. Draws: one ε per churned step, in order.
-    `sigmas` (descending) overrides the grid arguments. solver: "heun" (EDM's) or one of the
-    other SOLVERS, deterministic exponential integrators (solvers.py; no churn) that return
-    D(x; σ_min) after one evaluation per σ."""
+    `sigmas` (descending) overrides the grid settings. Settings (`BaseSamplerSettings`, method
+    "edm"): num_steps, sigma_min, sigma_max, rho, S_churn, S_min, S_max, S_noise, solver — "heun"
+    (EDM's) or one of the other SOLVERS, deterministic exponential integrators (solvers.py; no
+    churn) that return D(x; σ_min) after one evaluation per σ."""
+    st = _settings(BaseSamplerSettings(), settings, overrides, "edm_sampler")
+    if st.method != "edm":
+        raise ValueError(f"edm_sampler runs method 'edm' settings, got {st.method!r} (use sde_heun_sampler)")
+    S_churn, S_min, S_max, S_noise = st.S_churn, st.S_min, st.S_max, st.S_noise
     check_image(noise, 1, "noise")
     check_finite_image(noise, "noise")
-    if not (0 <= S_churn < math.inf and 0 <= S_noise < math.inf):
-        raise ValueError(f"S_churn and S_noise must be finite and >= 0, got {S_churn}, {S_noise}")
-    grid = _grid(sigmas, num_steps, sigma_min, sigma_max, rho)
-    check_solver(solver, len(grid) - 1)
-    if solver != "heun" and S_churn > 0:
-        raise ValueError(f"S_churn applies to solver='heun' only, got solver={solver!r}")
+    grid = _base_grid(sigmas, st)
+    check_solver(st.solver, len(grid) - 1)
     x = _prepare(noise, labels, dtype) * float(grid[0])
     evaluate = _evaluator(denoise, labels, x.shape[0], dtype, x.device)
-    if solver != "heun":
-        return _edm_multistep(evaluate, x, grid, solver, 0.0, randn_like, callback)
+    if st.solver != "heun":
+        return _edm_multistep(evaluate, x, grid, st.solver, 0.0, randn_like, callback)
     sig = grid.tolist() + [0.0]
     n = len(grid)
     for i in range(n):
@@ -112,7 +123,7 @@ def _ddim_heun(evaluate, x: torch.Tensor, sigmas: list[float], eta: float,
                reblur: Callable[[torch.Tensor, float], torch.Tensor] | None,
                corrector: str, callback: Callback | None) -> torch.Tensor:
     """Each step re-blurs the predicted clean image to the next level and re-noises it, keeping
-    a fraction √(1−η²) of the predicted noise and adding fresh noise of weight η (E.2.3):
+    a fraction √(1−η²) of the predicted noise and adding fresh noise of weight η (docs/method.md §5.4):
 
         x_{i+1} = A_{i+1} x̂₀ + γ (x_i − A_i x̂₀) + η σ_{i+1} ε̃,   γ = √(1−η²) σ_{i+1}/σ_i,
 
@@ -153,18 +164,6 @@ def _ddim_heun(evaluate, x: torch.Tensor, sigmas: list[float], eta: float,
     raise AssertionError("unreachable")
 
 
-CORRECTORS = ("noise", "denoised")
-
-
-def _check_eta(eta: float, name: str, corrector: str, solver: str) -> None:
-    if not 0 <= eta <= 1:
-        raise ValueError(f"{name} must be in [0, 1], got {eta}")
-    if corrector not in CORRECTORS:
-        raise ValueError(f"corrector must be one of {CORRECTORS}, got {corrector!r}")
-    if corrector != "noise" and solver != "heun":
-        raise ValueError(f"corrector applies to solver='heun' only, got solver={solver!r}")
-
-
 def _edm_multistep(evaluate, x, grid: torch.Tensor, solver: str, eta: float, fresh_noise, callback):
     """A multistep solver on plain EDM (d ≡ 1: DPM-Solver++ in λ = −log σ)."""
     order, corrector = check_solver(solver, len(grid) - 1)
@@ -175,108 +174,92 @@ def _edm_multistep(evaluate, x, grid: torch.Tensor, solver: str, eta: float, fre
 
 @torch.no_grad()
 def sde_heun_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tensor | None = None, *,
-                     num_steps: int = 120,
-                     sigma_min: float = 0.002,
-                     sigma_max: float = 80.0,
-                     rho: float = 7.0,
-                     sde_scale: float = 0.05,
-                     corrector: str = "noise",
-                     solver: str = "heun",
+                     settings: BaseSamplerSettings | None = None,
                      sigmas=None,
                      randn_like: RandnLike = torch.randn_like,
                      dtype: torch.dtype = torch.float32,
-                     callback: Callback | None = None) -> torch.Tensor:
+                     callback: Callback | None = None,
+                     **overrides) -> torch.Tensor:
     """The DDIM-η Heun sampler of the official CelebA-HQ stage 1 (docs/solvers.md §3), from pure noise:
-    x₀ = σ₀·noise, g = sde_scale·σ_{i+1} of fresh noise per step (η = sde_scale), returns the
-    denoised image at σ_min. Draws: one ε for the predictor and one for the corrector per step.
-    The other SOLVERS (exponential integrators, solvers.py) keep the same η: one evaluation and
-    one draw per step."""
+    x₀ = σ₀·noise, g = η·σ_{i+1} of fresh noise per step (η = `eta`, the official sde_scale),
+    returns the denoised image at σ_min. Draws: one ε for the predictor and one for the corrector
+    per step. The other SOLVERS (exponential integrators, solvers.py) keep the same η: one
+    evaluation and one draw per step. Settings: `BaseSamplerSettings` with method "sde" (num_steps
+    defaults to 18 there; the official CelebA-HQ recipe, BASE_RECIPES["celebahq64"], runs 120)."""
+    st = _settings(BaseSamplerSettings(method="sde"), settings, overrides, "sde_heun_sampler")
+    if st.method != "sde":
+        raise ValueError(f"sde_heun_sampler runs method 'sde' settings, got {st.method!r} (use edm_sampler)")
     check_image(noise, 1, "noise")
     check_finite_image(noise, "noise")
-    _check_eta(sde_scale, "sde_scale", corrector, solver)
-    grid = _grid(sigmas, num_steps, sigma_min, sigma_max, rho)
-    check_solver(solver, len(grid) - 1)
+    grid = _base_grid(sigmas, st)
+    check_solver(st.solver, len(grid) - 1)
     x = _prepare(noise, labels, dtype) * float(grid[0])
     evaluate = _evaluator(denoise, labels, x.shape[0], dtype, x.device)
-    if solver != "heun":
-        return _edm_multistep(evaluate, x, grid, solver, sde_scale, randn_like, callback)
-    return _ddim_heun(evaluate, x, grid.tolist(), sde_scale, randn_like, None, corrector, callback)
+    if st.solver != "heun":
+        return _edm_multistep(evaluate, x, grid, st.solver, st.eta, randn_like, callback)
+    return _ddim_heun(evaluate, x, grid.tolist(), st.eta, randn_like, None, st.corrector, callback)
 
 
 # --------------------------------------------------------------------------------------------
 # Stage 2+: the RDM stochastic relay sampler (paper Algorithm 1; docs/solvers.md §5).
 
 
-def relay_sigmas(num_steps: int = 18, sigma_min: float = 0.008, sigma_max: float = 80.0,
-                 rho: float = 7.0, truncation_sigma: float = 0.9) -> torch.Tensor:
-    """The σ's of the official relay grid: the EDM grid with every σ ≥ truncation_sigma dropped."""
-    return relay_grid("truncated", num_steps, sigma_min, sigma_max, rho, truncation_sigma)
+def relay_sigmas(settings: RelaySamplerSettings | None = None, schedule: RelaySchedule | None = None,
+                 **overrides) -> torch.Tensor:
+    """The σ's a relay sampler runs (default: the official grid, the EDM grid with every σ ≥
+    truncation_sigma dropped); `schedule` is needed by the "lambda" grid only."""
+    return _settings(RelaySamplerSettings(), settings, overrides, "relay_sigmas").sigmas(schedule)
 
 
 @torch.no_grad()
 def relay_sampler(denoise: Denoiser, x_up: torch.Tensor, labels: torch.Tensor | None = None, *,
                   schedule: RelaySchedule = RelaySchedule(),
-                  num_steps: int = 18,
-                  sigma_min: float = 0.008,
-                  sigma_max: float = 80.0,
-                  rho: float = 7.0,
-                  truncation_sigma: float = 0.9,
-                  truncation_t: float | None = None,
-                  s_noise: float = 0.2,
-                  s_block: float | None = None,
-                  corrector: str = "noise",
-                  solver: str = "heun",
-                  sigma_grid: str = "truncated",
-                  lambda_frequency: float = 0.0,
+                  settings: RelaySamplerSettings | None = None,
                   sigmas=None,
                   randn_like: RandnLike = torch.randn_like,
                   dtype: torch.dtype = torch.float32,
-                  callback: Callback | None = None) -> torch.Tensor:
+                  callback: Callback | None = None,
+                  **overrides) -> torch.Tensor:
     """Continue the diffusion from a fully blurred image (e.g. a nearest-upsampled low-res sample).
 
     x_up: [B, C, H, W], H and W divisible by schedule.up_scale. Starts at σ₀ = the grid's first σ
-    with x = x_up + σ₀·(ε + s_block·Block(ε')) and integrates down the grid with the patch blur of
-    `schedule` — but its u(σ) uses `truncation_t` as L (default: the schedule's prob_length; the
-    official CelebA-HQ recipe uses 1.05 against a training L of 0.89). s_noise is the paper's η,
-    s_block its α (default: schedule.block_scale).
+    with x = x_up + σ₀·(ε + α·Block(ε')) and integrates down the grid with the patch blur of
+    `schedule` — but its u(σ) uses the settings' `prob_length` as L (default: the schedule's; the
+    official CelebA-HQ recipe uses 1.05 against a training L of 0.89). `eta` is the paper's η,
+    `block_scale` its α (default: the schedule's). Settings: `RelaySamplerSettings`.
 
     solver: "heun" (official; `corrector` picks its second evaluation, see `_ddim_heun`) or one of
     the other SOLVERS, exponential integrators per patch-DCT frequency (solvers.py): one
     evaluation per σ, the same η and injected relay noise. sigma_grid: "truncated" (official,
     `num_steps` nominal), "rho" or "lambda" (`num_steps` σ's from truncation_sigma down, ρ-spaced
     or uniform in λ of frequency radius `lambda_frequency`); see `relay_grid`. `sigmas`
-    (descending) overrides all grid arguments. The defaults are the official generate.py defaults.
+    (descending) overrides all grid settings. The defaults are the official generate.py defaults.
 
     Draws: ε, ε' for the start; then per step (heun) ε, ε' for the predictor and ε, ε' for the
-    corrector, or (other solvers) one ε, ε' (ε' skipped when s_block = 0, all skipped when η = 0).
+    corrector, or (other solvers) one ε, ε' (ε' skipped when α = 0, all skipped when η = 0).
     """
+    st = _settings(RelaySamplerSettings(), settings, overrides, "relay_sampler")
     check_image(x_up, schedule.up_scale, "x_up")
     check_finite_image(x_up, "x_up")
-    _check_eta(s_noise, "s_noise", corrector, solver)
-    if s_block is not None:
-        check_finite(s_block, "s_block")
-    if s_block is not None and s_block < 0:
-        raise ValueError(f"s_block must be >= 0, got {s_block}")
-    sch = schedule.for_sampling(truncation_t)
-    if s_block is not None:
-        sch = dataclasses.replace(sch, block_scale=s_block)
-    sig = check_sigmas(sigmas) if sigmas is not None else relay_grid(
-        sigma_grid, num_steps, sigma_min, sigma_max, rho, truncation_sigma, sch, lambda_frequency)
-    order, pc = check_solver(solver, len(sig) - 1)
+    sch = schedule.for_sampling(st.prob_length)
+    if st.block_scale is not None:
+        sch = dataclasses.replace(sch, block_scale=st.block_scale)
+    sig = check_sigmas(sigmas) if sigmas is not None else st.sigmas(schedule)
+    order, pc = check_solver(st.solver, len(sig) - 1)
     x = _prepare(x_up, labels, dtype)
     noise = lambda like: sch.noise(like, randn_like)                       # noqa: E731
     x = x + float(sig[0]) * noise(x)
     evaluate = _evaluator(denoise, labels, x.shape[0], dtype, x.device)
     if order:
         log_factors = torch.log(sch.factors(sig))                          # [n, p, p]
-        return multistep(evaluate, x, sig.tolist(), order, s_noise, log_factors,
+        return multistep(evaluate, x, sig.tolist(), order, st.eta, log_factors,
                          FrequencyBasis(sch.up_scale), noise, callback, pc)
     blur_sigmas = {s: float(sch.blur_sigma_at(s)) for s in sig.tolist()}
 
     def reblur(x0: torch.Tensor, s: float) -> torch.Tensor:
         return blur(x0, blur_sigmas[s], sch.up_scale, sch.min_scale, check=False)
 
-    return _ddim_heun(evaluate, x, sig.tolist(), s_noise, noise, reblur, corrector, callback)
+    return _ddim_heun(evaluate, x, sig.tolist(), st.eta, noise, reblur, st.corrector, callback)
 
 
 def relay_stage(denoise: Denoiser, x_low: torch.Tensor, labels: torch.Tensor | None = None, *,

@@ -41,11 +41,15 @@ class BatchSchedule:
         return out.tolist()
 
 
+CACHE_LIMIT = 4 * 2 ** 30                 # bytes of uint8 images a run may hold in memory
+
+
 class ImageSource:
     """Images of a dataset as float tensors in [−1, 1] at the training resolution.
 
     Index i ≥ len(dataset) is the mirror image of i − len(dataset) (x-flip doubling, as EDM).
-    With `cache`, the whole dataset is held in memory as uint8; else items are read on demand.
+    With `cache`, the whole dataset is held in memory as uint8 when that takes at most
+    CACHE_LIMIT bytes; else (or without `cache`) items are read on demand.
     A training resolution below the dataset's is made by box averaging (the patch mean — the
     state a relay stage starts from, so a base model trained on it matches the relay chain).
     """
@@ -55,7 +59,7 @@ class ImageSource:
         self.base = len(dataset)
         self.factor = dataset.resolution // resolution
         self.images = self.labels = None
-        if cache:
+        if cache and self.base * dataset.num_channels * dataset.resolution ** 2 <= CACHE_LIMIT:
             items = [dataset[i] for i in range(self.base)]
             self.images = torch.stack([torch.as_tensor(im) for im, _ in items])
             self.labels = torch.tensor([int(lb) for _, lb in items])

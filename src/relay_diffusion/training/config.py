@@ -13,8 +13,14 @@ from typing import Optional
 
 from ..models import STAGES
 from ..networks.runtime import PRECISIONS
+from ..relay import RelaySchedule
 
 OPTIMIZERS = ("adam", "adamw")
+ALIASES = {"truncate_sigma": "train_sigma_min"}       # official name → ours
+RETIRED = ("workers",)                                 # read from older run configs and ignored
+# RelaySchedule fields that a flat config (older runs, presets, flags) may set; P_mean and P_std
+# are TrainConfig's own
+SCHEDULE_FIELDS = tuple(f.name for f in dataclasses.fields(RelaySchedule) if f.name not in ("P_mean", "P_std"))
 
 
 @dataclasses.dataclass
@@ -43,33 +49,37 @@ class TrainConfig:
     dropout: Optional[float] = None      # network dropout; None = the network preset's
     label_dropout: float = 0.0           # P(train a sample unconditionally), for CFG
     xflip: bool = False                  # random horizontal flips (dataset doubled, as EDM)
-    # diffusion (EDM constants; relay settings of paper §3.3, paper ImageNet values as defaults)
+    # diffusion (EDM constants; the relay stage's forward process of paper §3.3)
     sigma_data: float = 0.5              # σ_d of images in [−1, 1]
-    P_mean: float = -1.2                 # ln σ ~ N(P_mean, P_std²) (base stage)
+    P_mean: float = -1.2                 # ln σ ~ N(P_mean, P_std²) (both stages; the schedule's follow)
     P_std: float = 1.2
-    up_scale: int = 4                    # relay: patch size = block kernel = upsampling factor
-    block_scale: float = 0.15            # relay: α of the block noise
-    prob_length: float = 0.93            # relay: L (ImageNet 0.93, CelebA-HQ 0.89)
-    blur_sigma_max: float = 3.0          # relay: σ_B,max (ImageNet 3.0, CelebA-HQ 2.0)
-    min_scale: float = 1e-3              # relay: blur-factor floor m
-    noise_mixture: str = "official"      # relay: "official" σ(ε+αB) or "paper" (normalised)
-    truncate_sigma: float = 7.5e-3       # relay: smallest trained σ
+    schedule: RelaySchedule = dataclasses.field(default_factory=RelaySchedule)
+                                         # relay: blur, block noise, L (docs/method.md §3); ImageNet
+                                         # values by default
+    train_sigma_min: float = 7.5e-3      # relay: smallest trained σ (official: truncate_sigma)
     # execution
     precision: str = "fp32"              # network math: "fp32", "bf16" (CUDA or CPU) or "fp16" (CUDA) autocast
     channels_last: bool = False          # NHWC weights and activations (docs/speed.md)
     compile: bool = False                # torch.compile the network
     seed: int = 0                        # every random draw derives from it (per step and sample)
-    workers: int = 2                     # DataLoader workers when the dataset is not cached
-    cache: bool = True                   # hold the dataset in memory as uint8 when it is < 4 GiB
+    cache: bool = True                   # hold the dataset in memory as uint8 when it fits in 4 GiB
     status_every: int = 10_000           # images between status lines / stats.jsonl records
     snapshot_every: int = 100_000        # images between snapshots (model + training state)
     sample_every: int = 100_000          # images between sample grids (0 = never)
     keep_snapshots: int = 3              # keep the newest k snapshots
     device: str = "auto"                 # "auto" (CUDA if present), "cpu", "cuda", "cuda:1", …
 
+    def __post_init__(self):
+        if isinstance(self.schedule, dict):
+            self.schedule = RelaySchedule(**self.schedule)
+        if not isinstance(self.schedule, RelaySchedule):
+            raise TypeError(f"schedule must be a RelaySchedule, got {type(self.schedule).__name__}")
+        if (self.schedule.P_mean, self.schedule.P_std) != (self.P_mean, self.P_std):
+            self.schedule = dataclasses.replace(self.schedule, P_mean=self.P_mean, P_std=self.P_std)
+
     # fields that may change when a run is resumed
     RESUMABLE_CHANGES = ("duration", "status_every", "snapshot_every", "sample_every",
-                         "keep_snapshots", "workers", "cache", "device", "compile", "channels_last")
+                         "keep_snapshots", "cache", "device", "compile", "channels_last")
 
     def validate(self) -> "TrainConfig":
         def need(cond, msg):
@@ -96,14 +106,30 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """A config from JSON-like values. Also reads the flat relay fields of older run configs
+        and presets (up_scale, block_scale, …: into `schedule`) and the official name
+        truncate_sigma (= train_sigma_min)."""
+        d = dict(d)
+        for old, new in ALIASES.items():
+            if old in d:
+                if new in d:
+                    raise ValueError(f"{old} is another name for {new}; give it once")
+                d[new] = d.pop(old)
+        for name in RETIRED:
+            d.pop(name, None)
+        schedule = d.pop("schedule", None) or RelaySchedule()
+        if isinstance(schedule, dict):
+            schedule = RelaySchedule(**schedule)
+        flat = {k: d.pop(k) for k in list(d) if k in SCHEDULE_FIELDS}
+        if flat:
+            schedule = dataclasses.replace(schedule, **flat)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
-        d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
-        return cls(**d)
+        return cls(schedule=schedule, **d)
 
     def differences(self, other: "TrainConfig") -> list:
         """Names of fields that differ and may not change on resume."""

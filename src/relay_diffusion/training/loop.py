@@ -19,18 +19,20 @@ from pathlib import Path
 import torch
 
 from ..data import ImageDataset
+from ..distributed import Dist, init_distributed, shutdown_distributed
 from ..data.labels import one_hot
 from ..io import save_image_grid
 from ..losses import EDMLoss, RelayLoss
-from ..networks import NETWORK_PRESETS, build_network, count_parameters
+from ..networks import NETWORK_PRESETS, count_parameters
 from ..networks.runtime import RuntimeOptions
 from ..precond import EDMPrecond
 from ..relay import RelaySchedule, upsample_nearest
-from ..sampling import SeededNoise, edm_sampler, relay_sampler
+from ..models import RelayModel
+from ..pipeline import RelayChain
+from ..sampling import SeededNoise
 from .batches import BatchSchedule, ImageSource, mix_seed
 from .checkpoint import list_snapshots, load_snapshot, save_snapshot
 from .config import TrainConfig
-from ..distributed import Dist, init_distributed, shutdown_distributed
 from .rundir import RunLock, check_resume, record_run
 
 
@@ -78,13 +80,10 @@ def prepare(cfg: TrainConfig, dataset=None) -> Setup:
     label_dim = dataset.label_dim if cfg.cond else 0
     schedule = None
     if cfg.stage == "relay":
-        if res % cfg.up_scale:
-            raise ValueError(f"relay resolution {res} is not divisible by up_scale {cfg.up_scale}")
-        schedule = RelaySchedule(up_scale=cfg.up_scale, blur_sigma_max=cfg.blur_sigma_max,
-                                 prob_length=cfg.prob_length, min_scale=cfg.min_scale,
-                                 block_scale=cfg.block_scale, noise_mixture=cfg.noise_mixture,
-                                 P_mean=cfg.P_mean, P_std=cfg.P_std)
-        RelayLoss(schedule, truncate_sigma=cfg.truncate_sigma)          # validates prob_length etc.
+        schedule = cfg.schedule
+        if res % schedule.up_scale:
+            raise ValueError(f"relay resolution {res} is not divisible by up_scale {schedule.up_scale}")
+        RelayLoss(schedule, train_sigma_min=cfg.train_sigma_min)        # validates prob_length etc.
     ncfg = NETWORK_PRESETS[cfg.network].with_data(res, dataset.num_channels, label_dim)
     if cfg.dropout is not None:
         ncfg = dataclasses.replace(ncfg, dropout=cfg.dropout)
@@ -96,7 +95,7 @@ def _loss_fn(setup: Setup):
     if cfg.stage == "base":
         return EDMLoss(P_mean=cfg.P_mean, P_std=cfg.P_std, sigma_data=cfg.sigma_data,
                        label_dropout=cfg.label_dropout)
-    return RelayLoss(setup.schedule, sigma_data=cfg.sigma_data, truncate_sigma=cfg.truncate_sigma,
+    return RelayLoss(setup.schedule, sigma_data=cfg.sigma_data, train_sigma_min=cfg.train_sigma_min,
                      label_dropout=cfg.label_dropout)
 
 
@@ -143,23 +142,18 @@ def _fmt_images(n: int) -> str:
 
 @torch.no_grad()
 def sample_grid(setup: Setup, ema_denoise, source: ImageSource, device, n: int = 32) -> torch.Tensor:
-    """Base: class-balanced samples (label = seed mod classes). Relay: rows of (nearest-upsampled
-    box-downsampled real image | relay sample | the real image)."""
-    rnd = SeededNoise(range(n), device)
-    labels = None
-    if setup.label_dim:
-        labels = one_hot(torch.arange(n, device=device) % setup.label_dim, setup.label_dim)
+    """The EMA network as a one-stage `RelayChain` with the default sampler settings. Base:
+    class-balanced samples of seeds 0…n−1. Relay: rows of (nearest-upsampled box-downsampled real
+    image | its relay sample, with the real image's label | the real image)."""
+    chain = RelayChain([RelayModel(ema_denoise, setup.model_config)])
     if setup.cfg.stage == "base":
-        return edm_sampler(ema_denoise, rnd.randn(setup.channels, setup.resolution, setup.resolution),
-                           labels, num_steps=18, randn_like=rnd)
+        return chain(range(n), "balanced", device=device)
     s = setup.schedule.up_scale
     real, real_labels = source.fetch(list(range(min(n, len(source)))), device)
-    n = real.shape[0]
-    labels = one_hot(real_labels, setup.label_dim) if setup.label_dim else None
-    x_up = upsample_nearest(torch.nn.functional.avg_pool2d(real, s), s)
-    out = relay_sampler(ema_denoise, x_up, labels, schedule=setup.schedule, num_steps=18,
-                        randn_like=SeededNoise(range(n), device))
-    return torch.cat([x_up, out, real])
+    low = torch.nn.functional.avg_pool2d(real, s)
+    labels = real_labels if setup.label_dim else "balanced"
+    out = chain(range(real.shape[0]), labels, low_res=low, device=device)
+    return torch.cat([upsample_nearest(low, s), out, real])
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,7 +176,7 @@ class Trainer:
         runtime = RuntimeOptions(cfg.precision, cfg.channels_last, cfg.compile)   # autocast: network only
         runtime.check(device)
         torch.manual_seed(cfg.seed)                                      # same init on every rank
-        self.net = build_network(setup.network_config).to(device)
+        self.net = setup.network_config.build().to(device)
         self.ema_net = copy.deepcopy(self.net).eval().requires_grad_(False)
         self.model = EDMPrecond(self.net, cfg.sigma_data, setup.label_dim).train().configure(runtime)
         self.ema = EDMPrecond(self.ema_net, cfg.sigma_data, setup.label_dim)

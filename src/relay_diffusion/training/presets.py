@@ -3,9 +3,11 @@ the preset. Paper presets carry the official hyperparameters (paper Appendix, do
 
 from __future__ import annotations
 
-_IMAGENET_RELAY = dict(up_scale=4, block_scale=0.15, prob_length=0.93, blur_sigma_max=3.0)
-_CELEBA_RELAY = dict(up_scale=4, block_scale=0.15, prob_length=0.89, blur_sigma_max=2.0)
-_DEMO_RELAY = dict(up_scale=4, block_scale=0.15, prob_length=0.93, blur_sigma_max=3.0)
+from ..sampling.presets import RELAY_RECIPES
+
+# the relay stages' forward processes: the official recipes' (the demo and study use ImageNet's)
+_IMAGENET_RELAY = dict(schedule=RELAY_RECIPES["imagenet256"].schedule)
+_CELEBA_RELAY = dict(schedule=RELAY_RECIPES["celebahq256"].schedule)
 _CPU = dict(lr=2e-3, lr_rampup=50_000, ema_halflife=100_000, batch=128, status_every=20_000,
             snapshot_every=200_000, sample_every=500_000)
 
@@ -14,14 +16,14 @@ TRAIN_PRESETS: dict[str, dict] = {
     "fmnist-base-8": dict(stage="base", network="tiny-8", resolution=8, cond=True, label_dropout=0.1,
                           duration=4_000_000, **_CPU),
     "fmnist-relay-8to32": dict(stage="relay", network="tiny-32", resolution=32, cond=True,
-                               label_dropout=0.1, duration=4_000_000, **_DEMO_RELAY, **_CPU),
+                               label_dropout=0.1, duration=4_000_000, **_IMAGENET_RELAY, **_CPU),
     "fmnist-single-32": dict(stage="base", network="tiny-32", resolution=32, cond=True,
                              label_dropout=0.1, duration=4_000_000, **_CPU),
     # ---- offline study: Twemoji (72×72 PNGs resized to 64), 16 → 64 -------------------------
     "twemoji-base-16": dict(stage="base", network="tiny-16", resolution=16, xflip=True,
                             duration=4_000_000, **_CPU),
     "twemoji-relay-16to64": dict(stage="relay", network="tiny-64", resolution=64, xflip=True,
-                                 duration=4_000_000, **_DEMO_RELAY, **_CPU),
+                                 duration=4_000_000, **_IMAGENET_RELAY, **_CPU),
     "twemoji-single-64": dict(stage="base", network="tiny-64", resolution=64, xflip=True,
                               duration=4_000_000, **_CPU),
     # ---- the paper's models (official README commands; docs/training.md) ----------------------------
