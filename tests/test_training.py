@@ -297,3 +297,17 @@ def test_channels_last_trains_the_same_weights(tmp_path, data32):
     for k in runs[False]:
         assert runs[True][k].is_contiguous()
         torch.testing.assert_close(runs[True][k], runs[False][k], atol=2e-4, rtol=0)
+
+
+def test_the_dataset_cache_keeps_to_its_memory_limit(tmp_path, data32, monkeypatch):
+    from relay_diffusion.data import ImageDataset
+    from relay_diffusion.training import batches
+
+    ds = ImageDataset(str(data32))
+    assert batches.ImageSource(ds, 32, False, cache=True).images is not None
+    monkeypatch.setattr(batches, "CACHE_LIMIT", len(ds) * ds.num_channels * 32 * 32 - 1)   # one byte short
+    source = batches.ImageSource(ds, 32, False, cache=True)
+    assert source.images is None                                       # read on demand instead
+    images, labels = source.fetch([0, 1], "cpu")
+    on_demand = batches.ImageSource(ds, 32, False, cache=False)
+    assert torch.equal(images, on_demand.fetch([0, 1], "cpu")[0])

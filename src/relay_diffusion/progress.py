@@ -1,5 +1,6 @@
 """Progress of a long counted job on stderr: a tqdm bar (count, rate, ETA) when stderr is a
-terminal; otherwise a plain line at every tenth of the job (for logs); nothing when quiet."""
+terminal; otherwise a plain line at every tenth of the job (for logs, or to a `write` callable);
+nothing when quiet."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ class Progress:
                bar.update(n)          # n more done
     """
 
-    def __init__(self, total: int, desc: str, unit: str = "img", quiet: bool = False, stream=None):
+    def __init__(self, total: int, desc: str, unit: str = "img", quiet: bool = False, stream=None, write=None):
         self.total, self.desc, self.unit, self.done = int(total), desc, unit, 0
         self.stream = stream or sys.stderr
+        self.write = write or (lambda line: print(line, file=self.stream, flush=True))
         self.quiet = quiet
         self.bar = None
         self.t0 = time.perf_counter()
         self.next_line = max(1, self.total // 10)
-        if not quiet and _is_terminal(self.stream):
+        if not quiet and write is None and _is_terminal(self.stream):
             from tqdm import tqdm
             self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=self.stream,
                             dynamic_ncols=True, smoothing=0.1)
@@ -31,8 +33,8 @@ class Progress:
         elif not self.quiet and (self.done >= self.next_line or self.done == self.total):
             rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
             eta = (self.total - self.done) / max(rate, 1e-9)
-            print(f"{self.desc}: {self.done:,}/{self.total:,} {self.unit}  {rate:,.1f} {self.unit}/s  "
-                  f"eta {_clock(eta)}", file=self.stream, flush=True)
+            self.write(f"{self.desc}: {self.done:,}/{self.total:,} {self.unit}  {rate:,.1f} {self.unit}/s  "
+                       f"eta {_clock(eta)}")
             self.next_line = self.done + max(1, self.total // 10)
 
     def update_to(self, done: int) -> None:

@@ -141,25 +141,16 @@ def weights_digest(module: torch.nn.Module) -> str:
 
 
 def _progress(log, what: str, total: int):
-    """A done-count reporter for `log`: a Progress bar/lines on stderr for log_stderr, else a
-    `log` line at every tenth; None for no log."""
+    """A done-count reporter: a Progress bar/lines on stderr for log_stderr, lines at every tenth
+    through any other `log`; None for no log."""
     if log is None:
         return None
-    if log is log_stderr:
-        bar = Progress(total, what)
-
-        def report(done: int):
-            bar.update_to(done)
-            if done >= total:
-                bar.close()
-        return report
-    step = max(1, total // 10)
-    state = {"next": step}
+    bar = Progress(total, what) if log is log_stderr else Progress(total, what, write=log)
 
     def report(done: int):
-        if done >= state["next"] or done == total:
-            log(f"{what}: {done}/{total} images")
-            state["next"] = done + step
+        bar.update_to(done)
+        if done >= total:
+            bar.close()
     return report
 
 

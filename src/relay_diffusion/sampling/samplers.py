@@ -52,8 +52,17 @@ def _settings(default, settings, overrides: dict, sampler: str):
     return (settings or default).with_overrides(overrides)
 
 
-def _base_grid(sigmas, st: BaseSamplerSettings) -> torch.Tensor:
-    return check_sigmas(sigmas) if sigmas is not None else st.sigmas()
+def _base_start(denoise, noise, labels, sigmas, st: BaseSamplerSettings, dtype, method: str):
+    """(σ grid, x = σ₀·noise, evaluator) of a base sampler, after the checks both share."""
+    if st.method != method:
+        other = "sde_heun_sampler" if st.method == "sde" else "edm_sampler"
+        raise ValueError(f"this sampler runs method {method!r} settings, got {st.method!r} (use {other})")
+    check_image(noise, 1, "noise")
+    check_finite_image(noise, "noise")
+    grid = check_sigmas(sigmas) if sigmas is not None else st.sigmas()
+    check_solver(st.solver, len(grid) - 1)
+    x = _prepare(noise, labels, dtype) * float(grid[0])
+    return grid, x, _evaluator(denoise, labels, x.shape[0], dtype, x.device)
 
 
 def _evaluator(denoise: Denoiser, labels, batch: int, dtype, device):
@@ -83,15 +92,8 @@ def edm_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tensor | N
     (EDM's) or one of the other SOLVERS, deterministic exponential integrators (solvers.py; no
     churn) that return D(x; σ_min) after one evaluation per σ."""
     st = _settings(BaseSamplerSettings(), settings, overrides, "edm_sampler")
-    if st.method != "edm":
-        raise ValueError(f"edm_sampler runs method 'edm' settings, got {st.method!r} (use sde_heun_sampler)")
+    grid, x, evaluate = _base_start(denoise, noise, labels, sigmas, st, dtype, "edm")
     S_churn, S_min, S_max, S_noise = st.S_churn, st.S_min, st.S_max, st.S_noise
-    check_image(noise, 1, "noise")
-    check_finite_image(noise, "noise")
-    grid = _base_grid(sigmas, st)
-    check_solver(st.solver, len(grid) - 1)
-    x = _prepare(noise, labels, dtype) * float(grid[0])
-    evaluate = _evaluator(denoise, labels, x.shape[0], dtype, x.device)
     if st.solver != "heun":
         return _edm_multistep(evaluate, x, grid, st.solver, 0.0, randn_like, callback)
     sig = grid.tolist() + [0.0]
@@ -187,14 +189,7 @@ def sde_heun_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tenso
     evaluation and one draw per step. Settings: `BaseSamplerSettings` with method "sde" (num_steps
     defaults to 18 there; the official CelebA-HQ recipe, BASE_RECIPES["celebahq64"], runs 120)."""
     st = _settings(BaseSamplerSettings(method="sde"), settings, overrides, "sde_heun_sampler")
-    if st.method != "sde":
-        raise ValueError(f"sde_heun_sampler runs method 'sde' settings, got {st.method!r} (use edm_sampler)")
-    check_image(noise, 1, "noise")
-    check_finite_image(noise, "noise")
-    grid = _base_grid(sigmas, st)
-    check_solver(st.solver, len(grid) - 1)
-    x = _prepare(noise, labels, dtype) * float(grid[0])
-    evaluate = _evaluator(denoise, labels, x.shape[0], dtype, x.device)
+    grid, x, evaluate = _base_start(denoise, noise, labels, sigmas, st, dtype, "sde")
     if st.solver != "heun":
         return _edm_multistep(evaluate, x, grid, st.solver, st.eta, randn_like, callback)
     return _ddim_heun(evaluate, x, grid.tolist(), st.eta, randn_like, None, st.corrector, callback)
