@@ -16,7 +16,7 @@ import torch
 
 from ._validate import check_image
 from .precond import edm_loss_weight
-from .relay import RelaySchedule, blur
+from .relay import RelaySchedule
 from .seeds import SeededNoise
 
 Denoiser = Callable[..., torch.Tensor]
@@ -121,8 +121,7 @@ class RelayLoss:
         u = draws.rand(images.shape[0], torch.float64).clamp_(min=self.u_min)
         sigma64 = sch.sigma(u, check=False)                      # u ∈ [u_min, 1): valid
         sigma = sigma64.to(images.dtype).reshape(-1, 1, 1, 1)
-        noisy = blur(images, sch.blur_sigma(u), sch.up_scale, sch.min_scale, check=False)
-        noisy = noisy + sigma * sch.noise(images, draws.randn_like)
+        noisy = sch.corrupt(images, sigma64, draws.randn_like, u=u, check=False)
         labels = drop_labels(labels, self.label_dropout, generator)
         denoised = denoise(noisy, sigma.flatten(), labels, **net_kwargs)
         weight = edm_loss_weight(sigma, self.sigma_data).clamp(max=self.max_weight)

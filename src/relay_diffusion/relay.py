@@ -372,13 +372,20 @@ class RelaySchedule:
                                                                    self.block_kind)
         return cov / (1 + self.block_scale ** 2) if self.noise_mixture == "paper" else cov
 
-    def corrupt(self, x0: torch.Tensor, sigma: torch.Tensor | float,
-                randn_like: RandnLike = torch.randn_like) -> torch.Tensor:
-        """Forward corruption x_σ = blur(x₀; σ) + σ·noise. sigma: float or [B] tensor."""
-        check_image(x0, self.up_scale, "x0")
-        sig = check_positive(sigma, "sigma")
+    def corrupt(self, x0: torch.Tensor, sigma: torch.Tensor | float, randn_like: RandnLike = torch.randn_like,
+                *, u: torch.Tensor | None = None, check: bool = True) -> torch.Tensor:
+        """Forward corruption x_σ = blur(x₀; σ_B) + σ·noise (paper §3.3). sigma: float or [B]
+        tensor. u: the training time behind σ when the caller drew it (the relay loss): σ_B then
+        comes from u directly, not through u(σ). check=False skips the input checks (and their
+        device synchronisation) for a caller whose inputs are valid by construction."""
+        if check:
+            check_image(x0, self.up_scale, "x0")
+            sig = check_positive(sigma, "sigma")
+        else:
+            sig = sigma if torch.is_tensor(sigma) else torch.as_tensor(sigma, dtype=torch.float64)
         sig_b = sig.to(x0.device, x0.dtype).reshape(-1, 1, 1, 1) if sig.dim() else float(sig)
-        return blur(x0, self._blur_arg(sig), self.up_scale, self.min_scale, check=False) + sig_b * self.noise(x0, randn_like)
+        blur_sigma = self._blur_arg(sig) if u is None else self.blur_sigma(u)
+        return blur(x0, blur_sigma, self.up_scale, self.min_scale, check=False) + sig_b * self.noise(x0, randn_like)
 
     def for_sampling(self, prob_length: float | None) -> "RelaySchedule":
         """The same schedule with the sampler's own L (`RelaySamplerSettings.prob_length`, the
