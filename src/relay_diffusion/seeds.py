@@ -100,6 +100,16 @@ class SeededNoise:
         self.device = torch.device(device)
         self.generators = [torch.Generator(self.device).manual_seed(s % (1 << 32)) for s in seeds]
 
+    @classmethod
+    def from_generators(cls, generators) -> "SeededNoise":
+        """The same stream over given torch.Generators, one per row (diffusers' `generator` list)."""
+        noise = cls.__new__(cls)
+        noise.generators = list(generators)
+        if not noise.generators:
+            raise ValueError("need at least one generator")
+        noise.seeds, noise.device = None, noise.generators[0].device
+        return noise
+
     def randn(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """A [len(seeds), *shape] standard-normal tensor. Drawn in float32 and cast, so that a
         float64 run sees the same noise as a float32 run of the same seed."""

@@ -105,19 +105,48 @@ def edm_sampler(denoise: Denoiser, noise: torch.Tensor, labels: torch.Tensor | N
         if gamma > 0:
             x = x + math.sqrt(s_hat ** 2 - s_cur ** 2) * S_noise * randn_like(x)
         den = evaluate(x, s_hat)
-        d = (x - den) / s_hat
-        x_next = x + (s_next - s_hat) * d
+        x_next = edm_euler(x, den, s_hat, s_next)
         if s_next > 0:                                   # 2nd-order correction (Heun)
-            d2 = (x_next - evaluate(x_next, s_next)) / s_next
-            x_next = x + (s_next - s_hat) * (d + d2) / 2
+            x_next = edm_heun(x, den, x_next, evaluate(x_next, s_next), s_hat, s_next)
         x = x_next
         if callback is not None:
             callback(dict(step=i, sigma=s_hat, sigma_next=s_next, x=x, denoised=den))
     return x
 
 
+def edm_euler(x: torch.Tensor, den: torch.Tensor, s: float, s_next: float) -> torch.Tensor:
+    """EDM's Euler step from σ = s to s_next along d = (x − D)/s (Algorithm 2)."""
+    return x + (s_next - s) * ((x - den) / s)
+
+
+def edm_heun(x, den, x_pred, den_pred, s: float, s_next: float) -> torch.Tensor:
+    """EDM's Heun step: the Euler prediction x_pred corrected by the mean of the two slopes."""
+    d, d2 = (x - den) / s, (x_pred - den_pred) / s_next
+    return x + (s_next - s) * (d + d2) / 2
+
+
 # --------------------------------------------------------------------------------------------
 # The DDIM-η Heun step shared by the "SDE Heun" sampler and the relay sampler (docs/solvers.md §3, §5).
+
+
+def ddim_renoise(x0_hat: torch.Tensor, x_cur: torch.Tensor, s: float, s_next: float, eta: float,
+                 fresh_noise: Callable[[torch.Tensor], torch.Tensor],
+                 reblur: Callable[[torch.Tensor, float], torch.Tensor] | None) -> torch.Tensor:
+    """The state at s_next from x̂₀ and x at s: re-blur x̂₀, keep √(1−η²)·s_next/s of the noise
+    x − A x̂₀, add η·s_next of fresh noise (docs/method.md §5.4). reblur None: no blur (EDM)."""
+    gamma = math.sqrt(1 - eta ** 2) * s_next / s
+    if reblur is None:
+        y = torch.lerp(x0_hat, x_cur, gamma)
+    else:
+        y = reblur(x0_hat, s_next) + gamma * (x_cur - reblur(x0_hat, s))
+    return y + (eta * s_next) * fresh_noise(x_cur) if eta > 0 else y
+
+
+def heun_denoised(x, den, x_pred, den_pred, s: float, s_next: float, corrector: str) -> torch.Tensor:
+    """The Heun corrector's x̂₀ from the two evaluations (see `_ddim_heun`)."""
+    if corrector == "denoised":
+        return (den + den_pred) / 2
+    return x - (s / 2) * ((x - den) / s + (x_pred - den_pred) / s_next)
 
 
 def _ddim_heun(evaluate, x: torch.Tensor, sigmas: list[float], eta: float,
@@ -139,14 +168,6 @@ def _ddim_heun(evaluate, x: torch.Tensor, sigmas: list[float], eta: float,
     D(x; σ_last). Identical, term by term, to the paper's update in patch-DCT space (Eq. of §3.3),
     because the blur A is diagonal there; with A = I it is the DDIM-η / "SDE Heun" update.
     """
-    def renoise(x0_hat: torch.Tensor, x_cur: torch.Tensor, s: float, s_next: float) -> torch.Tensor:
-        gamma = math.sqrt(1 - eta ** 2) * s_next / s
-        if reblur is None:
-            y = torch.lerp(x0_hat, x_cur, gamma)
-        else:
-            y = reblur(x0_hat, s_next) + gamma * (x_cur - reblur(x0_hat, s))
-        return y + (eta * s_next) * fresh_noise(x_cur) if eta > 0 else y
-
     for i, s in enumerate(sigmas):
         den = evaluate(x, s)
         if i == len(sigmas) - 1:
@@ -154,13 +175,9 @@ def _ddim_heun(evaluate, x: torch.Tensor, sigmas: list[float], eta: float,
                 callback(dict(step=i, sigma=s, sigma_next=0.0, x=den, denoised=den))
             return den
         s_next = sigmas[i + 1]
-        x_pred = renoise(den, x, s, s_next)
-        den_pred = evaluate(x_pred, s_next)
-        if corrector == "denoised":
-            x0_bar = (den + den_pred) / 2
-        else:
-            x0_bar = x - (s / 2) * ((x - den) / s + (x_pred - den_pred) / s_next)
-        x = renoise(x0_bar, x, s, s_next)
+        x_pred = ddim_renoise(den, x, s, s_next, eta, fresh_noise, reblur)
+        x0_bar = heun_denoised(x, den, x_pred, evaluate(x_pred, s_next), s, s_next, corrector)
+        x = ddim_renoise(x0_bar, x, s, s_next, eta, fresh_noise, reblur)
         if callback is not None:
             callback(dict(step=i, sigma=s, sigma_next=s_next, x=x, denoised=den))
     raise AssertionError("unreachable")

@@ -1,0 +1,39 @@
+"""`rdm export-diffusers MODEL_DIR... OUT_DIR`: a chain as a diffusers pipeline folder (docs/diffusers.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..io import check_output_dir
+
+
+def add_parser(subparsers, help_text: str) -> None:
+    p = subparsers.add_parser(
+        "export-diffusers", help=help_text,
+        description="Write a relay model directory, or a base and a relay one, as a diffusers folder "
+                    "(model_index.json, one subfolder per component, pipeline.py) that "
+                    "RelayDiffusionPipeline.from_pretrained(OUT_DIR) and DiffusionPipeline.from_pretrained"
+                    "(OUT_DIR, custom_pipeline=OUT_DIR, trust_remote_code=True) load. Needs the extra "
+                    "relay-diffusion[diffusers]. The schedulers carry the official default sampler "
+                    "settings (Heun); nothing is written unless all of it is.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="[BASE_DIR] RELAY_DIR OUT_DIR")
+    p.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of each model dir")
+    p.add_argument("--force", action="store_true", help="replace OUT_DIR if it is an earlier export")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if len(args.paths) not in (2, 3):
+        raise ValueError("give [BASE_DIR] RELAY_DIR OUT_DIR")
+    *models, out = args.paths
+    out = check_output_dir(out)
+    if out.exists() and any(out.iterdir()):
+        if not (out / "model_index.json").is_file():
+            raise ValueError(f"{out} is not empty and holds no diffusers export; choose a new folder")
+        if not args.force:
+            raise ValueError(f"{out} already holds a diffusers export; pass --force to replace it")
+    from ..integrations.diffusers import export_diffusers
+
+    export_diffusers(models, out, which=args.weights)
+    print(f"wrote {out}: {' + '.join(Path(m).name for m in models)}")
+    return 0

@@ -1,0 +1,141 @@
+"""The diffusers interop (relay_diffusion.integrations.diffusers): the exported pipeline gives
+`RelayChain`'s / `rdm sample`'s images, the scheduler's steps are the relay sampler's, and a model
+directory survives the round trip through a diffusers folder bit for bit."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("diffusers", reason="the optional extra relay-diffusion[diffusers] is not installed")
+
+from diffusers import DiffusionPipeline  # noqa: E402
+
+from relay_diffusion import RelaySchedule, SeededNoise, relay_sampler, upsample_nearest  # noqa: E402
+from relay_diffusion.cli import main  # noqa: E402
+from relay_diffusion.integrations.diffusers import (RelayDiffusionPipeline, RelayScheduler, export_diffusers,  # noqa: E402
+                                                    import_diffusers)
+from relay_diffusion.io import load_weights, read_model_config  # noqa: E402
+from relay_diffusion.pipeline import RelayChain, bundled_demo_chain  # noqa: E402
+
+SEEDS = [0, 1, 2, 13]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("diffusers") / "demo"
+    export_diffusers(bundled_demo_chain(), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pipe(exported):
+    p = RelayDiffusionPipeline.from_pretrained(exported)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_pipeline_images_are_the_chain_images(pipe):
+    chain = RelayChain.from_pretrained(bundled_demo_chain(), channels_last=False)
+    for labels in ("balanced", 3):
+        ours = chain(SEEDS, labels)
+        theirs = pipe(seeds=SEEDS, class_labels=labels, output_type="pt").images
+        assert torch.equal(ours, theirs)
+    guided = chain.__class__(chain.models, [s.with_overrides({"cfg_scale": 2.0}) for s in chain.settings])
+    assert torch.equal(guided(SEEDS), pipe(seeds=SEEDS, guidance_scale=2.0, output_type="pt").images)
+
+
+def test_pipeline_images_equal_rdm_sample(pipe, tmp_path):
+    assert main(["sample", "--seeds", ",".join(map(str, SEEDS)), "--npz", str(tmp_path / "s.npz"), "--quiet"]) == 0
+    ours = np.load(tmp_path / "s.npz")["images"].astype(int)
+    theirs = pipe(seeds=SEEDS, output_type="np").images.astype(int)
+    assert np.abs(ours - theirs).max() <= 1                       # within 1/255 (channels-last rounding)
+
+
+def test_super_resolution_and_generator_lists(pipe):
+    chain = RelayChain.from_pretrained(bundled_demo_chain(), channels_last=False)
+    low = chain.models[:1]
+    base = RelayChain(low)(SEEDS)
+    relay_only = RelayChain(chain.models[1:])(SEEDS, "balanced", low_res=base)
+    gens = [torch.Generator().manual_seed(s) for s in SEEDS]
+    out = pipe(generator=gens, image=base, class_labels=[s % 10 for s in SEEDS], output_type="pt").images
+    assert torch.equal(out, relay_only)
+    with pytest.raises(ValueError, match="give seeds"):
+        pipe()
+    with pytest.raises(ValueError, match="output_type"):
+        pipe(seeds=[0], output_type="jpg")
+
+
+def test_generic_diffusers_loader(exported):
+    p = DiffusionPipeline.from_pretrained(exported, custom_pipeline=str(exported), trust_remote_code=True)
+    assert isinstance(p, RelayDiffusionPipeline)
+    assert json.loads((exported / "model_index.json").read_text())["relay_unet"][1] == "RelayUNet"
+
+
+def test_round_trip_is_bit_identical(exported, tmp_path):
+    dirs = import_diffusers(exported, [tmp_path / "base", tmp_path / "relay"])
+    for original, back in zip(bundled_demo_chain(), dirs):
+        a, b = load_weights(original, "ema"), load_weights(back, "model")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        keep = ("stage", "resolution", "channels", "label_dim", "sigma_data", "network", "schedule")
+        ca, cb = read_model_config(original), read_model_config(back)
+        assert {k: ca.get(k) for k in keep} == {k: cb.get(k) for k in keep}
+    with pytest.raises(ValueError, match="holds 2 stage"):
+        import_diffusers(exported, [tmp_path / "x"])
+
+
+def shrink(x, sigma, labels=None):
+    return x / (1 + sigma.view(-1, 1, 1, 1) ** 2)
+
+
+@pytest.mark.parametrize("corrector,eta", [("noise", 0.2), ("denoised", 0.5), ("noise", 0.0)])
+def test_scheduler_steps_are_the_relay_samplers_steps(corrector, eta):
+    sch = RelaySchedule(up_scale=2, blur_sigma_max=2.0)
+    x_up = upsample_nearest(torch.rand(2, 1, 4, 4) * 2 - 1, 2)
+    states = []
+    ours = relay_sampler(shrink, x_up, schedule=sch, num_steps=20, eta=eta, corrector=corrector,
+                         randn_like=SeededNoise([5, 6]), callback=lambda d: states.append(d["x"]))
+    scheduler = RelayScheduler("relay", eta=eta, corrector=corrector, schedule=dataclasses.asdict(sch))
+    scheduler.set_timesteps(20)
+    gens = [torch.Generator().manual_seed(s) for s in (5, 6)]
+    x = x_up + scheduler.init_noise_sigma * scheduler.noise_like(x_up, gens)
+    theirs = []
+    for k, t in enumerate(scheduler.timesteps):
+        den = shrink(x, torch.full((2,), float(t)))
+        x = scheduler.step(den, t, x, generator=gens).prev_sample
+        if k % 2 == 1 or k == len(scheduler.timesteps) - 1:     # after each corrector, and the end
+            theirs.append(x)
+    assert len(theirs) == len(states) and all(torch.equal(a, b) for a, b in zip(states, theirs))
+    assert torch.equal(ours, x)
+    with pytest.raises(ValueError, match="finished"):
+        scheduler.step(den, 0.1, x)
+
+
+def test_scheduler_add_noise_is_the_forward_process():
+    sch = RelaySchedule(up_scale=2)
+    scheduler = RelayScheduler("relay", schedule=dataclasses.asdict(sch))
+    x0, sigma = torch.rand(2, 1, 4, 4), torch.tensor([0.3, 0.7])
+    noise = scheduler.noise_like(x0, [torch.Generator().manual_seed(s) for s in (1, 2)])
+    torch.testing.assert_close(scheduler.add_noise(x0, noise, sigma), sch.corrupt(x0, sigma, SeededNoise([1, 2])))
+
+
+def test_cli_export_and_import(tmp_path, capsys):
+    demo = [str(d) for d in bundled_demo_chain()]
+    out = tmp_path / "export"
+    assert main(["export-diffusers", *demo, str(out)]) == 0
+    assert (out / "model_index.json").is_file() and (out / "pipeline.py").is_file()
+    assert main(["export-diffusers", *demo, str(out)]) == 2
+    assert "already holds a diffusers export; pass --force" in capsys.readouterr().err
+    assert main(["export-diffusers", *demo, str(out), "--force"]) == 0
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("keep")
+    assert main(["export-diffusers", *demo, str(tmp_path / "other")]) == 2
+    assert (tmp_path / "other" / "keep.txt").read_text() == "keep"
+    assert main(["import-diffusers", str(out), str(tmp_path / "b"), str(tmp_path / "r")]) == 0
+    a, b = load_weights(tmp_path / "r", "model"), load_weights(demo[1], "ema")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert main(["import-diffusers", str(out), str(tmp_path / "r")]) == 2
