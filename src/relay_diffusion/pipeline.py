@@ -133,10 +133,12 @@ class RelayChain:
 
     @torch.no_grad()
     def __call__(self, seeds: Sequence[int], labels="balanced", *, low_res: torch.Tensor | None = None,
-                 dtype: torch.dtype = torch.float32, device=None, stage_callback=None) -> torch.Tensor:
+                 dtype: torch.dtype = torch.float32, device=None, stage_callback=None,
+                 step_callback=None) -> torch.Tensor:
         """Images [len(seeds), C, H, W] in [−1, 1]. `low_res` ([N, C, h, w] in [−1, 1]) feeds a
         chain that starts with a relay stage (super-resolution); otherwise the first stage must
-        be a base model. `stage_callback(i, images)` sees every stage's output."""
+        be a base model. `stage_callback(i, images)` sees every stage's output, `step_callback(i, info)`
+        every sampler step of stage i (the samplers' callback dict: sigma, x, denoised, …)."""
         seeds = check_seeds(seeds)
         device = check_device(device) if device is not None else next(self.models[0].denoiser.parameters()).device
         rnd = SeededNoise(seeds, device)
@@ -157,13 +159,15 @@ class RelayChain:
         for i, (m, s) in enumerate(zip(self.models, self.settings)):
             lab = onehot if m.label_dim else None
             den = self._denoiser(i)
+            steps = (lambda info, i=i: step_callback(i, info)) if step_callback is not None else None
             if m.stage == "base":
                 noise = rnd.randn(m.channels, m.resolution, m.resolution, dtype=dtype)
                 sampler = edm_sampler if s.method == "edm" else sde_heun_sampler
-                x = sampler(den, noise, lab, settings=s, randn_like=rnd, dtype=dtype)
+                x = sampler(den, noise, lab, settings=s, randn_like=rnd, dtype=dtype, callback=steps)
             else:
                 x_up = upsample_nearest(x, m.schedule.up_scale)
-                x = relay_sampler(den, x_up, lab, schedule=m.schedule, settings=s, randn_like=rnd, dtype=dtype)
+                x = relay_sampler(den, x_up, lab, schedule=m.schedule, settings=s, randn_like=rnd, dtype=dtype,
+                                  callback=steps)
             if stage_callback is not None:
                 stage_callback(i, x)
         return x

@@ -20,6 +20,7 @@ VERBS = {
     "import": ("import_checkpoint", "convert a published RDM .pt / EDM .pkl checkpoint into a model directory"),
     "eval": ("eval", "FID/sFID/IS/precision/recall/KID of samples or a model chain vs a reference"),
     "analyze": ("analyze", "inspect noise and blur schedules"),
+    "demo": ("demo", "serve an interactive page that shows the relay step by step"),
     "export-diffusers": ("export_diffusers", "write model directories as a diffusers pipeline folder"),
     "import-diffusers": ("import_diffusers", "write a diffusers pipeline folder back as model directories"),
 }
