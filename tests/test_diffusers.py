@@ -139,3 +139,30 @@ def test_cli_export_and_import(tmp_path, capsys):
     a, b = load_weights(tmp_path / "r", "model"), load_weights(demo[1], "ema")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert main(["import-diffusers", str(out), str(tmp_path / "r")]) == 2
+
+
+@pytest.mark.parametrize("solver", ["ddim", "dpmpp-2m", "dpmpp-2m-pc", "dpmpp-3m-pc"])
+def test_scheduler_runs_the_solvers_like_the_relay_sampler(solver):
+    sch = RelaySchedule(up_scale=2, blur_sigma_max=2.0)
+    x_up = upsample_nearest(torch.rand(2, 1, 4, 4) * 2 - 1, 2)
+    kw = dict(num_steps=7, eta=0.2, solver=solver, sigma_grid="rho", rho=2.0)
+    ours = relay_sampler(shrink, x_up, schedule=sch, randn_like=SeededNoise([5, 6]), **kw)
+    scheduler = RelayScheduler("relay", schedule=dataclasses.asdict(sch), **{k: v for k, v in kw.items()
+                                                                           if k != "num_steps"})
+    scheduler.set_timesteps(7)
+    assert len(scheduler.timesteps) == 7                                 # one evaluation per σ
+    gens = [torch.Generator().manual_seed(s) for s in (5, 6)]
+    x = x_up + scheduler.init_noise_sigma * scheduler.noise_like(x_up, gens)
+    for t in scheduler.timesteps:
+        x = scheduler.step(shrink(x, torch.full((2,), float(t))), t, x, generator=gens).prev_sample
+    assert torch.equal(ours, x)
+
+
+def test_the_fast_preset_exports(tmp_path):
+    from relay_diffusion.sampling.presets import chain_recipe
+    assert main(["export-diffusers", *map(str, bundled_demo_chain()), str(tmp_path / "fast"), "--preset", "fast"]) == 0
+    p = RelayDiffusionPipeline.from_pretrained(tmp_path / "fast")
+    p.set_progress_bar_config(disable=True)
+    chain = RelayChain.from_pretrained(bundled_demo_chain(), channels_last=False)
+    fast = RelayChain(chain.models, chain_recipe("fast", ["base", "relay"]))
+    assert torch.equal(fast(SEEDS), p(seeds=SEEDS, num_inference_steps=(12, 8), output_type="pt").images)

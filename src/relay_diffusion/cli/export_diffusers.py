@@ -15,9 +15,11 @@ def add_parser(subparsers, help_text: str) -> None:
                     "RelayDiffusionPipeline.from_pretrained(OUT_DIR) and DiffusionPipeline.from_pretrained"
                     "(OUT_DIR, custom_pipeline=OUT_DIR, trust_remote_code=True) load. Needs the extra "
                     "relay-diffusion[diffusers]. The schedulers carry the official default sampler "
-                    "settings (Heun); nothing is written unless all of it is.")
+                    "settings (Heun) or --preset fast; nothing is written unless all of it is.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="[BASE_DIR] RELAY_DIR OUT_DIR")
     p.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of each model dir")
+    p.add_argument("--preset", choices=("fast",), help="sampler recipe the schedulers carry (default: the official "
+                                                       "defaults; fast: the few-step solvers of rdm sample --preset fast)")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR if it is an earlier export")
     p.set_defaults(func=run)
 
@@ -33,7 +35,12 @@ def run(args) -> int:
         if not args.force:
             raise ValueError(f"{out} already holds a diffusers export; pass --force to replace it")
     from ..integrations.diffusers import export_diffusers
+    from ..sampling.presets import chain_recipe
 
-    export_diffusers(models, out, which=args.weights)
+    settings = None
+    if args.preset:
+        stages = ["base", "relay"] if len(models) == 2 else ["relay"]
+        settings = chain_recipe(args.preset, stages)
+    export_diffusers(models, out, which=args.weights, settings=settings)
     print(f"wrote {out}: {' + '.join(Path(m).name for m in models)}")
     return 0

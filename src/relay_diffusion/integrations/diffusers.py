@@ -11,8 +11,8 @@
 - `export_diffusers` / `import_diffusers`: model directories ↔ a diffusers folder
   (`model_index.json` + component subfolders) that `DiffusionPipeline.from_pretrained` loads.
 
-Only the official "heun" relay step is implemented here; the few-step solvers run through
-`RelayChain` / `rdm sample`.
+The scheduler runs every solver of `SOLVERS`: the official "heun" step (two evaluations per
+step) and the exponential integrators (one per σ), on the grids of `RelaySamplerSettings`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from ..precond import EDMPrecond
 from ..relay import RelaySchedule, blur, upsample_nearest
 from ..sampling import BaseSamplerSettings, RelaySamplerSettings, classifier_free_guidance
 from ..sampling.samplers import ddim_renoise, edm_euler, edm_heun, heun_denoised
+from ..sampling.solvers import FrequencyBasis, Multistep, check_solver
 from ..seeds import SeededNoise
 
 # written into every export, so that diffusers' generic loader finds the pipeline class:
@@ -87,10 +88,11 @@ class RelaySchedulerOutput(BaseOutput):
 
 
 class RelayScheduler(SchedulerMixin, ConfigMixin):
-    """The Heun sampler of a stage, one network evaluation per `step`. Base stage: EDM's
-    deterministic Heun from pure noise (`BaseSamplerSettings`, method "edm", no churn). Relay
-    stage: the official stochastic relay Heun step with the model's patch blur and block noise
-    (`RelaySamplerSettings`, solver "heun"). The last call returns D(x; σ_last)."""
+    """A stage's sampler, one network evaluation per `step`. Base stage: EDM's deterministic
+    sampler from pure noise (`BaseSamplerSettings`, method "edm", no churn). Relay stage: the
+    official stochastic relay step with the model's patch blur and block noise
+    (`RelaySamplerSettings`). solver "heun" (official) or an exponential integrator (docs/solvers.md).
+    The last call returns D(x; σ_last)."""
 
     order = 1
 
@@ -98,7 +100,8 @@ class RelayScheduler(SchedulerMixin, ConfigMixin):
     def __init__(self, stage: str = "relay", num_train_timesteps: int = 1000,
                  sigma_min: float | None = None, sigma_max: float = 80.0, rho: float = 7.0,
                  truncation_sigma: float = 0.9, prob_length: float | None = None, eta: float = 0.2,
-                 block_scale: float | None = None, corrector: str = "noise", schedule: dict | None = None):
+                 block_scale: float | None = None, corrector: str = "noise", schedule: dict | None = None,
+                 solver: str = "heun", sigma_grid: str = "truncated", lambda_frequency: float = 0.0):
         if stage not in ("base", "relay"):
             raise ValueError(f"stage must be 'base' or 'relay', got {stage!r}")
         if stage == "relay" and not schedule:
@@ -111,10 +114,11 @@ class RelayScheduler(SchedulerMixin, ConfigMixin):
         c = self.config
         if c.stage == "base":
             return BaseSamplerSettings(num_steps=num_steps, sigma_min=c.sigma_min or 0.002,
-                                       sigma_max=c.sigma_max, rho=c.rho)
+                                       sigma_max=c.sigma_max, rho=c.rho, solver=c.solver)
         return RelaySamplerSettings(num_steps=num_steps, sigma_min=c.sigma_min or 0.008, sigma_max=c.sigma_max,
                                     rho=c.rho, truncation_sigma=c.truncation_sigma, prob_length=c.prob_length,
-                                    eta=c.eta, block_scale=c.block_scale, corrector=c.corrector)
+                                    eta=c.eta, block_scale=c.block_scale, corrector=c.corrector, solver=c.solver,
+                                    sigma_grid=c.sigma_grid, lambda_frequency=c.lambda_frequency)
 
     @property
     def relay_schedule(self) -> RelaySchedule | None:
@@ -135,7 +139,19 @@ class RelayScheduler(SchedulerMixin, ConfigMixin):
         else:
             grid = self.settings.sigmas(RelaySchedule(**self.config.schedule))
         self.grid = grid.tolist()
-        evals = [self.grid[0]] + [s for s in self.grid[1:] for _ in range(2)]
+        self._solver, self._generator = None, None
+        if self.config.solver == "heun":
+            evals = [self.grid[0]] + [s for s in self.grid[1:] for _ in range(2)]
+        else:                                            # one evaluation per σ
+            evals = self.grid
+            order, corrector = check_solver(self.config.solver, len(grid) - 1)
+            sch = self.relay_schedule
+            if sch is None:
+                log_factors, basis, eta = torch.zeros(len(grid), 1, 1, dtype=torch.float64), FrequencyBasis(1), 0.0
+            else:
+                log_factors, basis, eta = torch.log(sch.factors(grid)), FrequencyBasis(sch.up_scale), self.config.eta
+            self._solver = Multistep(self.grid, order, eta, log_factors, basis,
+                                     lambda like: self.noise_like(like, self._generator), corrector)
         self.sigmas = torch.tensor(self.grid, dtype=torch.float64)
         self.timesteps = torch.tensor(evals, dtype=torch.float64, device=device)
         self._k, self._x, self._den = 0, None, None
@@ -176,7 +192,10 @@ class RelayScheduler(SchedulerMixin, ConfigMixin):
         k, den = self._k, model_output.to(sample.dtype)
         i = (k + 1) // 2                                 # the step this evaluation belongs to
         self._k += 1
-        if k == len(self.timesteps) - 1:                 # the last σ: the result is D(x; σ_last)
+        if self._solver is not None:                     # exponential integrator: one call per σ
+            self._generator = generator
+            out = RelaySchedulerOutput(self._solver.step(sample, den), den)
+        elif k == len(self.timesteps) - 1:                 # the last σ: the result is D(x; σ_last)
             last = edm_euler(sample, den, self.grid[-1], 0.0) if self.config.stage == "base" else den
             out = RelaySchedulerOutput(last, den)           # (EDM: its final Euler step to σ = 0)
         elif k % 2 == 0:                                 # predictor at σ_i
@@ -307,11 +326,13 @@ def _output(x: torch.Tensor, output_type: str):
 def _scheduler_for(unet: RelayUNet, settings) -> RelayScheduler:
     c = unet.config
     if c.stage == "base":
-        return RelayScheduler("base", sigma_min=settings.sigma_min, sigma_max=settings.sigma_max, rho=settings.rho)
+        return RelayScheduler("base", sigma_min=settings.sigma_min, sigma_max=settings.sigma_max, rho=settings.rho,
+                              solver=settings.solver)
     return RelayScheduler("relay", sigma_min=settings.sigma_min, sigma_max=settings.sigma_max, rho=settings.rho,
                           truncation_sigma=settings.truncation_sigma, prob_length=settings.prob_length,
                           eta=settings.eta, block_scale=settings.block_scale, corrector=settings.corrector,
-                          schedule=dict(c.schedule))
+                          schedule=dict(c.schedule), solver=settings.solver, sigma_grid=settings.sigma_grid,
+                          lambda_frequency=settings.lambda_frequency)
 
 
 def export_diffusers(model_dirs, out_dir, which: str = "ema", settings=None) -> Path:
@@ -327,8 +348,8 @@ def export_diffusers(model_dirs, out_dir, which: str = "ema", settings=None) -> 
         raise ValueError(f"expected [base,] relay model directories, got stages {stages}")
     settings = settings or [BaseSamplerSettings() if s == "base" else RelaySamplerSettings() for s in stages]
     for s in settings:
-        if getattr(s, "solver", "heun") != "heun" or getattr(s, "S_churn", 0) or getattr(s, "method", "edm") != "edm":
-            raise ValueError("the diffusers scheduler runs the Heun samplers without churn only")
+        if getattr(s, "S_churn", 0) or getattr(s, "method", "edm") != "edm":
+            raise ValueError("the diffusers scheduler runs base stages with method 'edm' and no churn")
     base = (unets[0], _scheduler_for(unets[0], settings[0])) if len(unets) == 2 else (None, None)
     pipe = RelayDiffusionPipeline(base[0], base[1], unets[-1], _scheduler_for(unets[-1], settings[-1]))
     out = Path(out_dir)
