@@ -49,6 +49,10 @@ from ..seeds import SeededNoise
 PIPELINE_PY = '''"""relay-diffusion export: the pipeline class lives in the installed relay-diffusion package."""
 from relay_diffusion.integrations.diffusers import RelayDiffusionPipeline  # noqa: F401
 '''
+# the sampler settings a scheduler's config carries, per stage (None: the settings' default)
+SETTING_FIELDS = {"base": ("sigma_min", "sigma_max", "rho", "solver"),
+                  "relay": ("sigma_min", "sigma_max", "rho", "truncation_sigma", "prob_length", "eta", "block_scale",
+                            "corrector", "solver", "sigma_grid", "lambda_frequency")}
 
 
 class RelayUNet(ModelMixin, ConfigMixin):
@@ -107,45 +111,31 @@ class RelayScheduler(SchedulerMixin, ConfigMixin):
         if stage == "relay" and not schedule:
             raise ValueError("a relay scheduler needs the model's schedule (RelaySchedule fields)")
         self.settings = self._settings(18)                       # validates the numbers now
+        self.model_schedule = RelaySchedule(**schedule) if stage == "relay" else None
+        # the forward process the sampler follows (its own L and α where set); None for a base stage
+        self.relay_schedule = self.settings.sampling_schedule(self.model_schedule) if self.model_schedule else None
         self.sigmas = self.timesteps = None
         self._k = 0
 
     def _settings(self, num_steps: int):
         c = self.config
-        if c.stage == "base":
-            return BaseSamplerSettings(num_steps=num_steps, sigma_min=c.sigma_min or 0.002,
-                                       sigma_max=c.sigma_max, rho=c.rho, solver=c.solver)
-        return RelaySamplerSettings(num_steps=num_steps, sigma_min=c.sigma_min or 0.008, sigma_max=c.sigma_max,
-                                    rho=c.rho, truncation_sigma=c.truncation_sigma, prob_length=c.prob_length,
-                                    eta=c.eta, block_scale=c.block_scale, corrector=c.corrector, solver=c.solver,
-                                    sigma_grid=c.sigma_grid, lambda_frequency=c.lambda_frequency)
-
-    @property
-    def relay_schedule(self) -> RelaySchedule | None:
-        """The forward process the sampler follows (its own L and α where set)."""
-        if self.config.stage == "base":
-            return None
-        sch = RelaySchedule(**self.config.schedule).for_sampling(self.config.prob_length)
-        if self.config.block_scale is not None:
-            sch = dataclasses.replace(sch, block_scale=self.config.block_scale)
-        return sch
+        values = {f: c[f] for f in SETTING_FIELDS[c.stage] if c[f] is not None}
+        return (BaseSamplerSettings if c.stage == "base" else RelaySamplerSettings)(num_steps=num_steps, **values)
 
     def set_timesteps(self, num_inference_steps: int = 18, device: str | torch.device | None = None) -> None:
         """n σ's (relay: the official grid of `num_inference_steps` nominal steps, truncated);
         `timesteps` lists the σ of every network evaluation: σ₀, then (σ_{i+1}, σ_{i+1}) per step."""
         self.settings = self._settings(num_inference_steps)
-        if self.config.stage == "base":
-            grid = self.settings.sigmas()
-        else:
-            grid = self.settings.sigmas(RelaySchedule(**self.config.schedule))
+        grid = self.settings.sigmas() if self.model_schedule is None else self.settings.sigmas(self.model_schedule)
         self.grid = grid.tolist()
         self._solver, self._generator = None, None
+        sch = self.relay_schedule
+        self._blur_sigmas = {s: float(sch.blur_sigma_at(s)) for s in self.grid} if sch else None
         if self.config.solver == "heun":
             evals = [self.grid[0]] + [s for s in self.grid[1:] for _ in range(2)]
         else:                                            # one evaluation per σ
             evals = self.grid
             order, corrector = check_solver(self.config.solver, len(grid) - 1)
-            sch = self.relay_schedule
             if sch is None:
                 log_factors, basis, eta = torch.zeros(len(grid), 1, 1, dtype=torch.float64), FrequencyBasis(1), 0.0
             else:
@@ -215,11 +205,11 @@ class RelayScheduler(SchedulerMixin, ConfigMixin):
     def _renoise(self, x0_hat, x, s, s_next, generator):
         if self.config.stage == "base":
             return edm_euler(x, x0_hat, s, s_next)
-        sch = self.relay_schedule
+        sch, blur_sigmas = self.relay_schedule, self._blur_sigmas
         randn_like = _randn_like(generator)
 
         def reblur(y, sigma):
-            return blur(y, float(sch.blur_sigma_at(sigma)), sch.up_scale, sch.min_scale, check=False)
+            return blur(y, blur_sigmas[sigma], sch.up_scale, sch.min_scale, check=False)
         return ddim_renoise(x0_hat, x, s, s_next, self.config.eta, lambda like: sch.noise(like, randn_like), reblur)
 
 
@@ -324,15 +314,9 @@ def _output(x: torch.Tensor, output_type: str):
 
 
 def _scheduler_for(unet: RelayUNet, settings) -> RelayScheduler:
-    c = unet.config
-    if c.stage == "base":
-        return RelayScheduler("base", sigma_min=settings.sigma_min, sigma_max=settings.sigma_max, rho=settings.rho,
-                              solver=settings.solver)
-    return RelayScheduler("relay", sigma_min=settings.sigma_min, sigma_max=settings.sigma_max, rho=settings.rho,
-                          truncation_sigma=settings.truncation_sigma, prob_length=settings.prob_length,
-                          eta=settings.eta, block_scale=settings.block_scale, corrector=settings.corrector,
-                          schedule=dict(c.schedule), solver=settings.solver, sigma_grid=settings.sigma_grid,
-                          lambda_frequency=settings.lambda_frequency)
+    stage = unet.config.stage
+    values = {f: getattr(settings, f) for f in SETTING_FIELDS[stage]}
+    return RelayScheduler(stage, schedule=unet.config.schedule and dict(unet.config.schedule), **values)
 
 
 def export_diffusers(model_dirs, out_dir, which: str = "ema", settings=None) -> Path:

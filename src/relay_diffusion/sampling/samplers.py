@@ -17,7 +17,6 @@ state; the final image after the last step) and denoised.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Callable
 
@@ -253,9 +252,7 @@ def relay_sampler(denoise: Denoiser, x_up: torch.Tensor, labels: torch.Tensor | 
     st = _settings(RelaySamplerSettings(), settings, overrides, "relay_sampler")
     check_image(x_up, schedule.up_scale, "x_up")
     check_finite_image(x_up, "x_up")
-    sch = schedule.for_sampling(st.prob_length)
-    if st.block_scale is not None:
-        sch = dataclasses.replace(sch, block_scale=st.block_scale)
+    sch = st.sampling_schedule(schedule)
     sig = check_sigmas(sigmas) if sigmas is not None else st.sigmas(schedule)
     order, pc = check_solver(st.solver, len(sig) - 1)
     x = _prepare(x_up, labels, dtype)

@@ -105,6 +105,12 @@ class RelaySamplerSettings(_Settings):
         if self.block_scale is not None and self.block_scale < 0:
             raise ValueError(f"block_scale (official: s_block) must be >= 0, got {self.block_scale}")
 
+    def sampling_schedule(self, schedule: RelaySchedule) -> RelaySchedule:
+        """The forward process the sampler follows: the model's, with the settings' own L
+        (prob_length) and injected α (block_scale) where set."""
+        sch = schedule.for_sampling(self.prob_length)
+        return sch if self.block_scale is None else dataclasses.replace(sch, block_scale=self.block_scale)
+
     def sigmas(self, schedule: RelaySchedule | None = None) -> torch.Tensor:
         """The σ's run; the "lambda" grid needs the model's schedule (for the sampler's u(σ))."""
         return relay_grid(self.sigma_grid, self.num_steps, self.sigma_min, self.sigma_max, self.rho,
