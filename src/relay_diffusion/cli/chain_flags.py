@@ -67,11 +67,16 @@ def stage_settings(chain_models, preset: str | None, args) -> list:
     return out
 
 
+def add_model_flag(p) -> None:
+    """--model DIR, repeated per stage (`rdm sample`, `rdm eval`, `rdm demo`)."""
+    p.add_argument("--model", action="append", dest="models", metavar="DIR",
+                   help="model directory of a stage (repeat for a chain; default: the bundled demo chain)")
+
+
 def add_chain_arguments(p, default_seeds: str) -> None:
     """The flags that choose a chain, its sampler settings, seeds and labels (`rdm sample` and
     `rdm eval --model`)."""
-    p.add_argument("--model", action="append", dest="models", metavar="DIR",
-                   help="model directory of a stage (repeat for a chain; default: the bundled demo chain)")
+    add_model_flag(p)
     p.add_argument("--seeds", default=default_seeds, help=f"seed list, e.g. 0-63,100 (default {default_seeds})")
     p.add_argument("--batch", type=int, default=32, help="images per batch and process")
     p.add_argument("--class", dest="class_idx", type=int, help="class index for every image")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .chain_flags import add_model_flag
+
 
 def add_parser(subparsers, help_text: str) -> None:
     p = subparsers.add_parser(
@@ -10,8 +12,7 @@ def add_parser(subparsers, help_text: str) -> None:
                     "shows the base sample, the relay stage's trajectory step by step, the final image, timing "
                     "and network evaluations, and a gallery; PNGs and settings download as a zip. Works "
                     "offline; binds to localhost unless --host says otherwise.")
-    p.add_argument("--model", action="append", dest="models", metavar="DIR",
-                   help="model directory of a stage (repeat for a chain; default: the bundled demo chain)")
+    add_model_flag(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, …")

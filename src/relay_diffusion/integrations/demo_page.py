@@ -16,9 +16,12 @@ import json
 import time
 import zipfile
 
+import torch
+
 from ..io import to_pil, to_uint8
 from ..pipeline import RelayChain
 from ..sampling import SOLVERS
+from ..sampling.presets import FAST_RECIPE
 
 DISPLAY_SIDE = 256                     # images are shown scaled to this many CSS pixels (pixelated)
 
@@ -40,8 +43,9 @@ def chain_with(chain: RelayChain, base_steps: int, relay_steps: int, solver: str
         over = {"num_steps": int(base_steps if m.stage == "base" else relay_steps), "cfg_scale": float(guidance)}
         if m.stage == "relay":
             over["solver"] = solver
-            if solver != "heun":
-                over.update(sigma_grid="rho", rho=2.0)          # the few-step grid of --preset fast
+            if solver != "heun":                        # the few-step grid of --preset fast
+                fast = FAST_RECIPE[1]
+                over.update(sigma_grid=fast.sigma_grid, rho=fast.rho)
         settings.append(s.with_overrides(over))
     return RelayChain(chain.models, settings)
 
@@ -53,11 +57,13 @@ def render(chain: RelayChain, seed: int, class_index: int | None = None, base_st
     labels = "balanced" if class_index is None or class_index < 0 else int(class_index)
     base, steps = {}, []
     start = time.perf_counter()
-    final = run([seed], labels, stage_callback=lambda i, x: base.setdefault(i, x.clone()),
+    final = run([seed], labels, stage_callback=lambda i, x: base.setdefault(i, x) if i == 0 else None,
                 step_callback=lambda i, info: steps.append(info) if i == len(run.models) - 1 else None)
     seconds = time.perf_counter() - start
     seeds = list(range(seed, seed + max(1, int(batch))))
-    batch_images = run(seeds, labels)
+    # the gallery starts with this seed's image; the others are sampled together (per-seed noise:
+    # the same images as one by one)
+    batch_images = torch.cat([final] + ([run(seeds[1:], labels)] if len(seeds) > 1 else []))
     pil = lambda x: to_pil(to_uint8(x.cpu())[0])                               # noqa: E731
     trajectory = []
     for info in steps:
