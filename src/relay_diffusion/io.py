@@ -80,6 +80,19 @@ def check_output_dir(path: str | os.PathLike, flag: str = "--outdir") -> Path:
     return path
 
 
+def check_replaceable_dir(path: str | os.PathLike, force: bool, holds, what: str, flag: str = "--outdir") -> Path:
+    """`path` as a Path after refusing, before any work, an output folder whose replacement
+    would lose data: a file, a folder with anything but `what` in it (`holds(path)` is False),
+    or an earlier `what` without `force`. A missing or empty folder is fine."""
+    path = check_output_dir(path, flag)
+    if path.exists() and any(path.iterdir()):
+        if not holds(path):
+            raise ValueError(f"{flag} {path} is not empty and holds no {what}; choose a new folder")
+        if not force:
+            raise ValueError(f"{flag} {path} already holds a {what}; pass --force to replace it")
+    return path
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file, read in 4 MiB blocks."""
     h = hashlib.sha256()

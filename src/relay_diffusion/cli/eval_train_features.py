@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from ..data import load_images
-from ..io import check_output_dir
+from ..io import check_replaceable_dir
 from ..metrics.classifier import (FeatureNetConfig, FeatureTrainConfig, is_feature_net_dir, save_feature_net,
                                   train_feature_net)
 from .common import field_help, positive_list
@@ -61,13 +61,7 @@ def add_train_features_parser(sub) -> None:
 def check_feature_outdir(outdir: str, force: bool) -> None:
     """Refuse, before any work, an --outdir that would lose data: a file, a folder with other
     content, or an existing feature net without --force."""
-    out = check_output_dir(outdir)
-    if not out.exists() or not any(out.iterdir()):
-        return
-    if not is_feature_net_dir(out):
-        raise ValueError(f"--outdir {out} is not empty and holds no feature net; choose a new folder")
-    if not force:
-        raise ValueError(f"--outdir {out} already holds a feature net; pass --force to replace it")
+    check_replaceable_dir(outdir, force, is_feature_net_dir, "feature net")
 
 
 def run_train_features(args) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import check_output_dir
+from ..io import check_replaceable_dir
 
 
 def add_parser(subparsers, help_text: str) -> None:
@@ -28,12 +28,8 @@ def run(args) -> int:
     if len(args.paths) not in (2, 3):
         raise ValueError("give [BASE_DIR] RELAY_DIR OUT_DIR")
     *models, out = args.paths
-    out = check_output_dir(out)
-    if out.exists() and any(out.iterdir()):
-        if not (out / "model_index.json").is_file():
-            raise ValueError(f"{out} is not empty and holds no diffusers export; choose a new folder")
-        if not args.force:
-            raise ValueError(f"{out} already holds a diffusers export; pass --force to replace it")
+    out = check_replaceable_dir(out, args.force, lambda d: (d / "model_index.json").is_file(), "diffusers export",
+                                flag="OUT_DIR")
     from ..integrations.diffusers import export_diffusers
     from ..sampling.presets import chain_recipe
 
