@@ -14,7 +14,8 @@ from .features import (
 )
 from .classifier import FeatureNet, FeatureNetConfig, load_feature_net, train_feature_net
 from .inception import InceptionV3FID, inception_weights_path, load_inception
-from .offline import radial_power_spectrum, sliced_wasserstein_distance, spectral_distance
+from .offline import (high_frequency_power, radial_power_spectra, radial_power_spectrum,
+                      sliced_wasserstein_distance, spectral_distance)
 
 __all__ = [
     "FeatureNet",
@@ -32,6 +33,8 @@ __all__ = [
     "precision_recall",
     "save_statistics",
     "radial_power_spectrum",
+    "radial_power_spectra",
+    "high_frequency_power",
     "sliced_wasserstein_distance",
     "spectral_distance",
 ]

@@ -1,7 +1,9 @@
 """A small classifier whose penultimate features stand in for Inception's where Inception weights
 cannot be had (offline machines, grey 32×32 data): FID / precision-recall / KID on its features,
 and an IS-like score on its logits. Trained by `rdm eval train-features` (`train_feature_net`);
-a Fashion-MNIST net ships in `demo/fmnist-features` (`bundled_feature_net`).
+two Fashion-MNIST nets of different design ship in `demo/` (`BUNDLED_FEATURE_NETS`,
+`bundled_feature_net_dir`): "fmnist" (plain stages) and "fmnist-b" (residual stages, other
+widths and seed), two independent feature spaces for checking that a ranking of models holds.
 
 The numbers it gives are comparable only between runs that use the same feature net (its
 config.json records how it was trained); they are not Inception FIDs.
@@ -25,6 +27,9 @@ from ..io import atomic_directory, load_weights, read_model_config, save_model_d
 
 FEATURE_NET_KIND = "feature-net"
 MAX_WIDTH = 4096                         # channels of a stage: far above any useful feature net
+BLOCKS = ("plain", "residual")           # FeatureNetConfig.block
+# name → folder under demo/ of the feature nets that ship with the package (`--features NAME`)
+BUNDLED_FEATURE_NETS = {"fmnist": "fmnist-features", "fmnist-b": "fmnist-features-b"}
 
 
 def _whole(value, name: str, low: int, high: int | None = None) -> None:
@@ -40,8 +45,13 @@ class FeatureNetConfig:
     num_classes: int = 10                # classifier outputs
     widths: tuple = (16, 32, 64, 128)    # channels per stage; each stage after the first halves H, W
     dropout: float = 0.2                 # before the linear classifier (training only)
+    block: str = "plain"                 # stage design: plain = two conv-BN-ReLU; residual =
+                                         # conv-BN-ReLU-conv-BN plus a skip (1x1 conv-BN where
+                                         # the channels change), then ReLU
 
     def __post_init__(self):
+        if self.block not in BLOCKS:
+            raise ValueError(f"block must be one of {', '.join(map(repr, BLOCKS))}, got {self.block!r}")
         self.widths = tuple(self.widths)
         if not self.widths:
             raise ValueError("widths must list at least one stage's channels")
@@ -61,10 +71,28 @@ class FeatureNetConfig:
         return self.widths[-1]
 
 
+def _conv_bn(c_in: int, c_out: int, kernel: int = 3) -> list:
+    return [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out)]
+
+
+class ResidualBlock(nn.Module):
+    """relu(BN(conv3×3(relu(BN(conv3×3(x))))) + skip(x)); skip = identity, or 1×1 conv–BN when
+    the channel count changes."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.main = nn.Sequential(*_conv_bn(c_in, c_out), nn.ReLU(inplace=True), *_conv_bn(c_out, c_out))
+        self.skip = nn.Identity() if c_in == c_out else nn.Sequential(*_conv_bn(c_in, c_out, kernel=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.main(x) + self.skip(x))
+
+
 class FeatureNet(nn.Module):
-    """Stages of two 3×3 conv–BN–ReLU layers (average-pooled ×½ between stages), global average
-    pool → features, dropout → linear → logits. Input: uint8-range images [N, C, H, W] (any
-    dtype), the convention of the Inception extractor, so both plug into `rdm eval` alike."""
+    """Stages (average-pooled ×½ between them) of two 3×3 conv–BN–ReLU layers (block "plain") or
+    of one residual block (block "residual"), global average pool → features, dropout → linear
+    → logits. Input: uint8-range images [N, C, H, W] (any dtype), the convention of the
+    Inception extractor, so both plug into `rdm eval` alike."""
 
     def __init__(self, config: FeatureNetConfig):
         super().__init__()
@@ -73,10 +101,12 @@ class FeatureNet(nn.Module):
         for i, width in enumerate(config.widths):
             if i > 0:
                 layers.append(nn.AvgPool2d(2))
-            for _ in range(2):
-                layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                           nn.ReLU(inplace=True)]
-                c_in = width
+            if config.block == "residual":
+                layers.append(ResidualBlock(c_in, width))
+            else:                                   # "plain": the layout of the first bundled net
+                for j in range(2):
+                    layers += [*_conv_bn(width if j else c_in, width), nn.ReLU(inplace=True)]
+            c_in = width
         self.body = nn.Sequential(*layers)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(c_in, config.num_classes)
@@ -135,8 +165,11 @@ def load_feature_net(directory: str | Path, device="cpu") -> FeatureNet:
     return net.to(device).eval().requires_grad_(False)
 
 
-def bundled_feature_net_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "demo" / "fmnist-features"
+def bundled_feature_net_dir(name: str = "fmnist") -> Path:
+    """The folder of a bundled feature net, by its name in `BUNDLED_FEATURE_NETS`."""
+    if name not in BUNDLED_FEATURE_NETS:
+        raise ValueError(f"no bundled feature net {name!r}; bundled: {', '.join(BUNDLED_FEATURE_NETS)}")
+    return Path(__file__).resolve().parent.parent / "demo" / BUNDLED_FEATURE_NETS[name]
 
 
 @dataclasses.dataclass

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 __all__ = [
     "sliced_wasserstein_distance",
     "radial_power_spectrum",
+    "radial_power_spectra",
+    "high_frequency_power",
     "spectral_distance",
 ]
 
@@ -207,17 +209,17 @@ def sliced_wasserstein_distance(
 
 # ------------------------------------------------------------------ spectrum
 
-def radial_power_spectrum(images) -> torch.Tensor:
-    """Radially averaged power spectrum of an image set.
+def radial_power_spectra(images) -> torch.Tensor:
+    """Radially averaged power spectrum of every image: [N, floor(min(H, W)/2) + 1] float64.
 
     For each image the per-channel spatial mean is subtracted, ``|FFT2|^2 / (H W)``
     is computed per channel and averaged over channels; the 2-D spectrum is
     then averaged over rings of integer radius ``r = round(sqrt(fy^2 + fx^2))``
     (``fy, fx`` integer frequencies) for ``r = 0 .. floor(min(H, W) / 2)``
-    (frequencies beyond that radius are ignored).  The result is averaged over
-    the set and returned as a float64 tensor of length ``floor(min(H, W)/2)+1``.
-    With the ``1/(H W)`` normalisation, white noise of variance ``s^2`` has a
-    flat spectrum at ``s^2`` (bin 0 is ~0 because of the mean subtraction).
+    (frequencies beyond that radius are ignored). With the ``1/(H W)``
+    normalisation, white noise of variance ``s^2`` has a flat spectrum at ``s^2``
+    (bin 0 is ~0 because of the mean subtraction). Per image, so that a bootstrap
+    over images can reweight them (evaluation/protocol.py).
     """
     x = _as_float_images(images, "images").to(torch.float64)
     _, _, h, w = x.shape
@@ -225,16 +227,28 @@ def radial_power_spectrum(images) -> torch.Tensor:
         raise ValueError(f"radial_power_spectrum needs H, W >= 2, got {h}x{w}")
     x = x - x.mean(dim=(2, 3), keepdim=True)
     power = (torch.fft.fft2(x).abs() ** 2).mean(dim=1) / (h * w)  # [N, H, W]
-    power = power.mean(dim=0)
     fy = torch.fft.fftfreq(h, d=1.0 / h, dtype=torch.float64)
     fx = torch.fft.fftfreq(w, d=1.0 / w, dtype=torch.float64)
     radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2).round().long()
     rmax = min(h, w) // 2
     mask = radius <= rmax
-    idx = radius[mask]
-    sums = torch.bincount(idx, weights=power[mask], minlength=rmax + 1)
-    counts = torch.bincount(idx, minlength=rmax + 1).to(torch.float64)
-    return sums / counts
+    ring = torch.zeros(rmax + 1, int(mask.sum()), dtype=torch.float64)   # ring membership, averaging
+    ring[radius[mask], torch.arange(int(mask.sum()))] = 1.0
+    ring /= ring.sum(dim=1, keepdim=True)
+    return power[:, mask] @ ring.T
+
+
+def radial_power_spectrum(images) -> torch.Tensor:
+    """The set's mean of `radial_power_spectra`: float64, length ``floor(min(H, W)/2) + 1``."""
+    return radial_power_spectra(images).mean(dim=0)
+
+
+def high_frequency_power(real, fake) -> float:
+    """Σ P_fake(r) / Σ P_real(r) over the upper half of the radial frequencies (1 = the real
+    images' high-frequency power; below 1, the samples lack fine texture)."""
+    pr, pf = radial_power_spectrum(real), radial_power_spectrum(fake)
+    upper = slice(len(pr) // 2 + 1, None)
+    return float(pf[upper].sum() / pr[upper].sum())
 
 
 def spectral_distance(real, fake, *, eps: float = 1e-12) -> float:
