@@ -242,6 +242,7 @@ def _labelled_zip(tmp_path, n=8, size=8):
     (["--batch", "0"], "batch must be a whole number >= 1"),
     (["--shift", "-2"], "shift must be a whole number in [0, 64]"),
     (["--widths", "8,8,8,8,8"], "resolution must be a whole number in [16, 16,384], got 8"),
+    (["--block", "dense"], "block must be one of 'plain', 'residual', got 'dense'"),
 ])
 def test_train_features_refuses_bad_settings_and_writes_nothing(tmp_path, capsys, argv, message):
     data = _labelled_zip(tmp_path)
@@ -281,6 +282,7 @@ def test_train_features_protects_its_outdir(tmp_path, capsys):
     (dict(num_classes=0), "num_classes must be a whole number in [1, 100,000]"),
     (dict(dropout=1.0), "dropout must be in [0, 1)"),
     (dict(resolution=32.5), "resolution must be a whole number"),
+    (dict(block="dense"), "block must be one of 'plain', 'residual', got 'dense'"),
 ])
 def test_feature_net_config_refuses_bad_values(kwargs, message):
     from relay_diffusion.metrics.classifier import FeatureNetConfig

@@ -13,9 +13,10 @@ from ..distributed import resolve_device
 from ..evaluation.evaluate import (FEATURE_METRICS, METRICS, chain_features, check_count, compute_metrics,
                                    default_cache_dir, format_metrics, image_set_features, log_stderr,
                                    open_reference)
-from ..evaluation.extractors import BUNDLED_FEATURES, INCEPTION, load_extractor
+from ..evaluation.extractors import INCEPTION, load_extractor
 from ..evaluation.sets import ImageSet, is_feature_file, load_feature_file
 from ..io import write_json
+from ..metrics.classifier import BUNDLED_FEATURE_NETS
 from ..seeds import parse_seeds
 from .chain_flags import add_chain_arguments, build_chain, chain_labels, runtime_record
 from .eval_train_features import add_train_features_parser, run_train_features
@@ -29,14 +30,16 @@ def add_parser(subparsers, help_text: str) -> None:
                     "reference (--ref: images, our feature .npz, or published μ/Σ statistics). "
                     "Features come from the FID Inception-v3 (weights by --inception, $RDM_INCEPTION "
                     "or the cache dir; never downloaded) or an offline feature net (--features "
-                    "fmnist | DIR). Activations are cached by content, so re-runs are fast.")
+                    f"{' | '.join(BUNDLED_FEATURE_NETS)} | DIR). Activations are cached by content, "
+                    "so re-runs are fast.")
     what = p.add_subparsers(dest="eval_what", metavar="[train-features]")
     add_train_features_parser(what)
     p.add_argument("--samples", metavar="PATH", help="the image set to judge (or a feature .npz)")
     p.add_argument("--ref", metavar="PATH", help="reference: images, feature .npz or statistics .npz")
     p.add_argument("--features", default=INCEPTION, metavar="NET",
-                   help=f"'{INCEPTION}' (default), '{BUNDLED_FEATURES}' (bundled Fashion-MNIST "
-                        f"feature net) or a feature-net directory")
+                   help=f"'{INCEPTION}' (default), {' or '.join(map(repr, BUNDLED_FEATURE_NETS))} "
+                        f"(bundled Fashion-MNIST feature nets: two independent feature spaces) or a "
+                        f"feature-net directory")
     p.add_argument("--inception", metavar="PTH", help="pt_inception-2015-12-05-6726825d.pth")
     p.add_argument("--inception-sha256", metavar="PREFIX",
                    help="expected SHA-256 prefix of the Inception file (default: the published "

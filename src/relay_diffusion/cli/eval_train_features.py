@@ -8,9 +8,12 @@ from pathlib import Path
 
 from ..data import load_images
 from ..io import check_replaceable_dir
-from ..metrics.classifier import (FeatureNetConfig, FeatureTrainConfig, is_feature_net_dir, save_feature_net,
-                                  train_feature_net)
+from ..metrics.classifier import (BLOCKS, FeatureNetConfig, FeatureTrainConfig, is_feature_net_dir,
+                                  save_feature_net, train_feature_net)
 from .common import field_help, positive_list
+
+DESIGNS = {"plain": "2 conv–BN–ReLU",
+           "residual": "1 residual block (conv–BN–ReLU–conv–BN + 1×1 conv–BN skip where channels change, ReLU)"}
 
 CARD = """# Feature net `{name}`
 
@@ -21,9 +24,9 @@ not Inception FIDs.
 
 | | |
 |---|---|
-| architecture | widths {widths}, 2 conv–BN–ReLU per stage, global average pool, {resolution}×{resolution}×{channels} input |
+| architecture | widths {widths}, {design} per stage, global average pool, {resolution}×{resolution}×{channels} input |
 | parameters | {params:,} |
-| trained on | `{data}` ({train_images:,} images, {epochs} epochs, batch {batch}, AdamW lr {lr}, ±{shift} px shifts) |
+| trained on | `{data}` ({train_images:,} images, {epochs} epochs, batch {batch}, AdamW lr {lr}, ±{shift} px shifts, seed {seed}) |
 | training accuracy | {train_accuracy:.2%} |
 | **test accuracy** | **{test_accuracy}** on `{test_data}` |
 | training time | {seconds:.0f} s on CPU |
@@ -49,6 +52,9 @@ def add_train_features_parser(sub) -> None:
     p.add_argument("--name", help="name in the card (default: the directory name)")
     p.add_argument("--widths", type=positive_list(int), default=[16, 32, 64, 128], metavar="W[,W...]",
                    help="channels per stage (default 16,32,64,128)")
+    block = FeatureNetConfig().block
+    p.add_argument("--block", default=block, metavar="|".join(BLOCKS),
+                   help=f"{field_help(FeatureNetConfig)['block']} [default {block}]")
     p.add_argument("--force", action="store_true", help="replace OUTDIR if it already holds a feature net")
     defaults, helps = FeatureTrainConfig(), field_help(FeatureTrainConfig)
     for f in dataclasses.fields(FeatureTrainConfig):
@@ -78,17 +84,17 @@ def run_train_features(args) -> int:
     widths = tuple(args.widths)
     num_classes = int(labels.max()) + 1
     net_cfg = FeatureNetConfig(resolution=images.shape[-1], channels=images.shape[1],
-                               num_classes=num_classes, widths=widths)
+                               num_classes=num_classes, widths=widths, block=args.block)
     net, info = train_feature_net(images, labels, *test, net_config=net_cfg, train_config=train_cfg)
     name = args.name or Path(args.outdir).name
     info.update(name=name, data=str(args.data), test_data=args.test_data,
                 command="rdm " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("rdm") else None)
     card = CARD.format(
-        name=name, dim=net_cfg.feature_dim, name_or_dir=args.outdir, widths=widths,
+        name=name, dim=net_cfg.feature_dim, name_or_dir=args.outdir, widths=widths, design=DESIGNS[net_cfg.block],
         resolution=net_cfg.resolution, channels=net_cfg.channels,
         params=sum(p.numel() for p in net.parameters()), data=args.data,
         train_images=info["train_images"], epochs=train_cfg.epochs, batch=train_cfg.batch,
-        lr=train_cfg.lr, shift=train_cfg.shift, train_accuracy=info["train_accuracy"],
+        lr=train_cfg.lr, shift=train_cfg.shift, seed=train_cfg.seed, train_accuracy=info["train_accuracy"],
         test_accuracy=f"{info['test_accuracy']:.2%}" if "test_accuracy" in info else "not measured",
         test_data=args.test_data, seconds=info["seconds"],
         command=info["command"] or f"rdm eval train-features --data {args.data} --outdir {args.outdir}")

@@ -10,11 +10,10 @@ from typing import Callable
 
 import torch
 
-from ..metrics.classifier import bundled_feature_net_dir, load_feature_net
+from ..metrics.classifier import BUNDLED_FEATURE_NETS, bundled_feature_net_dir, load_feature_net
 from .sets import file_stamp
 
 INCEPTION = "inception"
-BUNDLED_FEATURES = "fmnist"
 
 
 @dataclasses.dataclass
@@ -35,8 +34,10 @@ def _file_fingerprint(path: Path) -> str:
 
 def load_extractor(which: str = INCEPTION, inception_path: str | None = None,
                    device: str | torch.device = "cpu", inception_hash: str | bool = True) -> Extractor:
-    """which: "inception" (weights by `inception_path`, $RDM_INCEPTION or the cache dir), "fmnist"
-    (the bundled Fashion-MNIST feature net) or a feature-net directory (`rdm eval train-features`).
+    """which: "inception" (weights by `inception_path`, $RDM_INCEPTION or the cache dir), the name
+    of a bundled Fashion-MNIST feature net ("fmnist", or "fmnist-b": a second, independent
+    feature space; see `BUNDLED_FEATURE_NETS`) or a feature-net directory (`rdm eval
+    train-features`).
     inception_hash: True = the published file's SHA-256 prefix, a hex prefix (e.g. of a
     .safetensors conversion) or False (no check)."""
     device = torch.device(device)
@@ -51,9 +52,10 @@ def load_extractor(which: str = INCEPTION, inception_path: str | None = None,
             # IS on the logits without the bias, as ADM's evaluator (and hence RDM) computes them
             return {"pool": f["pool"], "spatial": f["spatial"], "logits": f["logits_unbiased"]}
         return Extractor("inception-2015-12-05", _file_fingerprint(path), run, device)
-    directory = bundled_feature_net_dir() if which == BUNDLED_FEATURES else Path(which)
+    directory = bundled_feature_net_dir(which) if which in BUNDLED_FEATURE_NETS else Path(which)
     if not (directory / "config.json").is_file():
-        raise ValueError(f"--features {which!r}: expected 'inception', 'fmnist' or a feature-net "
+        names = ", ".join(repr(n) for n in (INCEPTION, *BUNDLED_FEATURE_NETS))
+        raise ValueError(f"--features {which!r}: expected {names} or a feature-net "
                          f"directory (from `rdm eval train-features`)")
     net = load_feature_net(directory, device=device)
     name = f"feature-net:{net.info.get('name', directory.name)}"
