@@ -115,8 +115,8 @@ def test_relay_sampler_celebahq_schedule():
 
 
 def test_official_corrector_converges_at_first_order():
-    """The official Heun corrector averages noise directions; while the blur changes between the
-    two levels that is first-order accurate: the mean bias halves when the steps double, and
+    """The official Heun corrector averages (x − D)/σ; wherever a blur factor is below 1 (every
+    relay step) that is first-order accurate: the mean bias halves when the steps double, and
     with 141 steps it is within tolerance."""
     sch = RelaySchedule()
     rms = []

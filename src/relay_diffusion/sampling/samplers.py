@@ -159,10 +159,11 @@ def _ddim_heun(evaluate, x: torch.Tensor, sigmas: list[float], eta: float,
 
     first with x̂₀ = D(x_i; σ_i), then (Heun) with a corrected x̂₀:
       corrector="noise" (official, = EDM's Heun when A = I): the x̂₀ implied by the mean of the
-        noise directions (x − D)/σ at x_i and at the predicted x̃_{i+1}. With a blur that changes
-        between the two levels this is only first-order accurate (tests/test_sampler_oracle.py);
+        noise directions (x − D)/σ at x_i and at the predicted x̃_{i+1}. Wherever A ≠ I (every
+        relay step) this is only first-order accurate, whether or not A changes across the step
+        (docs/solvers.md §5; tests/test_solvers.py, tests/test_sampler_oracle.py);
       corrector="denoised": the mean of D(x_i; σ_i) and D(x̃_{i+1}; σ_{i+1}) — second order
-        whether or not A changes; same cost. The predictor's fresh noise is
+        with or without blur; same cost. The predictor's fresh noise is
     discarded and drawn again for the corrector (as the official code). The last step returns
     D(x; σ_last). Identical, term by term, to the paper's update in patch-DCT space (Eq. of §3.3),
     because the blur A is diagonal there; with A = I it is the DDIM-η / "SDE Heun" update.

@@ -2,9 +2,12 @@
 
 In the patch-DCT basis a relay stage's forward process is x_σ = d(σ) ⊙ x₀ + σ·n: d_k(σ) are the
 blur factors of frequency k (d ≡ 1 for plain EDM), n has a fixed covariance (block noise
-included). Its probability-flow ODE, written for y = x/σ, is dy_k/dσ = (d/dσ)[d_k(σ)/σ] · x̂₀_k
-(solvers.md Eq. 3): the noise covariance drops out, and with λ_k = log(d_k/σ) every coefficient
-follows DPM-Solver++'s data-prediction ODE in its own log-SNR (Eq. 4–5).
+included). The solvers integrate the deterministic relay ODE of solvers.md §1, written for y = x/σ
+as dy_k/dσ = (d/dσ)[d_k(σ)/σ] · x̂₀_k (Eq. 3). With block noise (a covariance that is not diagonal
+across frequencies) this is not the probability-flow ODE of the forward process, whose drift
+contains the inverse noise covariance and couples the frequencies, but another ODE with the same
+marginals: the noise covariance drops out, and with λ_k = log(d_k/σ) every coefficient follows
+DPM-Solver++'s data-prediction ODE in its own log-SNR (Eq. 4–5).
 
 Each step integrates that exactly for x̂₀ polynomial in λ_k through the last q denoised images
 (Eq. 6–9): q = 1 is DDIM per frequency (the official predictor with η = 0), q = 2 DPM-Solver++(2M)
