@@ -4,13 +4,19 @@
     python studies/solvers.py --workdir runs/solvers --points all              # every plan
     python studies/solvers.py --workdir runs/solvers --report                  # docs + plots
 
-Every point samples a chain for seeds 0…n−1 (balanced labels), measures feature-net FID against
-the 60k Fashion-MNIST training images, precision/recall against the first 10k, and the radial
-power spectrum (spectral distance, and the high-frequency power ratio: generated over real power
-in the upper half of the radial frequencies) against 10k real images, and writes one JSON to
-<workdir>/points/. Relay points of one chain share their base samples (made once with the
-reference base sampler and cached), so a relay row differs from another only by its relay
-sampler. Re-running skips finished points; the plans are in solvers_points.py.
+Every point samples a chain for the first n seeds of its seed set (balanced labels; the
+measurement protocol of docs/evaluation.md: `seeds="selection"`, the default, for exploration and
+for choosing settings; `seeds="report"` for every number stated as a result), measures
+feature-net FID against the 60k Fashion-MNIST training images, precision/recall against the
+first 10k, and the radial power spectrum (spectral distance, and the high-frequency power ratio:
+generated over real power in the upper half of the radial frequencies) against 10k real images,
+in every available feature space (the bundled "fmnist" and the independent "fmnist-b"), and
+writes one JSON to <workdir>/points/ with the SHA-256 of every model's weights. Report points
+also get KID and a 95 % paired-bootstrap interval for every metric (1,000 resamples of the seeds,
+the same resamples for every point of the same n: their replicates, saved beside the JSON, give
+the interval of any difference between two points). Relay points of one chain share their base
+samples (made once with the reference base sampler and cached), so a relay row differs from
+another only by its relay sampler. Re-running skips finished points; the plans are in solvers_points.py.
 
 The chains: the bundled demo (8×8 base + 8→32 relay), and the final models of the Fashion-MNIST
 study (docs/study.md; `python studies/fmnist32.py --phase train` trains them).
@@ -32,6 +38,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from solvers_points import CHAINS, PLANS  # noqa: E402
 
+from relay_diffusion.evaluation import protocol  # noqa: E402
+from relay_diffusion.metrics.offline import high_frequency_power, spectral_distance  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,106 +48,149 @@ def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
-def chain_dirs(name: str, study: Path) -> list[Path] | None:
+def chain_dirs(name, study: Path) -> list[Path] | None:
     """Model directories of a chain, or None when a study snapshot is not trained yet."""
     from fmnist32 import snapshot_dir
     from relay_diffusion.pipeline import bundled_demo_chain
 
     if name == "demo":
         return bundled_demo_chain()
-    dirs = [snapshot_dir(study, run, images) for run, images in CHAINS[name]]
+    runs = CHAINS[name] if isinstance(name, str) else name       # or [(run, images), …]
+    dirs = [snapshot_dir(study, run, images) for run, images in runs]
     return None if None in dirs else dirs
 
 
-def high_frequency_power(real: torch.Tensor, fake: torch.Tensor) -> float:
-    """Σ P_fake(r) / Σ P_real(r) over the upper half of the radial frequencies (1 = real)."""
-    from relay_diffusion.metrics.offline import radial_power_spectrum
+FEATURE_SPACES = ("fmnist", "fmnist-b")      # the first is the primary: unsuffixed metric names
 
-    pr, pf = radial_power_spectrum(real), radial_power_spectrum(fake)
-    upper = slice(len(pr) // 2 + 1, None)
-    return float(pf[upper].sum() / pr[upper].sum())
+
+def seed_set(spec: dict) -> protocol.SeedSet:
+    kind = spec.get("seeds", "selection")
+    if kind not in ("selection", "report"):
+        raise SystemExit(f"{spec.get('name', 'a point')}: seeds must be 'selection' or 'report', got {kind!r}")
+    return protocol.SELECTION if kind == "selection" else protocol.REPORT
 
 
 class Reference:
-    """Features of the real training images (FID: all 60k; P/R: the first 10k) and 10k real
-    images for the spectra."""
+    """Per feature space: features of the real training images (FID: all 60k; P/R and KID: the
+    first 10k); and 10k real images for the spectra."""
 
-    def __init__(self, study: Path, work: Path):
+    def __init__(self, study: Path, work: Path, spaces=FEATURE_SPACES):
         from relay_diffusion.evaluation import FeatureSet, ImageSet, image_set_features, load_extractor
 
-        self.extractor = load_extractor("fmnist")
         data = study / "fmnist32-train.zip"
         if not data.exists():
             raise SystemExit(f"{data} is missing: run `python studies/fmnist32.py --phase data` first")
-        self.features, self.images = image_set_features(ImageSet(data), self.extractor, batch=500,
-                                                        cache_dir=work / "cache", keep_images=10_000)
-        self.first10k = FeatureSet("train[:10k]", 10_000, self.features.extractor,
-                                   {"pool": self.features.arrays["pool"][:10_000]})
+        self.spaces = {}
+        for space in spaces:
+            extractor = load_extractor(space)
+            feats, images = image_set_features(ImageSet(data), extractor, batch=500, cache_dir=work / "cache",
+                                               keep_images=10_000)
+            first10k = FeatureSet("train[:10k]", 10_000, feats.extractor, {"pool": feats.arrays["pool"][:10_000]})
+            self.spaces[space] = (extractor, feats, first10k)
+            self.images = images
+        self.primary = spaces[0]
+        # the primary space's full-set objects, under the names the older code reads
+        _, self.features, self.first10k = self.spaces[self.primary]
 
-    def features_of(self, images_u8: torch.Tensor):
-        """The feature set of uint8 images (batches of 500)."""
+    def features_of(self, images_u8: torch.Tensor, space: str | None = None):
+        """The feature set of uint8 images in one feature space (batches of 500)."""
         from relay_diffusion.evaluation.evaluate import extract_features
 
+        extractor = self.spaces[space or self.primary][0]
         feats, _ = extract_features([images_u8[i:i + 500] for i in range(0, len(images_u8), 500)],
-                                    self.extractor, "samples")
+                                    extractor, "samples")
         return feats
 
-    def measure(self, images_u8: torch.Tensor, feats=None) -> dict:
-        """FID, precision/recall and the spectra of uint8 images (`feats`: their features, if known)."""
+    @staticmethod
+    def suffix(space: str, primary: str) -> str:
+        return "" if space == primary else f"@{space}"
+
+    def measure(self, images_u8: torch.Tensor) -> dict:
+        """FID, precision/recall and the spectra of uint8 images, in every feature space.
+        Exploratory values: no intervals."""
         from relay_diffusion.evaluation import compute_metrics
 
-        feats = feats if feats is not None else self.features_of(images_u8)
-        out = compute_metrics(feats, self.first10k, ["pr", "spectral"], allow_small=True,
-                              sample_images=images_u8, reference_images=self.images)
-        out["fid"] = compute_metrics(feats, self.features, ["fid"], allow_small=True)["fid"]
+        out = {}
+        for space, (_, ref, first10k) in self.spaces.items():
+            f = self.features_of(images_u8, space)
+            m = compute_metrics(f, first10k, ["pr"], allow_small=True)
+            m["fid"] = compute_metrics(f, ref, ["fid"], allow_small=True)["fid"]
+            out.update({k + self.suffix(space, self.primary): v for k, v in m.items() if k != "skipped"})
+        out["spectral"] = spectral_distance(self.images, images_u8)
         out["hf_power"] = high_frequency_power(self.images, images_u8)
-        return {k: v for k, v in out.items() if k != "skipped"}
+        return out
 
+    def measure_with_intervals(self, images_u8: torch.Tensor, boot: protocol.Bootstrap) -> tuple[dict, dict]:
+        """Every metric of `measure` plus KID, each with its 95 % paired-bootstrap interval:
+        (record fields: metric → value and metric_ci95 → [lo, hi]; replicates: metric → [B])."""
+        estimates = protocol.spectra(self.images, images_u8, boot)
+        for space, (_, ref, first10k) in self.spaces.items():
+            f = self.features_of(images_u8, space)
+            est = protocol.measure(f.arrays["pool"], boot, first10k.arrays["pool"], ref.statistics("pool"))
+            estimates.update({k + self.suffix(space, self.primary): v for k, v in est.items()})
+        return summarise(estimates)
 
-    def paired_fid_difference(self, feats, reference_u8: torch.Tensor, resamples: int = 200,
+    def paired_fid_difference(self, feats, reference_u8: torch.Tensor, resamples: int = protocol.RESAMPLES,
                               seed: int = 0) -> dict:
         """FID(images) − FID(reference) for two image sets of the same seeds (`feats`: the images'
-        features; the first len(reference_u8) seeds are compared), and a paired
-        bootstrap of it (both sets resampled with the same seeds): its standard error and 95 %
-        interval. An interval that holds 0 means no measurable difference at this sample size."""
-        from relay_diffusion.metrics.features import feature_statistics, frechet_distance
-
-        real = feature_statistics(np.asarray(self.features.arrays["pool"], dtype=np.float64))
+        features; the first len(reference_u8) seeds are compared), with its paired-bootstrap 95 %
+        interval (both sets resampled with the same seeds). An interval that holds 0 means no
+        measurable difference at this sample size."""
         b = np.asarray(self.features_of(reference_u8).arrays["pool"], dtype=np.float64)
         a = np.asarray(feats.arrays["pool"], dtype=np.float64)[:len(b)]          # the same seeds
-
-        def fid(f):
-            return frechet_distance(*feature_statistics(f), *real)
-
-        rng = np.random.default_rng(seed)
-        boot = []
-        for _ in range(resamples):
-            idx = rng.integers(0, len(a), len(a))
-            boot.append(fid(a[idx]) - fid(b[idx]))
-        lo, hi = np.percentile(boot, [2.5, 97.5])
-        return {"fid_difference": fid(a) - fid(b), "fid_difference_se": float(np.std(boot, ddof=1)),
-                "fid_difference_95": [float(lo), float(hi)], "resamples": resamples}
+        boot = protocol.Bootstrap(len(b), resamples, seed)
+        stats = self.features.statistics("pool")
+        diff = protocol.fid(a, *stats, boot) - protocol.fid(b, *stats, boot)
+        return {"fid_difference": diff.value, "fid_difference_se": float(np.std(diff.replicates, ddof=1)),
+                "fid_difference_95": list(diff.interval()), "resamples": resamples}
 
 
-def base_cache_path(work: Path, chain_name: str, settings, n: int, runtime: dict | None = None) -> Path:
+def summarise(estimates: dict) -> tuple[dict, dict]:
+    """(record fields: metric → value, metric_ci95 → [lo, hi]; replicates: metric → [B] array)."""
+    fields, replicates = {}, {}
+    for k, e in estimates.items():
+        fields[k] = float(e.value)
+        fields[k + "_ci95"] = list(e.interval())
+        replicates[k] = e.replicates
+    return fields, replicates
+
+
+def weights_sha256(model_dir: Path) -> str:
+    """SHA-256 of a model directory's weights file: which training a result comes from."""
     import hashlib
 
-    parts = [chain_name, dataclasses.asdict(settings), n] + ([runtime] if runtime else [])
+    h = hashlib.sha256()
+    with open(Path(model_dir) / "model.safetensors", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def chain_name(chain) -> str:
+    """A chain's name: a CHAINS key, "demo", or runs with snapshots [(run, images), …]."""
+    return chain if isinstance(chain, str) else "+".join(f"{run}@{images // 1000}k" for run, images in chain)
+
+
+def base_cache_path(work: Path, chain, settings, seeds: list[int], runtime: dict | None = None) -> Path:
+    import hashlib
+
+    seed_key = [len(seeds)] if seeds[0] == 0 else [seeds[0], len(seeds)]     # older caches: seeds 0…n−1
+    parts = [chain_name(chain), dataclasses.asdict(settings), *seed_key] + ([runtime] if runtime else [])
     key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-    return work / "base" / f"{chain_name}-{key}.pt"
+    return work / "base" / f"{chain_name(chain)}-{key}.pt"
 
 
-def base_samples(work: Path, chain_name: str, models, settings, n: int, batch: int,
+def base_samples(work: Path, chain, models, settings, seeds: list[int], batch: int,
                  runtime: dict | None = None) -> torch.Tensor:
-    """The base stage's samples for seeds 0…n−1 (float, unquantised), cached per settings (and
+    """The base stage's samples for `seeds` (float, unquantised), cached per settings (and
     network runtime, when not plain fp32)."""
     from relay_diffusion.pipeline import RelayChain
 
-    path = base_cache_path(work, chain_name, settings, n, runtime)
+    path = base_cache_path(work, chain, settings, seeds, runtime)
     if path.exists():
         return torch.load(path, weights_only=True)
-    chain = RelayChain(models[:1], [settings])
-    out = torch.cat([chain(list(range(i, min(i + batch, n))), "balanced") for i in range(0, n, batch)])
+    base = RelayChain(models[:1], [settings])
+    out = torch.cat([base(seeds[i:i + batch], "balanced") for i in range(0, len(seeds), batch)])
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
@@ -151,6 +203,14 @@ def settings_for(model, overrides: dict | None):
     return default_settings(model).with_overrides(overrides or {})      # official names accepted
 
 
+def finished(out: Path, spec: dict) -> bool:
+    """A point is done when its record has the count and the seed set its spec asks for."""
+    if not out.exists():
+        return False
+    record = json.loads(out.read_text())
+    return record["n"] == spec["n"] and record.get("seeds", "selection") == spec.get("seeds", "selection")
+
+
 def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, batch: int) -> bool:
     """Sample and measure one point; False when its chain is not trained yet."""
     from relay_diffusion.io import to_uint8
@@ -158,7 +218,7 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
     from relay_diffusion.pipeline import RelayChain
 
     out = work / "points" / f"{name}.json"
-    if out.exists() and json.loads(out.read_text())["n"] == spec["n"]:
+    if finished(out, spec):
         return True
     dirs = chain_dirs(spec["chain"], study)
     if dirs is None:
@@ -167,12 +227,13 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
     models = [RelayModel.from_pretrained(d, **runtime) for d in dirs]
     settings = [settings_for(m, o) for m, o in zip(models, spec["stages"])]
     n, t = spec["n"], time.perf_counter()
-    seeds = list(range(n))
+    seeds_from = seed_set(spec)
+    seeds = seeds_from.seeds(n)
     # a base point whose base settings are those of cached shared samples reuses them (per-seed noise:
     # the same images as sampling the chain whole)
     if len(models) > 1 and (spec.get("shared_base", True)
-                            or base_cache_path(work, spec["chain"], settings[0], n, runtime).exists()):
-        low = base_samples(work, spec["chain"], models, settings[0], n, batch, runtime)
+                            or base_cache_path(work, spec["chain"], settings[0], seeds, runtime).exists()):
+        low = base_samples(work, spec["chain"], models, settings[0], seeds, batch, runtime)
         chain = RelayChain(models[1:], settings[1:])
         floats = torch.cat([chain(seeds[i:i + batch], "balanced", low_res=low[i:i + batch]).cpu()
                             for i in range(0, n, batch)])
@@ -181,25 +242,42 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
         floats = torch.cat([chain(seeds[i:i + batch], "balanced").cpu() for i in range(0, n, batch)])
     seconds = time.perf_counter() - t
     images = to_uint8(floats)
-    feats = ref.features_of(images)
-    extra = {}
+    report = spec.get("seeds") == "report"
+    extra, replicates = {}, {}
     if spec.get("save"):                                 # a reference solution for others' RMSE
         (work / "images").mkdir(exist_ok=True)
         torch.save(floats, work / "images" / f"{name}.pt")
     if spec.get("reference"):
         ref_path = work / "images" / f"{spec['reference']}.pt"
-        if not ref_path.exists():
+        ref_out = work / "points" / f"{spec['reference']}.json"
+        if not ref_path.exists() or not ref_out.exists():
             raise SystemExit(f"{name} needs the reference solution {spec['reference']} (run its plan first)")
+        if json.loads(ref_out.read_text()).get("seeds", "selection") != spec.get("seeds", "selection"):
+            raise SystemExit(f"{name} and its reference {spec['reference']} were sampled on different seed sets")
         target = torch.load(ref_path, weights_only=True)
         k = min(n, len(target))                          # the first k seeds: same base samples
         extra["reference"] = spec["reference"]
-        extra["rmse"] = float((floats[:k] - target[:k]).pow(2).mean().sqrt())
+        err = protocol.rmse(floats[:k], target[:k], protocol.Bootstrap(k))
+        extra["rmse"], extra["rmse_seeds"] = float(err.value), k
+        if report:
+            extra["rmse_ci95"], replicates["rmse"] = list(err.interval()), err.replicates
         if spec.get("paired_fid"):
-            extra.update(ref.paired_fid_difference(feats, to_uint8(target[:k])))
-    record = {"name": name, "plan": spec["plan"], "chain": spec["chain"], "models": [str(d) for d in dirs], "n": n,
+            extra.update(ref.paired_fid_difference(ref.features_of(images), to_uint8(target[:k])))
+    if report:
+        boot = protocol.Bootstrap(n)
+        metrics, reps = ref.measure_with_intervals(images, boot)
+        replicates.update(reps)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(work / "points" / f"{name}-replicates.npz", **replicates,
+                            bootstrap=np.array(json.dumps(boot.key())))
+    else:
+        metrics = ref.measure(images)
+    record = {"name": name, "plan": spec["plan"], "chain": chain_name(spec["chain"]),
+              "models": [str(d) for d in dirs], "weights_sha256": [weights_sha256(d) for d in dirs],
+              "seeds": seeds_from.name, "seed_range": [seeds[0], seeds[-1]], "n": n,
               "sampling_seconds": seconds, "shared_base": len(models) > 1 and spec.get("shared_base", True),
               "settings": [dataclasses.asdict(s) for s in settings], "runtime": runtime,
-              "nfe": RelayChain(models, settings).nfe(), **extra, **ref.measure(images, feats)}
+              "nfe": RelayChain(models, settings).nfe(), **extra, **metrics}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".tmp").write_text(json.dumps(record, indent=2) + "\n")
     out.with_suffix(".tmp").replace(out)
@@ -207,7 +285,7 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
         + (f"RMSE {record['rmse']:.4f} " if "rmse" in record else "")
         + (f"ΔFID {record['fid_difference']:+.3f} ± {record['fid_difference_se']:.3f} "
            if "fid_difference" in record else "") +
-        f"NFE {'+'.join(map(str, record['nfe']))} ({seconds:.0f} s)")
+        f"NFE {'+'.join(map(str, record['nfe']))} ({seeds_from.describe(n)}, {seconds:.0f} s)")
     return True
 
 
@@ -218,6 +296,8 @@ def main(argv=None) -> int:
     ap.add_argument("--points", default="all", help=f"plans to run: all or a comma list of {', '.join(PLANS)}")
     ap.add_argument("--only", help="run only these points of the plans (comma list of shell patterns), "
                                    "e.g. to split one plan between two workers")
+    ap.add_argument("--worker", default="0/1", metavar="I/K",
+                    help="run only every K-th point of the plans, from the I-th (0-based): K workers share a plan")
     ap.add_argument("--batch", type=int, default=500, help="images per sampling batch")
     ap.add_argument("--report", action="store_true", help="write docs/solvers-quality.md and its plots")
     args = ap.parse_args(argv)
@@ -230,10 +310,19 @@ def main(argv=None) -> int:
     unknown = sorted(set(plans) - set(PLANS))
     if unknown:
         raise SystemExit(f"unknown plan(s) {unknown}; choose from {list(PLANS)}")
+    try:
+        worker, workers = (int(v) for v in args.worker.split("/"))
+        assert 0 <= worker < workers
+    except (ValueError, AssertionError):
+        raise SystemExit(f"--worker takes I/K with 0 <= I < K, got {args.worker!r}")
+    import fmnist32_choose
+    fmnist32_choose.SEARCH_DIR = work                    # the study's choices read this workdir's records
     ref = Reference(study, work)
     waiting = []
     for plan in plans:
-        for name, spec in PLANS[plan]().items():
+        for i, (name, spec) in enumerate(PLANS[plan]().items()):
+            if i % workers != worker:
+                continue
             if args.only and not any(fnmatch.fnmatch(name, pat) for pat in args.only.split(",")):
                 continue
             if not run_point(work, study, name, dict(spec, plan=plan), ref, args.batch):

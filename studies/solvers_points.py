@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from relay_diffusion.sampling.presets import chain_recipe_dicts
 
-SAMPLES_QUICK = 1_000      # exploration (grids, start σ, curves); comparisons at equal n only
-SAMPLES_FULL = 10_000      # the points that conclusions rest on
+SAMPLES_QUICK = 1_000      # exploration (grids, start σ, curves) on the selection seeds; comparisons at equal n only
+SAMPLES_FULL = 10_000      # the points that conclusions rest on (on the report seeds since issue 23)
 
 # study chains: (run, training images of the snapshot) per stage (docs/study.md)
 CHAINS = {
@@ -29,20 +29,26 @@ BEST_BASE_RHO = 20.0                                     # plan base-grid (RMSE)
 BEST_BASE = dict(solver="dpmpp-2m-pc", rho=BEST_BASE_RHO)  # plan base-curves
 
 
-def relay(chain: str, n: int, reference: str | None = "auto", **relay_settings) -> dict:
+def reference_name(chain: str, seeds: str, what: str = "reference") -> str:
+    """The saved converged solution a point of `chain` on `seeds` is compared with."""
+    return f"{chain}-{what}" + ("-report" if seeds == "report" else "")
+
+
+def relay(chain: str, n: int, reference: str | None = "auto", seeds: str = "selection", **relay_settings) -> dict:
     """A relay point on `chain` with the shared base samples; deterministic (η = 0) points are
     compared sample by sample with the chain's reference ODE solution (RMSE)."""
     if reference == "auto":
-        reference = f"{chain}-reference" if relay_settings.get("eta", 0.2) == 0 else None
-    return dict(chain=chain, n=n, stages=[REF_BASE, relay_settings], reference=reference)
+        reference = reference_name(chain, seeds) if relay_settings.get("eta", 0.2) == 0 else None
+    return dict(chain=chain, n=n, stages=[REF_BASE, relay_settings], reference=reference, seeds=seeds)
 
 
 REFERENCE_SAMPLES = SAMPLES_QUICK
 
 
 def plan_reference() -> dict:
-    """The relay stage's probability-flow ODE solved to convergence on the first 1,000 seeds
-    (η = 0), by two independent solvers: `dpmpp-3m-pc` with 150 ρ-spaced σ's (saved: the
+    """The relay stage's deterministic relay ODE (docs/solvers.md §1; with block noise not the
+    probability-flow ODE, but with the same marginals) solved to convergence on the first 1,000
+    seeds (η = 0), by two independent solvers: `dpmpp-3m-pc` with 150 ρ-spaced σ's (saved: the
     reference of every deterministic point's RMSE) and the official Heun step with the
     second-order corrector and 100 σ's (199 NFE), which must agree with it."""
     return {
@@ -50,6 +56,9 @@ def plan_reference() -> dict:
                                      rho=3.0, num_steps=150, eta=0.0), save=True),
         "demo-reference-check": relay("demo", REFERENCE_SAMPLES, solver="heun", corrector="denoised",
                                       sigma_grid="rho", rho=3.0, num_steps=100, eta=0.0),
+        # the same on the first 1,000 report seeds: the reference of the report points' RMSE
+        "demo-reference-report": dict(relay("demo", REFERENCE_SAMPLES, None, "report", solver="dpmpp-3m-pc",
+                                            sigma_grid="rho", rho=3.0, num_steps=150, eta=0.0), save=True),
     }
 
 
@@ -138,9 +147,10 @@ BASE_NFES = (5, 6, 8, 10, 13, 16, 20, 35)
 HEUN_NFES = (5, 7, 9, 13, 19, 35)
 
 
-def chain_point(chain: str, n: int, base: dict, relay_settings: dict | None, reference: str | None) -> dict:
+def chain_point(chain: str, n: int, base: dict, relay_settings: dict | None, reference: str | None,
+                seeds: str = "selection") -> dict:
     stages = [base] + ([relay_settings] if relay_settings is not None else [])
-    return dict(chain=chain, n=n, stages=stages, shared_base=False, reference=reference)
+    return dict(chain=chain, n=n, stages=stages, shared_base=False, reference=reference, seeds=seeds)
 
 
 def base_grid(solver: str, nfe: int, **kw) -> dict:
@@ -232,6 +242,139 @@ def plan_study_curves() -> dict:
     return pts
 
 
+def plan_demo_report() -> dict:
+    """The demo chain's claims on the report seeds, with 95 % paired-bootstrap intervals: the
+    accuracy claim (first 1,000 seeds, RMSE to the converged relay ODE `demo-reference-report`) —
+    DPM-Solver++(2M) + corrector with 8 relay evaluations against the official Heun step run
+    deterministically with 35, both on the λ grid chosen on the selection seeds (plans
+    grid-search, relay-curves) — and the `--preset fast` chain (12 + 8 evaluations) against the
+    official samplers (35 + 13, relay η = 0.2) on 10,000 seeds."""
+    return {"demo-report-dpmpp-2m-pc-nfe8": relay("demo", REFERENCE_SAMPLES, seeds="report", solver="dpmpp-2m-pc",
+                                                  num_steps=8, eta=0.0, **BEST_RELAY_GRID, **BEST_START),
+            "demo-report-heun-noise-nfe35": relay("demo", REFERENCE_SAMPLES, seeds="report", solver="heun",
+                                                  corrector="noise", num_steps=18, eta=0.0, **BEST_RELAY_GRID,
+                                                  **BEST_START),
+            "demo-report-chain-nfe20": chain_point("demo", SAMPLES_FULL, *chain_recipe_dicts("fast"), None, "report"),
+            "demo-report-official-trunc18": relay("demo", SAMPLES_FULL, seeds="report", **official_truncated(18))}
+
+
+# ---- the study's models: one sampler search, the same for every model (issue 23) --------------
+# Every stage that samples from noise (the single-stage model, RDM's base) and the relay stage get
+# the same search: every solver × two grids of their family × the same evaluation counts, on the
+# selection seeds, each point judged by RMSE to its own converged ODE and by FID. Chains of RDM
+# are then the base and relay settings chosen at each count (plan study-chains, fmnist32_choose.py).
+SEARCH_NFES = (3, 4, 6, 8, 12, 16, 24, 35)
+BASE_GRIDS = {"rho7": dict(rho=7.0), "rho20": dict(rho=20.0)}            # EDM ρ grids (ρ = 7: EDM's)
+RELAY_GRIDS = {"rho2": dict(sigma_grid="rho", rho=2.0), "lam2": dict(sigma_grid="lambda", lambda_frequency=2.0)}
+RELAY_SOLVERS = {"heun-noise": dict(solver="heun", corrector="noise"),       # the official step
+                 "heun-denoised": dict(solver="heun", corrector="denoised"),
+                 **{s: dict(solver=s) for s in MULTISTEP}}
+CONVERGED_BASE = base_grid("dpmpp-3m-pc", 100)                             # the ODE to convergence
+CONVERGED_RELAY = dict(solver="dpmpp-3m-pc", sigma_grid="rho", rho=3.0, num_steps=150, eta=0.0)
+STUDY_FIXED_RELAY = FIXED_RELAY                                                # 8 evaluations, deterministic
+
+
+def search_nfes(solver: str) -> dict[int, int]:
+    """NFE → num_steps for a solver over SEARCH_NFES (Heun: 2n − 1 evaluations, so the odd count
+    at or below each; multistep: at least MIN_SIGMAS σ's)."""
+    if solver == "heun":
+        return {2 * ((n + 1) // 2) - 1: (n + 1) // 2 for n in SEARCH_NFES}
+    return {n: n for n in SEARCH_NFES if n >= MIN_SIGMAS[solver]}
+
+
+def study_references(seeds: str) -> dict:
+    """The converged ODE of each searched stage on the first 1,000 seeds of `seeds`: the
+    single-stage model; RDM's base under a fixed accurate relay; RDM's relay on the shared base
+    samples; and the whole RDM chain (both converged)."""
+    n, pts = REFERENCE_SAMPLES, {}
+    pts[reference_name("single", seeds)] = chain_point("single", n, CONVERGED_BASE, None, None, seeds)
+    pts[reference_name("rdm8", seeds, "base-reference")] = chain_point("rdm8", n, CONVERGED_BASE,
+                                                                        STUDY_FIXED_RELAY, None, seeds)
+    pts[reference_name("rdm8", seeds)] = relay("rdm8", n, None, seeds, **CONVERGED_RELAY)
+    pts[reference_name("rdm8", seeds, "chain-reference")] = chain_point("rdm8", n, CONVERGED_BASE,
+                                                                         CONVERGED_RELAY, None, seeds)
+    return {k: dict(v, save=True) for k, v in pts.items()}
+
+
+def plan_study_reference() -> dict:
+    return {**study_references("selection"), **study_references("report")}
+
+
+def plan_study_search() -> dict:
+    """The equal search (selection seeds, 1,000 samples): the single-stage model and RDM's base
+    stage over every solver × ρ ∈ {7, 20} × SEARCH_NFES; RDM's relay stage over every solver
+    (both Heun correctors) × {ρ = 2, uniform λ} × SEARCH_NFES."""
+    n, pts = SAMPLES_QUICK, {}
+    for gname, grid in BASE_GRIDS.items():
+        for solver in ("heun",) + MULTISTEP:
+            for nfe, steps in search_nfes(solver).items():
+                settings = dict(solver=solver, num_steps=steps, **grid)
+                pts[f"single-search-{solver}-{gname}-nfe{nfe}"] = chain_point(
+                    "single", n, settings, None, reference_name("single", "selection"))
+                pts[f"rdm8-base-search-{solver}-{gname}-nfe{nfe}"] = chain_point(
+                    "rdm8", n, settings, STUDY_FIXED_RELAY, reference_name("rdm8", "selection", "base-reference"))
+    for gname, grid in RELAY_GRIDS.items():
+        for sname, solver in RELAY_SOLVERS.items():
+            for nfe, steps in search_nfes(solver["solver"]).items():
+                pts[f"rdm8-relay-search-{sname}-{gname}-nfe{nfe}"] = relay(
+                    "rdm8", n, seeds="selection", num_steps=steps, eta=0.0, **solver, **grid, **BEST_START)
+    return pts
+
+
+def plan_study_chains() -> dict:
+    """RDM chains of the settings chosen per stage and evaluation count (by RMSE and by FID, on
+    the selection seeds; fmnist32_choose.py), judged whole against the converged chain. Empty
+    until plan study-search has run (the choice reads its records)."""
+    from fmnist32_choose import chain_candidates
+
+    return {name: chain_point("rdm8", SAMPLES_QUICK, base, relay_settings,
+                              reference_name("rdm8", "selection", "chain-reference"))
+            for name, (base, relay_settings) in chain_candidates().items()}
+
+
+def plan_study_evals() -> dict:
+    """The study's tables (studies/fmnist32_evals.py: curves, ablations, up-scale 2, second
+    training seed) on the report seeds, 10,000 samples each."""
+    from fmnist32_evals import EVALS, as_point
+
+    return {name: as_point(name, spec) for name, spec in EVALS.items() if "real" not in spec}
+
+
+SEED_TWINS = {"single": [("single32-seed1", 300_000)],
+              "rdm8": [("base8-seed1", 400_000), ("relay32-seed1", 150_000)]}
+TWIN_BUDGET_NFES = (8, 35)            # budgets (as the single-stage model's NFE) measured on both seeds
+
+
+def plan_study_verdicts() -> dict:
+    """Each model's sampler chosen on the selection seeds at every budget, by accuracy and by
+    FID (fmnist32_choose.budget_choices), measured on the report seeds (10,000 samples; RMSE on
+    the first 1,000 against the converged ODE); at two budgets also on the second training seed.
+    A setting chosen more than once is measured once (named after its selection record)."""
+    from fmnist32_choose import (CRITERIA, FORWARD_GFLOP, HALF_TRAINING_CHAIN, budget_choices, check_choices_unseen,
+                                 claim_choices, stage_settings)
+
+    pts = {}
+    twin_budgets = {round(n * FORWARD_GFLOP["single"], 2) for n in TWIN_BUDGET_NFES}
+    for criterion in CRITERIA:
+        for model, chosen in budget_choices(criterion).items():
+            check_choices_unseen(list(chosen.values()), SAMPLES_FULL)
+            what = "chain-reference" if model == "rdm8" else "reference"
+            for budget, r in chosen.items():
+                stages = [stage_settings(r, i) for i in range(len(r["settings"]))]
+                base, relay_settings = stages[0], (stages[1] if len(stages) > 1 else None)
+                pts[f"report-{r['name']}"] = chain_point(model, SAMPLES_FULL, base, relay_settings,
+                                                         reference_name(model, "report", what), "report")
+                if budget in twin_budgets:
+                    pts[f"report-seed1-{r['name']}"] = chain_point(SEED_TWINS[model], SAMPLES_FULL, base,
+                                                                   relay_settings, None, "report")
+        claim = claim_choices(criterion)
+        if claim and claim["rdm_same_cost"]:                 # the training half: RDM at 46 % of the compute
+            r = claim["rdm_same_cost"]
+            pts[f"report-half-training-{r['name']}"] = chain_point(
+                HALF_TRAINING_CHAIN, SAMPLES_FULL, stage_settings(r, 0), stage_settings(r, 1), None, "report")
+    return pts
+
+
 def plan_runtime() -> dict:
     """The fast chain (10,000 samples) with each network runtime (networks/runtime.py): bf16
     autocast and channels-last against plain fp32, by FID, by per-image RMSE to the fp32 images
@@ -253,4 +396,8 @@ PLANS = {"reference": plan_reference, "grid-search": plan_grid_search, "official
          "start-search": plan_start_search, "relay-curves": plan_relay_curves, "relay-eta": plan_relay_eta,
          "base-reference": plan_base_reference, "base-grid": plan_base_grid, "base-curves": plan_base_curves,
          "demo-full-official": plan_demo_full_official, "demo-full": plan_demo_full,
-         "study-curves": plan_study_curves, "runtime": plan_runtime}
+         "demo-report": plan_demo_report,
+         "study-curves": plan_study_curves, "runtime": plan_runtime,
+         "study-reference": plan_study_reference, "study-search": plan_study_search,
+         "study-chains": plan_study_chains, "study-evals": plan_study_evals,
+         "study-verdicts": plan_study_verdicts}

@@ -12,8 +12,9 @@ import torch
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 sys.path.insert(0, str(STUDIES))
-points = pytest.importorskip("solvers_points")
-driver = pytest.importorskip("solvers")
+import solvers as driver  # noqa: E402
+import solvers_points as points  # noqa: E402
+from fmnist32_runs import RUNS  # noqa: E402
 
 from relay_diffusion import RelaySchedule  # noqa: E402
 from relay_diffusion.networks.runtime import RuntimeOptions  # noqa: E402
@@ -27,7 +28,13 @@ def test_every_plan_point_is_a_valid_chain():
         for name, spec in make().items():
             assert name not in seen, f"{name} appears twice"
             seen.add(name)
-            assert spec["chain"] == "demo" or spec["chain"] in points.CHAINS
+            if isinstance(spec["chain"], str):
+                assert spec["chain"] == "demo" or spec["chain"] in points.CHAINS
+            else:                                                       # a study chain of runs
+                assert all(run in RUNS and images <= RUNS[run]["duration"] for run, images in spec["chain"])
+            assert spec.get("seeds", "selection") in ("selection", "report")
+            if plan in ("demo-report", "study-evals", "study-verdicts"):   # results: report seeds only
+                assert spec["seeds"] == "report", name
             RuntimeOptions(**spec.get("runtime", {}))
             base = BaseSamplerSettings.from_dict(spec["stages"][0])
             assert base.nfe() >= 2
