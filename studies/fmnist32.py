@@ -35,6 +35,21 @@ def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
+def record_code_version(work: Path, phase: str) -> None:
+    """Append the code's git commit (and whether the tree had local changes) to
+    <workdir>/provenance.jsonl, so a study resumed across sessions shows which code made it."""
+    import json
+
+    repo = Path(__file__).resolve().parent.parent
+    def git(*args):
+        r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "phase": phase, "commit": git("rev-parse", "HEAD"),
+             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    with open(work / "provenance.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
 def phase_data(work: Path) -> None:
     for split in ("train", "test"):
         dest = work / f"fmnist32-{split}.zip"
@@ -139,6 +154,7 @@ def main(argv=None) -> int:
     for name, fn in (("data", phase_data), ("train", phase_train), ("search", phase_search),
                      ("eval", phase_eval), ("report", phase_report)):
         if args.phase in (name, "all"):
+            record_code_version(work, name)
             fn(work)
     return 0
 

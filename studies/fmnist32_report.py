@@ -199,11 +199,25 @@ def verdict_section(recs: Records, work: Path, criterion: str) -> list[str]:
     return out + [""]
 
 
+def code_versions(work: Path) -> list:
+    """The distinct (commit, dirty) pairs the study's phases ran from, in first-use order."""
+    seen = []
+    log = work / "provenance.jsonl"
+    for line in (log.read_text().splitlines() if log.exists() else []):
+        e = json.loads(line)
+        key = [e["commit"] or "unknown", e["dirty"]]
+        if key not in seen:
+            seen.append(key)
+    return seen
+
+
 def write_report(work: Path, doc: Path = DOC, fig: Path = FIG) -> None:
     recs = Records(work / "search" / "points")
     flops = accounting(recs)
     fig.mkdir(parents=True, exist_ok=True)
-    (fig / "results.json").write_text(json.dumps({"flops_per_image": flops, "results": recs.all}, indent=1) + "\n")
+    code = code_versions(work)
+    (fig / "results.json").write_text(json.dumps({"flops_per_image": flops, "code_versions": code,
+                                                  "results": recs.all}, indent=1) + "\n")
     made = plots(recs, fig)
     names = [n for n in EVALS]
     seed_rows = ["single@300k", "single-seed1@300k", "rdm@150k", "rdm-seed1@150k"]
@@ -225,7 +239,9 @@ def write_report(work: Path, doc: Path = DOC, fig: Path = FIG) -> None:
         "built and seeded one (`fmnist-b`). A ranking is stated only where both agree.",
         "- RMSE: to the same seed's image from the model's converged ODE (pixels in [−1, 1]); defined for "
         "deterministic samplers of the final single-stage and 8→32 models.",
-        "- Each row names its training run; the weights' SHA-256 is in results.json.", ""]
+        "- Each row names its training run; the weights' SHA-256 is in results.json.",
+        "- Code: " + (", ".join(f"`{c[:12]}`" + (" (local changes)" if d else "") for c, d in code)
+                      or "not recorded") + " (git commits the phases ran from; studies/fmnist32.py records them).", ""]
     lines += ["## All rows", "", table(recs, ["real-test"] + names)]
     lines += ["## Training-seed spread (headline models, official samplers)", "", table(recs, seed_rows)]
     lines += ["## Differences the statements rest on", "",

@@ -156,8 +156,13 @@ def test_the_report_states_each_verdict_from_report_seed_records(tmp_path):
             rep[metric + "_ci95"] = [v - 0.1, v + 0.1]
         (pts / f"{rep['name']}.json").write_text(json.dumps(rep))
         np.savez(pts / f"{rep['name']}-replicates.npz", **reps, bootstrap=np.array(json.dumps(boot.key())))
+    (tmp_path / "provenance.jsonl").write_text(
+        '{"time": "t0", "phase": "train", "commit": "0123456789abcdef", "dirty": false}\n'
+        '{"time": "t1", "phase": "search", "commit": "0123456789abcdef", "dirty": false}\n'
+        '{"time": "t2", "phase": "eval", "commit": "fedcba9876543210", "dirty": true}\n')
     report.write_report(tmp_path, tmp_path / "study.md", tmp_path / "fig")
     text = (tmp_path / "study.md").read_text()
+    assert "- Code: `0123456789ab`, `fedcba987654` (local changes)" in text
     assert "### Verdict at matched accuracy" in text and "### Verdict at matched FID-selected sampler" in text
     assert "| 1.87 | single-search-a-nfe8 (8) | rdm8-chain-accuracy-b6-r3 (6+3) | 2.000 [1.900, 2.100] |" in text
     assert "**Sampling cost ≤ 50 %**: RDM within 0.93 GFLOP/img (`rdm8-chain-accuracy-b6-r3`): met" in text
