@@ -158,6 +158,62 @@ def test_scheduler_runs_the_solvers_like_the_relay_sampler(solver):
     assert torch.equal(ours, x)
 
 
+@pytest.mark.parametrize("recipe", [dict(S_churn=40.0, S_min=0.05, S_max=50.0, S_noise=1.003),
+                                    dict(method="sde", eta=0.05), dict(method="sde", eta=0.3, corrector="denoised"),
+                                    dict(solver="dpmpp-3m-pc", rho=20.0), dict(method="sde", solver="dpmpp-2m", eta=0.1)])
+def test_base_scheduler_runs_every_base_recipe_like_the_samplers(recipe):
+    """Churn, the "sde" Heun and the integrators: the scheduler (start + steps) gives the base
+    sampler's image bit for bit, and its timesteps are the σ's the sampler evaluates at."""
+    from relay_diffusion import BaseSamplerSettings, edm_sampler, sde_heun_sampler
+    st = BaseSamplerSettings(num_steps=9, **recipe)
+    sampler = sde_heun_sampler if st.method == "sde" else edm_sampler
+    noise = SeededNoise([5, 6])(torch.empty(2, 1, 4, 4))
+    seen = []
+    ours = sampler(lambda x, s, l: seen.append(float(s[0])) or shrink(x, s), noise, settings=st,
+                   randn_like=SeededNoise([7, 8]))
+    scheduler = RelayScheduler("base", **{k: v for k, v in dataclasses.asdict(st).items() if k != "cfg_scale"})
+    scheduler.set_timesteps()                                              # the config's num_steps
+    torch.testing.assert_close(scheduler.timesteps.float(), torch.tensor(seen))   # the sampler's σ in float32
+    gens = [torch.Generator().manual_seed(s) for s in (7, 8)]
+    x = scheduler.start(noise, generator=gens)
+    for t in scheduler.timesteps:
+        x = scheduler.step(shrink(x, torch.full((2,), float(t))), t, x, generator=gens).prev_sample
+    assert torch.equal(ours, x)
+
+
+def test_scheduler_config_names_and_older_exports():
+    import inspect
+
+    from relay_diffusion.sampling.settings import STAGE_SETTINGS
+    params = set(inspect.signature(RelayScheduler.__init__).parameters)
+    assert params >= {f.name for cls in STAGE_SETTINGS.values() for f in dataclasses.fields(cls)} - {"cfg_scale"}
+    with pytest.raises(TypeError, match="no setting 'sigma_mx'"):
+        RelayScheduler("base", sigma_mx=3.0)
+    with pytest.raises(ValueError, match="truncation_sigma is not a setting of a base stage"):
+        RelayScheduler("base", truncation_sigma=0.5)
+    with pytest.raises(ValueError, match="S_churn is not a setting of a relay stage"):
+        RelayScheduler("relay", schedule=dataclasses.asdict(RelaySchedule()), S_churn=1.0)
+    with pytest.raises(ValueError, match="eta"):
+        RelayScheduler("base", eta=2.0)                                   # validated by the settings class
+    # a base scheduler written before the settings table stored the relay fields at their defaults
+    old = RelayScheduler("base", sigma_min=None, sigma_max=80.0, rho=7.0, truncation_sigma=0.9, prob_length=None,
+                         eta=0.2, block_scale=None, corrector="noise", solver="heun", sigma_grid="truncated",
+                         lambda_frequency=0.0)
+    old.set_timesteps(18)
+    assert len(old.timesteps) == 35 and old.timesteps[0] == 80.0
+
+
+@pytest.mark.parametrize("preset", ["celebahq256", "imagenet256"])
+def test_official_presets_export_and_reload(preset, tmp_path):
+    """Every base recipe exports (churn, "sde"): the reloaded schedulers carry the recipe's settings."""
+    from relay_diffusion.sampling.presets import chain_recipe
+    assert main(["export-diffusers", *map(str, bundled_demo_chain()), str(tmp_path / preset), "--preset", preset]) == 0
+    p = RelayDiffusionPipeline.from_pretrained(tmp_path / preset)
+    base, relay = chain_recipe(preset, ["base", "relay"])
+    assert p.base_scheduler.settings == dataclasses.replace(base, cfg_scale=1.0)
+    assert p.relay_scheduler.settings == dataclasses.replace(relay, cfg_scale=1.0)
+
+
 def test_the_fast_preset_exports(tmp_path):
     from relay_diffusion.sampling.presets import chain_recipe
     assert main(["export-diffusers", *map(str, bundled_demo_chain()), str(tmp_path / "fast"), "--preset", "fast"]) == 0
@@ -165,4 +221,4 @@ def test_the_fast_preset_exports(tmp_path):
     p.set_progress_bar_config(disable=True)
     chain = RelayChain.from_pretrained(bundled_demo_chain(), channels_last=False)
     fast = RelayChain(chain.models, chain_recipe("fast", ["base", "relay"]))
-    assert torch.equal(fast(SEEDS), p(seeds=SEEDS, num_inference_steps=(12, 8), output_type="pt").images)
+    assert torch.equal(fast(SEEDS), p(seeds=SEEDS, output_type="pt").images)   # the recipe's step counts

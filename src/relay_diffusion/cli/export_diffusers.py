@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io import check_replaceable_dir
+from ..sampling.presets import CHAIN_RECIPES
 
 
 def add_parser(subparsers, help_text: str) -> None:
@@ -15,11 +16,12 @@ def add_parser(subparsers, help_text: str) -> None:
                     "RelayDiffusionPipeline.from_pretrained(OUT_DIR) and DiffusionPipeline.from_pretrained"
                     "(OUT_DIR, custom_pipeline=OUT_DIR, trust_remote_code=True) load. Needs the extra "
                     "relay-diffusion[diffusers]. The schedulers carry the official default sampler "
-                    "settings (Heun) or --preset fast; nothing is written unless all of it is.")
+                    "settings (Heun) or a --preset recipe; nothing is written unless all of it is.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="[BASE_DIR] RELAY_DIR OUT_DIR")
     p.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of each model dir")
-    p.add_argument("--preset", choices=("fast",), help="sampler recipe the schedulers carry (default: the official "
-                                                       "defaults; fast: the few-step solvers of rdm sample --preset fast)")
+    p.add_argument("--preset", choices=sorted(CHAIN_RECIPES),
+                   help="sampler recipe the schedulers carry, as rdm sample --preset (default: the official "
+                        "generate.py defaults); guidance is the pipeline's guidance_scale")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR if it is an earlier export")
     p.set_defaults(func=run)
 

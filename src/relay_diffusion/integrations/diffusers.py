@@ -2,22 +2,25 @@
 
 - `RelayUNet`: a stage's denoiser (ADM U-Net + EDM preconditioning) as a diffusers model; its
   output is the denoised image (prediction type "sample"; the preconditioning is inside).
-- `RelayScheduler`: the official Heun relay step (and EDM's Heun for a base stage) step by step
-  in diffusers' conventions: `set_timesteps`, `timesteps`/`sigmas` (one entry per network
-  evaluation: 2n − 1 for n σ's), `scale_model_input`, `step → prev_sample, pred_original_sample`,
-  `init_noise_sigma`, `add_noise` (the relay forward process).
+- `RelayScheduler`: a stage's sampler step by step in diffusers' conventions — the steppers of
+  `relay_diffusion.sampling.steppers` that the sampler functions drive too: `set_timesteps`,
+  `timesteps` (the σ of every network evaluation: 2n − 1 for n σ's with Heun, n with the
+  exponential integrators), `sigmas` (the grid), `start`, `scale_model_input`,
+  `step → prev_sample, pred_original_sample`, `init_noise_sigma`, `add_noise` (the forward process).
 - `RelayDiffusionPipeline`: a base stage and a relay stage (or the relay stage alone, on a
   low-resolution `image`), class labels, guidance, per-image seeds; images equal `rdm sample`'s.
 - `export_diffusers` / `import_diffusers`: model directories ↔ a diffusers folder
   (`model_index.json` + component subfolders) that `DiffusionPipeline.from_pretrained` loads.
 
-The scheduler runs every solver of `SOLVERS`: the official "heun" step (two evaluations per
-step) and the exponential integrators (one per σ), on the grids of `RelaySamplerSettings`.
+The scheduler runs every recipe of the settings classes: for a base stage EDM's Heun with churn,
+the DDIM-η "sde" Heun and the exponential integrators; for a relay stage the official Heun step
+and the exponential integrators, on every grid of `RelaySamplerSettings`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from pathlib import Path
 
@@ -40,8 +43,8 @@ from ..pipeline import class_labels as labels_for_seeds
 from ..precond import EDMPrecond
 from ..relay import RelaySchedule, blur, upsample_nearest
 from ..sampling import BaseSamplerSettings, RelaySamplerSettings, classifier_free_guidance
-from ..sampling.samplers import ddim_renoise, edm_euler, edm_heun, heun_denoised
-from ..sampling.solvers import FrequencyBasis, Multistep, check_solver
+from ..sampling.settings import STAGE_SETTINGS
+from ..sampling.steppers import make_stepper
 from ..seeds import SeededNoise
 
 # written into every export, so that diffusers' generic loader finds the pipeline class:
@@ -49,10 +52,12 @@ from ..seeds import SeededNoise
 PIPELINE_PY = '''"""relay-diffusion export: the pipeline class lives in the installed relay-diffusion package."""
 from relay_diffusion.integrations.diffusers import RelayDiffusionPipeline  # noqa: F401
 '''
-# the sampler settings a scheduler's config carries, per stage (None: the settings' default)
-SETTING_FIELDS = {"base": ("sigma_min", "sigma_max", "rho", "solver"),
-                  "relay": ("sigma_min", "sigma_max", "rho", "truncation_sigma", "prob_length", "eta", "block_scale",
-                            "corrector", "solver", "sigma_grid", "lambda_frequency")}
+SETTINGS_CLASSES = STAGE_SETTINGS
+# the sampler settings a scheduler's config carries: every field of either stage's settings that
+# the settings table marks for it (not the guidance weight: the pipeline's guidance_scale)
+SCHEDULER_FIELDS = tuple(dict.fromkeys(f.name for cls in SETTINGS_CLASSES.values()
+                                       for f in dataclasses.fields(cls) if f.metadata["scheduler"]))
+_FIELD_DEFAULTS = {f.name: f.default for cls in reversed(SETTINGS_CLASSES.values()) for f in dataclasses.fields(cls)}
 
 
 class RelayUNet(ModelMixin, ConfigMixin):
@@ -91,65 +96,79 @@ class RelaySchedulerOutput(BaseOutput):
     pred_original_sample: torch.Tensor
 
 
+def _scheduler_init(self, stage: str = "relay", num_train_timesteps: int = 1000, schedule: dict | None = None,
+                    **settings):
+    if stage not in SETTINGS_CLASSES:
+        raise ValueError(f"stage must be one of {', '.join(SETTINGS_CLASSES)}, got {stage!r}")
+    unknown = sorted(set(settings) - set(SCHEDULER_FIELDS))
+    if unknown:
+        raise TypeError(f"RelayScheduler has no setting {', '.join(map(repr, unknown))}; "
+                        f"settings: {', '.join(SCHEDULER_FIELDS)}")
+    if stage == "relay" and not schedule:
+        raise ValueError("a relay scheduler needs the model's schedule (RelaySchedule fields)")
+    cls = SETTINGS_CLASSES[stage]
+    own = {f.name: f.default for f in dataclasses.fields(cls)}
+    values = {}
+    for name, value in settings.items():
+        if value is None:
+            continue
+        if name in own:
+            values[name] = value
+        elif value != _FIELD_DEFAULTS[name]:        # earlier exports stored every field, at its default
+            raise ValueError(f"{name} is not a setting of a {stage} stage ({cls.__name__})")
+    self.settings = cls(**values)                  # validated now; num_steps is set_timesteps' default
+    self.model_schedule = RelaySchedule(**schedule) if stage == "relay" else None
+    # the forward process the sampler follows (its own L and α where set); None for a base stage
+    self.relay_schedule = self.settings.sampling_schedule(self.model_schedule) if self.model_schedule else None
+    self.sigmas = self.timesteps = None
+    self._stepper = self._generator = None
+
+
+# one keyword per sampler setting (None: the stage's default from its settings class), so that
+# diffusers' config machinery, which reads the signature, stores and reloads each of them
+_scheduler_init.__signature__ = inspect.Signature(
+    list(inspect.signature(_scheduler_init).parameters.values())[:-1]
+    + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in SCHEDULER_FIELDS])
+
+
 class RelayScheduler(SchedulerMixin, ConfigMixin):
-    """A stage's sampler, one network evaluation per `step`. Base stage: EDM's deterministic
-    sampler from pure noise (`BaseSamplerSettings`, method "edm", no churn). Relay stage: the
-    official stochastic relay step with the model's patch blur and block noise
-    (`RelaySamplerSettings`). solver "heun" (official) or an exponential integrator (docs/solvers.md).
-    The last call returns D(x; σ_last)."""
+    """A stage's sampler, one network evaluation per `step`, driving the stepper the stage's
+    settings pick (sampling/steppers.py) — the same one `edm_sampler`, `sde_heun_sampler` and
+    `relay_sampler` drive, so its steps are theirs bit for bit. stage "base": every
+    `BaseSamplerSettings` recipe (EDM Heun with churn, the DDIM-η "sde" Heun, the exponential
+    integrators) from pure noise; stage "relay": every `RelaySamplerSettings` recipe with the
+    model's patch blur and block noise. Each setting is a config field (None = the stage's
+    default); `num_steps` is `set_timesteps`' default. The last call returns the image."""
 
     order = 1
+    __init__ = register_to_config(_scheduler_init)
 
-    @register_to_config
-    def __init__(self, stage: str = "relay", num_train_timesteps: int = 1000,
-                 sigma_min: float | None = None, sigma_max: float = 80.0, rho: float = 7.0,
-                 truncation_sigma: float = 0.9, prob_length: float | None = None, eta: float = 0.2,
-                 block_scale: float | None = None, corrector: str = "noise", schedule: dict | None = None,
-                 solver: str = "heun", sigma_grid: str = "truncated", lambda_frequency: float = 0.0):
-        if stage not in ("base", "relay"):
-            raise ValueError(f"stage must be 'base' or 'relay', got {stage!r}")
-        if stage == "relay" and not schedule:
-            raise ValueError("a relay scheduler needs the model's schedule (RelaySchedule fields)")
-        self.settings = self._settings(18)                       # validates the numbers now
-        self.model_schedule = RelaySchedule(**schedule) if stage == "relay" else None
-        # the forward process the sampler follows (its own L and α where set); None for a base stage
-        self.relay_schedule = self.settings.sampling_schedule(self.model_schedule) if self.model_schedule else None
-        self.sigmas = self.timesteps = None
-        self._k = 0
-
-    def _settings(self, num_steps: int):
-        c = self.config
-        values = {f: c[f] for f in SETTING_FIELDS[c.stage] if c[f] is not None}
-        return (BaseSamplerSettings if c.stage == "base" else RelaySamplerSettings)(num_steps=num_steps, **values)
-
-    def set_timesteps(self, num_inference_steps: int = 18, device: str | torch.device | None = None) -> None:
-        """n σ's (relay: the official grid of `num_inference_steps` nominal steps, truncated);
-        `timesteps` lists the σ of every network evaluation: σ₀, then (σ_{i+1}, σ_{i+1}) per step."""
-        self.settings = self._settings(num_inference_steps)
-        grid = self.settings.sigmas() if self.model_schedule is None else self.settings.sigmas(self.model_schedule)
-        self.grid = grid.tolist()
-        self._solver, self._generator = None, None
-        sch = self.relay_schedule
-        self._blur_sigmas = {s: float(sch.blur_sigma_at(s)) for s in self.grid} if sch else None
-        if self.config.solver == "heun":
-            evals = [self.grid[0]] + [s for s in self.grid[1:] for _ in range(2)]
-        else:                                            # one evaluation per σ
-            evals = self.grid
-            order, corrector = check_solver(self.config.solver, len(grid) - 1)
-            if sch is None:
-                log_factors, basis, eta = torch.zeros(len(grid), 1, 1, dtype=torch.float64), FrequencyBasis(1), 0.0
-            else:
-                log_factors, basis, eta = torch.log(sch.factors(grid)), FrequencyBasis(sch.up_scale), self.config.eta
-            self._solver = Multistep(self.grid, order, eta, log_factors, basis,
-                                     lambda like: self.noise_like(like, self._generator), corrector)
-        self.sigmas = torch.tensor(self.grid, dtype=torch.float64)
-        self.timesteps = torch.tensor(evals, dtype=torch.float64, device=device)
-        self._k, self._x, self._den = 0, None, None
+    def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None
+                      ) -> None:
+        """The grid of `num_inference_steps` (default: the config's num_steps; relay: nominal steps
+        of the truncated grid, σ's run for the "rho"/"lambda" grids); `timesteps` lists the σ of
+        every network evaluation (Heun: σ̂₀, then (σ_{i+1}, σ̂_{i+1}) per step)."""
+        settings = self.settings
+        if num_inference_steps is not None:
+            settings = settings.with_overrides({"num_steps": num_inference_steps})
+        self._stepper = make_stepper(settings, self.model_schedule, None,
+                                     lambda like: _randn_like(self._generator)(like))
+        self.sigmas = torch.tensor(self._stepper.sigmas, dtype=torch.float64)
+        self.timesteps = torch.tensor(self._stepper.eval_sigmas, dtype=torch.float64, device=device)
 
     @property
     def init_noise_sigma(self) -> float:
-        """σ₀: the start is σ₀·noise (base) or the upsampled image + σ₀·relay noise (relay)."""
-        return self.grid[0]
+        """σ₀ of the grid. `start` makes the first input from it (and churns it, where asked)."""
+        return self._stepper.sigmas[0]
+
+    def start(self, sample: torch.Tensor, generator=None) -> torch.Tensor:
+        """The first evaluation's input: σ₀·sample for a base stage (sample: unit noise; EDM churn
+        applied where the settings ask), sample + σ₀·stage noise for a relay stage (sample: the
+        upsampled low-resolution image). Draws from `generator` (a list: one per image)."""
+        if self._stepper is None:
+            raise ValueError("call set_timesteps first")
+        self._generator = generator
+        return self._stepper.start(sample)
 
     def scale_model_input(self, sample: torch.Tensor, timestep=None) -> torch.Tensor:
         return sample                                    # EDM preconditioning is inside RelayUNet
@@ -174,43 +193,17 @@ class RelayScheduler(SchedulerMixin, ConfigMixin):
 
     def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, generator=None,
              return_dict: bool = True):
-        """One network evaluation's update: model_output = D(sample; timestep)."""
-        if self.timesteps is None:
+        """One network evaluation's update: model_output = D(sample; timestep). prev_sample is the
+        next evaluation's input (after the last evaluation: the image); pred_original_sample the
+        step's estimate of the clean image."""
+        if self._stepper is None:
             raise ValueError("call set_timesteps first")
-        if self._k >= len(self.timesteps):
+        if self._stepper.done:
             raise ValueError("the schedule is finished; call set_timesteps again")
-        k, den = self._k, model_output.to(sample.dtype)
-        i = (k + 1) // 2                                 # the step this evaluation belongs to
-        self._k += 1
-        if self._solver is not None:                     # exponential integrator: one call per σ
-            self._generator = generator
-            out = RelaySchedulerOutput(self._solver.step(sample, den), den)
-        elif k == len(self.timesteps) - 1:                 # the last σ: the result is D(x; σ_last)
-            last = edm_euler(sample, den, self.grid[-1], 0.0) if self.config.stage == "base" else den
-            out = RelaySchedulerOutput(last, den)           # (EDM: its final Euler step to σ = 0)
-        elif k % 2 == 0:                                 # predictor at σ_i
-            s, s_next = self.grid[i], self.grid[i + 1]
-            self._x, self._den = sample, den
-            out = RelaySchedulerOutput(self._renoise(den, sample, s, s_next, generator), den)
-        else:                                            # corrector at σ_{i}, finishing step i − 1
-            s, s_next = self.grid[i - 1], self.grid[i]
-            x, den0 = self._x, self._den
-            if self.config.stage == "base":
-                out = RelaySchedulerOutput(edm_heun(x, den0, sample, den, s, s_next), den)
-            else:
-                x0_bar = heun_denoised(x, den0, sample, den, s, s_next, self.config.corrector)
-                out = RelaySchedulerOutput(self._renoise(x0_bar, x, s, s_next, generator), x0_bar)
+        self._generator = generator
+        x = self._stepper.step(sample, model_output.to(sample.dtype))
+        out = RelaySchedulerOutput(x, self._stepper.denoised)
         return out if return_dict else (out.prev_sample, out.pred_original_sample)
-
-    def _renoise(self, x0_hat, x, s, s_next, generator):
-        if self.config.stage == "base":
-            return edm_euler(x, x0_hat, s, s_next)
-        sch, blur_sigmas = self.relay_schedule, self._blur_sigmas
-        randn_like = _randn_like(generator)
-
-        def reblur(y, sigma):
-            return blur(y, blur_sigmas[sigma], sch.up_scale, sch.min_scale, check=False)
-        return ddim_renoise(x0_hat, x, s, s_next, self.config.eta, lambda like: sch.noise(like, randn_like), reblur)
 
 
 def _randn_like(generator):
@@ -234,7 +227,7 @@ class RelayDiffusionPipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def __call__(self, seeds=None, class_labels="balanced", *, generator=None, image=None,
-                 num_inference_steps=(18, 18), guidance_scale: float = 1.0, output_type: str = "pil",
+                 num_inference_steps=None, guidance_scale: float = 1.0, output_type: str = "pil",
                  return_dict: bool = True):
         """seeds: one per image (the images equal `rdm sample --seeds`); or `generator`, a list of
         torch.Generator, one per image. class_labels: "balanced" (seed mod classes), "random", a
@@ -249,7 +242,8 @@ class RelayDiffusionPipeline(DiffusionPipeline):
             generator = [torch.Generator(device).manual_seed(s) for s in seeds]
         generators = list(generator) if isinstance(generator, (list, tuple)) else [generator]
         n = len(generators)
-        steps = (num_inference_steps,) * 2 if isinstance(num_inference_steps, int) else tuple(num_inference_steps)
+        steps = (tuple(num_inference_steps) if isinstance(num_inference_steps, (list, tuple))
+                 else (num_inference_steps,) * 2)
         relay_cfg = self.relay_unet.config
         labels = labels_for_seeds(seeds if seeds is not None else list(range(n)), relay_cfg.label_dim, class_labels)
         onehot = one_hot(labels.to(device), relay_cfg.label_dim) if labels is not None else None
@@ -258,8 +252,7 @@ class RelayDiffusionPipeline(DiffusionPipeline):
                 raise ValueError("this pipeline has no base stage: give a low-resolution image")
             c = self.base_unet.config
             x = _randn_like(generators)(torch.empty(n, c.channels, c.resolution, c.resolution, device=device))
-            x = self._run(self.base_unet, self.base_scheduler, x, onehot, steps[0], guidance_scale, generators,
-                          start=True)
+            x = self._run(self.base_unet, self.base_scheduler, x, onehot, steps[0], guidance_scale, generators)
         else:
             x = _as_tensor(image, n, device)
         up = upsample_nearest(x, RelaySchedule(**relay_cfg.schedule).up_scale)
@@ -267,12 +260,9 @@ class RelayDiffusionPipeline(DiffusionPipeline):
         images = _output(x, output_type)
         return _PipelineOutput(images=images) if return_dict else (images,)
 
-    def _run(self, unet, scheduler, x, onehot, steps, guidance_scale, generators, start=False):
+    def _run(self, unet, scheduler, x, onehot, steps, guidance_scale, generators):
         scheduler.set_timesteps(steps, device=x.device)
-        if start:
-            x = x * scheduler.init_noise_sigma
-        else:
-            x = x + scheduler.init_noise_sigma * scheduler.noise_like(x, generators)
+        x = scheduler.start(x, generator=generators)
         labels = onehot if unet.config.label_dim else None
         denoise = unet.denoiser
         if labels is not None and guidance_scale != 1:
@@ -315,14 +305,16 @@ def _output(x: torch.Tensor, output_type: str):
 
 def _scheduler_for(unet: RelayUNet, settings) -> RelayScheduler:
     stage = unet.config.stage
-    values = {f: getattr(settings, f) for f in SETTING_FIELDS[stage]}
+    if not isinstance(settings, SETTINGS_CLASSES[stage]):
+        raise TypeError(f"a {stage} stage takes {SETTINGS_CLASSES[stage].__name__}, got {type(settings).__name__}")
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.name in SCHEDULER_FIELDS}
     return RelayScheduler(stage, schedule=unet.config.schedule and dict(unet.config.schedule), **values)
 
 
 def export_diffusers(model_dirs, out_dir, which: str = "ema", settings=None) -> Path:
     """Write a diffusers folder for a chain of model directories ([base,] relay): model_index.json
     and one subfolder per component. `settings`: per-stage sampler settings (default: the
-    official defaults) that the schedulers carry."""
+    official defaults) that the schedulers carry — any recipe, e.g. `chain_recipe("celebahq256", …)`."""
     dirs = [Path(d) for d in model_dirs]
     if len(dirs) not in (1, 2):
         raise ValueError(f"give a relay model directory, or a base and a relay one; got {len(dirs)}")
@@ -330,10 +322,9 @@ def export_diffusers(model_dirs, out_dir, which: str = "ema", settings=None) -> 
     stages = [u.config.stage for u in unets]
     if stages[-1] != "relay" or (len(stages) == 2 and stages[0] != "base"):
         raise ValueError(f"expected [base,] relay model directories, got stages {stages}")
-    settings = settings or [BaseSamplerSettings() if s == "base" else RelaySamplerSettings() for s in stages]
-    for s in settings:
-        if getattr(s, "S_churn", 0) or getattr(s, "method", "edm") != "edm":
-            raise ValueError("the diffusers scheduler runs base stages with method 'edm' and no churn")
+    settings = settings or [SETTINGS_CLASSES[s]() for s in stages]
+    if len(settings) != len(stages):
+        raise ValueError(f"{len(settings)} sampler settings for {len(stages)} stages")
     base = (unets[0], _scheduler_for(unets[0], settings[0])) if len(unets) == 2 else (None, None)
     pipe = RelayDiffusionPipeline(base[0], base[1], unets[-1], _scheduler_for(unets[-1], settings[-1]))
     out = Path(out_dir)

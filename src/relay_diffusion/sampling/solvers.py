@@ -20,8 +20,6 @@ noise) added, as in the official sampler; the integral then runs in μ_k = λ_k 
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import torch
 
 from ..relay import patch_dct, patch_idct
@@ -142,68 +140,3 @@ class FrequencyBasis:
             term = (u.view(b, c, h // p, p, w // p, p) * t.to(u)[None, None, None, :, None, :]).view(b, c, h, w)
             out = term if out is None else out.add_(term)
         return out
-
-
-class Multistep:
-    """The multistep solver one network evaluation at a time: `step(x, D(x; σ_i))` returns the
-    state for σ_{i+1}, and D itself after the last σ. The samplers (`multistep`) and the diffusers
-    scheduler drive it. corrector: once x̂₀ at the new σ is known (evaluated at the predicted
-    state, needed for the next step anyway), redo the step with it (Eq. 10) — one order more, no
-    extra evaluation. Draws: one relay-noise sample per step when η > 0 (shared by predictor and
-    corrector), from `fresh_noise`."""
-
-    def __init__(self, sigmas: list[float], order: int, eta: float, log_factors: torch.Tensor,
-                 basis: FrequencyBasis, fresh_noise: Callable[[torch.Tensor], torch.Tensor], corrector: bool = False):
-        self.sigmas, self.order, self.eta, self.basis, self.fresh_noise = list(sigmas), order, eta, basis, fresh_noise
-        self.pred = multistep_coefficients(log_factors, self.sigmas, order, eta)
-        # corrected steps: all with the corrector; else, for order ≥ 3, the warm-up steps (order 1,
-        # 2), whose lower order would otherwise cap the global order at 2 (docs/solvers.md §2.3)
-        self.corrected = len(self.sigmas) if corrector else (order - 1 if order >= 3 else 0)
-        self.corr = multistep_coefficients(log_factors, self.sigmas, order, eta, corrector=True) if self.corrected else None
-        self.history: list[torch.Tensor] = []                      # U x̂₀, newest first
-        self.x_prev = self.noise = None
-        self.i = 0
-
-    @property
-    def done(self) -> bool:
-        return self.i >= len(self.sigmas)
-
-    def step(self, x: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-        if self.done:
-            raise ValueError("the solver has run all its σ's")
-        i, basis = self.i, self.basis
-        self.i += 1
-        last = i == len(self.sigmas) - 1
-        self.history.insert(0, basis.analyse(den))
-        del self.history[self.order + 1:]
-        if 0 < i <= self.corrected and not last:
-            a, tables = self.corr[i - 1]
-            x = torch.add(basis.synthesise(basis.combine(tables, self.history)), self.x_prev, alpha=a)
-            if self.noise is not None:
-                x = x.add_(self.noise)
-        if last:
-            return den
-        a, tables = self.pred[i]
-        self.x_prev = x
-        x = torch.add(basis.synthesise(basis.combine(tables, self.history)), x, alpha=a)
-        if self.eta > 0:
-            self.noise = self.fresh_noise(x).mul_(self.eta * self.sigmas[i + 1])
-            x = x.add_(self.noise)
-        return x
-
-
-def multistep(evaluate: Callable[[torch.Tensor, float], torch.Tensor], x: torch.Tensor, sigmas: list[float],
-              order: int, eta: float, log_factors: torch.Tensor, basis: FrequencyBasis,
-              fresh_noise: Callable[[torch.Tensor], torch.Tensor], callback, corrector: bool = False) -> torch.Tensor:
-    """Run the multistep solver (`Multistep`) from x at sigmas[0]; returns D(x; σ_last). One
-    evaluation per σ. callback(dict(step, sigma, sigma_next, x, denoised)) after every step; x is
-    the predicted state, the one the next evaluation sees (a corrector then replaces it as the
-    step's start)."""
-    solver = Multistep(sigmas, order, eta, log_factors, basis, fresh_noise, corrector)
-    for i, s in enumerate(sigmas):
-        den = evaluate(x, s)
-        x = solver.step(x, den)
-        if callback is not None:
-            callback(dict(step=i, sigma=s, sigma_next=sigmas[i + 1] if i + 1 < len(sigmas) else 0.0, x=x,
-                          denoised=den))
-    return x
