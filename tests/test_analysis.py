@@ -253,7 +253,7 @@ def test_nondc_energy_is_a_fraction_and_falls_with_sigma(preset):
 
 def test_schedule_cli_reports_energy_and_plots(tmp_path, tiny_dataset, capsys):
     png = tmp_path / "sched.png"
-    args = ["analyze", "schedule", "--preset", "celebahq256", "--data", str(tiny_dataset)]
+    args = ["analyze", "schedule", "--recipe", "celebahq256", "--data", str(tiny_dataset)]
     if HAVE_MPL:
         args += ["--plot", str(png)]
     assert main(args) == 0
@@ -261,6 +261,6 @@ def test_schedule_cli_reports_energy_and_plots(tmp_path, tiny_dataset, capsys):
     assert "non-DC energy surviving" in out and "weighted by" in out
     if HAVE_MPL:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["analyze", "schedule", "--preset", "imagenet256", "--json"]) == 0
+    assert main(["analyze", "schedule", "--recipe", "imagenet256", "--json"]) == 0
     start = json.loads(capsys.readouterr().out)["start"]
     assert start["factors"][0][1] == pytest.approx(0.078, abs=5e-4)

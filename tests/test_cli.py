@@ -48,7 +48,7 @@ def test_every_verb_builds_its_full_parser():
     ("default", 7, 0.89750, 13, 13),
 ])
 def test_schedule_reproduces_official_step_counts(capsys, preset, steps, sigma0, nfe, nfe_cfg):
-    assert main(["analyze", "schedule", "--preset", preset, "--json"]) == 0
+    assert main(["analyze", "schedule", "--recipe", preset, "--json"]) == 0
     t = json.loads(capsys.readouterr().out)
     assert t["steps_kept"] == steps and len(t["steps"]) == steps
     assert abs(t["sigma_start"] - sigma0) < 5e-6
@@ -57,12 +57,12 @@ def test_schedule_reproduces_official_step_counts(capsys, preset, steps, sigma0,
 
 
 def test_schedule_table_and_overrides(capsys):
-    assert main(["analyze", "schedule", "--preset", "imagenet256", "--truncation-sigma", "0.5",
+    assert main(["analyze", "schedule", "--recipe", "imagenet256", "--truncation-sigma", "0.5",
                  "--blur-sigma-max", "2.0"]) == 0
     out = capsys.readouterr().out
     assert "blur_sigma_max=2.0" in out and "start sigma: 0.4" in out
     # the ImageNet recipe's first row: σ₀ = 0.86912, u = 0.8725, σ_B = 2.881, α01 = 0.078
-    assert main(["analyze", "schedule", "--preset", "imagenet256"]) == 0
+    assert main(["analyze", "schedule", "--recipe", "imagenet256"]) == 0
     first = capsys.readouterr().out.splitlines()[4].split()
     assert first[:5] == ["0", "0.86912", "0.8725", "2.8812", "0.0782"]
 
@@ -71,7 +71,7 @@ def test_bad_flags_give_a_clear_error(capsys):
     assert main(["analyze", "schedule", "--truncation-sigma", "100"]) == 2
     assert "outside the σ grid" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["analyze", "schedule", "--preset", "nope"])
+        main(["analyze", "schedule", "--recipe", "nope"])
 
 
 def test_console_script_runs():

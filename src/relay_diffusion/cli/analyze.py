@@ -14,11 +14,9 @@ from ..analysis.schedule import patch_spectrum, schedule_curves, start_report
 from ..analysis.snr import NOISE_KINDS, match_table, signal_spectra, snr_rows
 from ..io import check_output_dir, json_text, write_json
 from ..relay import NOISE_MIXTURES, RelaySchedule
-from ..sampling.grids import RELAY_GRIDS
 from ..sampling.presets import RELAY_RECIPES, relay_step_table
 from ..sampling.settings import RelaySamplerSettings
-from ..sampling.solvers import SOLVERS
-from .common import add_schedule_flags, given_fields, positive_list
+from .common import add_schedule_flags, add_setting_flags, given_fields, positive_list
 
 CSV_COLUMNS = ("resolution", "noise", "s", "sigma", "freq_bin_lo", "freq_bin_hi", "signal_power",
                "noise_power", "snr_db")
@@ -55,23 +53,11 @@ def _add_schedule_parser(sub) -> None:
         description="Show what a relay stage does step by step: the kept σ's of the truncated grid, "
                     "the sampler's u(σ) and blur σ_B, the lowest AC blur factors, the start σ₀ and "
                     "the number of network evaluations, then how much non-DC patch energy the "
-                    "forward process still holds at σ₀ (docs/analysis.md). Flags override the preset.")
-    p.add_argument("--preset", choices=sorted(RELAY_RECIPES), default="default",
-                   help="official recipe to start from (default: generate.py defaults)")
-    p.add_argument("--steps", dest="num_steps", type=int,
-                   help="grid size (truncated: nominal before truncation; rho, lambda: σ's run)")
-    p.add_argument("--sigma-min", type=float, help="smallest σ (the sampler returns D at it)")
-    p.add_argument("--sigma-max", type=float, help="largest σ of the nominal grid")
-    p.add_argument("--rho", type=float, help="grid exponent ρ")
-    p.add_argument("--truncation-sigma", type=float, help="start: keep only σ below this (truncated), else σ₀")
-    p.add_argument("--prob-length", "--truncation-t", dest="prob_length", type=float,
-                   help="L used by the sampler's u(σ) (default: the model's)")
-    p.add_argument("--cfg-scale", "--cfg", dest="cfg_scale", type=float,
-                   help="guidance weight (doubles the NFE when ≠ 1)")
-    p.add_argument("--solver", choices=SOLVERS, help="relay solver (heun = official; sets the NFE per σ)")
-    p.add_argument("--sigma-grid", choices=RELAY_GRIDS,
-                   help="truncated (official) or rho / lambda (--steps σ's from --truncation-sigma down)")
-    p.add_argument("--lambda-frequency", type=float, help="--sigma-grid lambda: frequency radius (0 = DC)")
+                    "forward process still holds at σ₀ (docs/analysis.md). Flags override the recipe.")
+    p.add_argument("--recipe", choices=sorted(RELAY_RECIPES), default="default",
+                   help="official relay-stage recipe (forward process + sampler) to start from "
+                        "(default: generate.py defaults)")
+    add_setting_flags(p, RelaySamplerSettings)
     add_schedule_flags(p, ("up_scale", "blur_sigma_max", "prob_length"), prefix="the model's ", flag_prefix="model")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", metavar="PATH.png",
@@ -84,7 +70,7 @@ def _add_schedule_parser(sub) -> None:
 
 
 def _run_schedule(args) -> int:
-    recipe = RELAY_RECIPES[args.preset]
+    recipe = RELAY_RECIPES[args.recipe]
     schedule = dataclasses.replace(recipe.schedule, **given_fields(args, RelaySchedule, prefix="model_"))
     settings = dataclasses.replace(recipe.sampler, **given_fields(args, RelaySamplerSettings))
     table = relay_step_table(schedule, settings)
@@ -94,12 +80,12 @@ def _run_schedule(args) -> int:
     if args.json:
         print(json_text(dict(table, start=report)), end="")
     else:
-        _print_schedule(args.preset, recipe, schedule, settings, table)
+        _print_schedule(args.recipe, recipe, schedule, settings, table)
         _print_start_report(report, args.data)
     if args.plot:
         curves = schedule_curves(schedule, settings, weights=weights)
         from ..analysis.plots import plot_schedule
-        if _plot(plot_schedule, curves, report, args.plot, f"relay schedule: {args.preset}"):
+        if _plot(plot_schedule, curves, report, args.plot, f"relay schedule: {args.recipe}"):
             return 2
         print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0

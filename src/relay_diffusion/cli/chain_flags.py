@@ -9,36 +9,11 @@ import dataclasses
 from ..networks.runtime import PRECISIONS
 from ..pipeline import LABEL_MODES, RelayChain, bundled_demo_chain
 from ..sampling.presets import CHAIN_RECIPES, chain_recipe
-from ..sampling.solvers import SOLVERS
-from .common import add_quiet_flag
+from .common import add_quiet_flag, setting_flags
 
-# flag → (settings field, type, help, official-name aliases); a value list has 1 entry (all stages)
-# or one per stage ("-" = keep); a stage without the field ignores a single value
-STAGE_FLAGS = {
-    "steps": ("num_steps", int, "nominal σ-grid size (relay: before truncation)", ()),
-    "sigma_min": ("sigma_min", float, "smallest σ", ()),
-    "sigma_max": ("sigma_max", float, "largest σ of the grid", ()),
-    "rho": ("rho", float, "grid exponent ρ", ()),
-    "cfg_scale": ("cfg_scale", float, "classifier-free guidance weight w (1 = off)", ("--cfg",)),
-    "method": ("method", str, "base: edm (Heun + churn) or sde (DDIM-η Heun)", ()),
-    "churn": ("S_churn", float, "base/edm: S_churn", ()),
-    "churn_min": ("S_min", float, "base/edm: S_min", ()),
-    "churn_max": ("S_max", float, "base/edm: S_max", ()),
-    "churn_noise": ("S_noise", float, "base/edm: S_noise", ()),
-    "eta": ("eta", float, "η, the fresh-noise fraction per step (relay; base with --method sde)",
-            ("--s-noise", "--sde-scale")),
-    "truncation_sigma": ("truncation_sigma", float, "relay: start below this σ", ()),
-    "prob_length": ("prob_length", float, "relay: L of the sampler's u(σ) (default: the model's)",
-                    ("--truncation-t",)),
-    "block_scale": ("block_scale", float, "relay: α of the injected block noise (default: the model's)",
-                    ("--s-block",)),
-    "corrector": ("corrector", str, "heun: noise (official) or denoised", ()),
-    "solver": ("solver", str, f"{', '.join(SOLVERS)} (heun = official; docs/solvers.md)", ()),
-    "sigma_grid": ("sigma_grid", str,
-                   "relay: truncated (official), rho or lambda (--steps σ's from --truncation-sigma down)", ()),
-    "lambda_frequency": ("lambda_frequency", float,
-                         "relay, --sigma-grid lambda: patch-DCT frequency radius whose λ is uniform (0 = DC)", ()),
-}
+# flag → (settings field, type, help, aliases); a value list has 1 entry (all stages) or one per
+# stage ("-" = keep); a stage without the field ignores a single value
+STAGE_FLAGS = setting_flags()
 
 
 def stage_settings(chain_models, preset: str | None, args) -> list:

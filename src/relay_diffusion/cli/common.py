@@ -82,3 +82,39 @@ def given_fields(args: argparse.Namespace, cls, prefix: str = "") -> dict:
     names = {f.name for f in dataclasses.fields(cls)}
     return {k[len(prefix):]: v for k, v in vars(args).items()
             if k.startswith(prefix) and k[len(prefix):] in names and v is not None}
+
+
+def _flag_type(annotation: str):
+    return {"int": int, "str": str}.get(annotation.split(" ")[0], float)
+
+
+def setting_flags(classes=None) -> dict:
+    """flag → (settings field, type, help, aliases), made from the settings classes' field table
+    (sampling/settings.py): the flag is the field's `flag` (or its name), the aliases its official
+    names and `flag_aliases`; a field of one stage only says so in its help."""
+    from ..sampling.settings import STAGE_SETTINGS
+
+    classes = tuple(STAGE_SETTINGS.items()) if classes is None else classes
+    table: dict = {}
+    for stage, cls in classes:
+        for f in dataclasses.fields(cls):
+            flag = f.metadata.get("flag") or f.name
+            aliases = tuple("--" + o.replace("_", "-") for o in f.metadata.get("official", ())) + f.metadata["flag_aliases"]
+            entry = table.setdefault(flag, [f.name, _flag_type(str(f.type)), {}, ()])
+            entry[2][stage] = f.metadata["help"]
+            entry[3] = tuple(dict.fromkeys(entry[3] + aliases))
+    out = {}
+    for flag, (field, typ, helps, aliases) in table.items():
+        texts = set(helps.values())
+        text = (next(iter(texts)) if len(texts) == 1 and len(helps) == len(classes)
+                else "; ".join(f"{stage}: {h}" for stage, h in helps.items()))
+        out[flag] = (field, typ, text, aliases)
+    return out
+
+
+def add_setting_flags(p, cls) -> None:
+    """One flag per field of a settings class (single values, dest = the field), from its table."""
+    choices = {f.name: f.metadata.get("choices") for f in dataclasses.fields(cls)}
+    for flag, (field, typ, text, aliases) in setting_flags(((None, cls),)).items():
+        p.add_argument("--" + flag.replace("_", "-"), *aliases, dest=field, type=typ, choices=choices[field],
+                       help=text)
