@@ -102,6 +102,7 @@ class _Heun(Stepper):
             return self.predict(x, den, s, s_next)
         x0, den0 = self._x, self._den
         self._x = self._den = None
+        self.denoised = den                              # the corrector's x̂₀ where it makes one
         out = self.correct(x0, den0, x, den, s, s_next)
         self.event = dict(step=i, sigma=s, sigma_next=s_next, x=out, denoised=den0)
         return self.enter(out, i + 1)
