@@ -235,7 +235,7 @@ def targets(recs: dict) -> list[str]:
     best = min((r for r in full.values() if r["name"] != "demo-full-chain-nfe20" and r["plan"] != "runtime"),
                key=lambda r: r["fid"],
                default=None)
-    add(f"whole chain, ≤ 20 evaluations (`--preset fast`) vs the best FID at any cost"
+    add("whole chain, ≤ 20 evaluations (`--preset fast`) vs the best FID at any cost"
         + (f" (`{best['name']}`)" if best else ""), g("demo-full-chain-nfe20"), best,
         lambda a, b: a <= 1.10 * b, "within 10 %")
     return (["## Targets (demo chain, 10,000 samples; exploratory)", "",

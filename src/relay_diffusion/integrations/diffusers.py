@@ -42,7 +42,7 @@ from ..networks import NetworkConfig
 from ..pipeline import class_labels as labels_for_seeds
 from ..precond import EDMPrecond
 from ..relay import RelaySchedule, blur, upsample_nearest
-from ..sampling import BaseSamplerSettings, RelaySamplerSettings, classifier_free_guidance
+from ..sampling import classifier_free_guidance
 from ..sampling.settings import STAGE_SETTINGS
 from ..sampling.steppers import make_stepper
 from ..seeds import SeededNoise
@@ -52,12 +52,11 @@ from ..seeds import SeededNoise
 PIPELINE_PY = '''"""relay-diffusion export: the pipeline class lives in the installed relay-diffusion package."""
 from relay_diffusion.integrations.diffusers import RelayDiffusionPipeline  # noqa: F401
 '''
-SETTINGS_CLASSES = STAGE_SETTINGS
 # the sampler settings a scheduler's config carries: every field of either stage's settings that
 # the settings table marks for it (not the guidance weight: the pipeline's guidance_scale)
-SCHEDULER_FIELDS = tuple(dict.fromkeys(f.name for cls in SETTINGS_CLASSES.values()
+SCHEDULER_FIELDS = tuple(dict.fromkeys(f.name for cls in STAGE_SETTINGS.values()
                                        for f in dataclasses.fields(cls) if f.metadata["scheduler"]))
-_FIELD_DEFAULTS = {f.name: f.default for cls in reversed(SETTINGS_CLASSES.values()) for f in dataclasses.fields(cls)}
+_FIELD_DEFAULTS = {f.name: f.default for cls in reversed(STAGE_SETTINGS.values()) for f in dataclasses.fields(cls)}
 
 
 class RelayUNet(ModelMixin, ConfigMixin):
@@ -98,16 +97,16 @@ class RelaySchedulerOutput(BaseOutput):
 
 def _scheduler_init(self, stage: str = "relay", num_train_timesteps: int = 1000, schedule: dict | None = None,
                     **settings):
-    if stage not in SETTINGS_CLASSES:
-        raise ValueError(f"stage must be one of {', '.join(SETTINGS_CLASSES)}, got {stage!r}")
+    if stage not in STAGE_SETTINGS:
+        raise ValueError(f"stage must be one of {', '.join(STAGE_SETTINGS)}, got {stage!r}")
     unknown = sorted(set(settings) - set(SCHEDULER_FIELDS))
     if unknown:
         raise TypeError(f"RelayScheduler has no setting {', '.join(map(repr, unknown))}; "
                         f"settings: {', '.join(SCHEDULER_FIELDS)}")
     if stage == "relay" and not schedule:
         raise ValueError("a relay scheduler needs the model's schedule (RelaySchedule fields)")
-    cls = SETTINGS_CLASSES[stage]
-    own = {f.name: f.default for f in dataclasses.fields(cls)}
+    cls = STAGE_SETTINGS[stage]
+    own = {f.name for f in dataclasses.fields(cls)}
     values = {}
     for name, value in settings.items():
         if value is None:
@@ -305,8 +304,8 @@ def _output(x: torch.Tensor, output_type: str):
 
 def _scheduler_for(unet: RelayUNet, settings) -> RelayScheduler:
     stage = unet.config.stage
-    if not isinstance(settings, SETTINGS_CLASSES[stage]):
-        raise TypeError(f"a {stage} stage takes {SETTINGS_CLASSES[stage].__name__}, got {type(settings).__name__}")
+    if not isinstance(settings, STAGE_SETTINGS[stage]):
+        raise TypeError(f"a {stage} stage takes {STAGE_SETTINGS[stage].__name__}, got {type(settings).__name__}")
     values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.name in SCHEDULER_FIELDS}
     return RelayScheduler(stage, schedule=unet.config.schedule and dict(unet.config.schedule), **values)
 
@@ -322,7 +321,7 @@ def export_diffusers(model_dirs, out_dir, which: str = "ema", settings=None) -> 
     stages = [u.config.stage for u in unets]
     if stages[-1] != "relay" or (len(stages) == 2 and stages[0] != "base"):
         raise ValueError(f"expected [base,] relay model directories, got stages {stages}")
-    settings = settings or [SETTINGS_CLASSES[s]() for s in stages]
+    settings = settings or [STAGE_SETTINGS[s]() for s in stages]
     if len(settings) != len(stages):
         raise ValueError(f"{len(settings)} sampler settings for {len(stages)} stages")
     base = (unets[0], _scheduler_for(unets[0], settings[0])) if len(unets) == 2 else (None, None)

@@ -57,17 +57,19 @@ def _base_sample(denoise, noise, labels, sigmas, st: BaseSamplerSettings, dtype,
         raise ValueError(f"this sampler runs method {method!r} settings, got {st.method!r} (use {other})")
     check_image(noise, 1, "noise")
     check_finite_image(noise, "noise")
-    grid = check_sigmas(sigmas) if sigmas is not None else None
-    stepper = make_stepper(st, None, grid, randn_like)
-    x = _prepare(noise, labels, dtype)
-    return run_stepper(stepper, _evaluator(denoise, labels, x.shape[0], dtype, x.device), x, callback)
+    return _run(denoise, noise, labels, st, None, sigmas, dtype, randn_like, callback)
 
 
-def _evaluator(denoise: Denoiser, labels, batch: int, dtype, device):
+def _run(denoise: Denoiser, x, labels, st, schedule, sigmas, dtype, randn_like, callback) -> torch.Tensor:
+    """Every sampler's body: the stepper its settings pick (or an explicit σ grid), driven from x
+    with D(x; σ) evaluated on a [B] σ tensor of the working dtype."""
+    stepper = make_stepper(st, schedule, check_sigmas(sigmas) if sigmas is not None else None, randn_like)
+    x = _prepare(x, labels, dtype)
+    batch, device = x.shape[0], x.device
+
     def evaluate(x: torch.Tensor, sigma: float) -> torch.Tensor:
-        s = torch.full((batch,), sigma, dtype=dtype, device=device)
-        return denoise(x, s, labels).to(dtype)
-    return evaluate
+        return denoise(x, torch.full((batch,), sigma, dtype=dtype, device=device), labels).to(dtype)
+    return run_stepper(stepper, evaluate, x, callback)
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,10 +155,7 @@ def relay_sampler(denoise: Denoiser, x_up: torch.Tensor, labels: torch.Tensor | 
     st = _settings(RelaySamplerSettings(), settings, overrides, "relay_sampler")
     check_image(x_up, schedule.up_scale, "x_up")
     check_finite_image(x_up, "x_up")
-    grid = check_sigmas(sigmas) if sigmas is not None else None
-    stepper = make_stepper(st, schedule, grid, randn_like)
-    x = _prepare(x_up, labels, dtype)
-    return run_stepper(stepper, _evaluator(denoise, labels, x.shape[0], dtype, x.device), x, callback)
+    return _run(denoise, x_up, labels, st, schedule, sigmas, dtype, randn_like, callback)
 
 
 def relay_stage(denoise: Denoiser, x_low: torch.Tensor, labels: torch.Tensor | None = None, *,

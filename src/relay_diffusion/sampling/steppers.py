@@ -58,10 +58,6 @@ class Stepper:
         """σ of the next evaluation."""
         return self.eval_sigmas[self.k]
 
-    @property
-    def nfe(self) -> int:
-        return len(self.eval_sigmas)
-
     def start(self, x: torch.Tensor) -> torch.Tensor:
         s0 = self.sigmas[0]
         return x * s0 if self.from_noise else x + s0 * self.noise(x)
