@@ -35,7 +35,7 @@ def test_library_code_names_no_device():
 
 
 def chain_on_gpu(**runtime) -> RelayChain:
-    return RelayChain.from_pretrained(bundled_demo_chain(), chain_recipe("fast", ["base", "relay"]),
+    return RelayChain.from_pretrained(bundled_demo_chain(), chain_recipe("fast"),
                                       device="cuda", **runtime)
 
 

@@ -188,9 +188,9 @@ def test_base_scheduler_runs_every_base_recipe_like_the_samplers(recipe):
 def test_scheduler_config_names_and_older_exports():
     import inspect
 
-    from relay_diffusion.sampling.settings import STAGE_SETTINGS
+    from relay_diffusion.stages import STAGE_KINDS
     params = set(inspect.signature(RelayScheduler.__init__).parameters)
-    assert params >= {f.name for cls in STAGE_SETTINGS.values() for f in dataclasses.fields(cls)} - {"cfg_scale"}
+    assert params >= {f.name for cls in (k.settings for k in STAGE_KINDS.values()) for f in dataclasses.fields(cls)} - {"cfg_scale"}
     with pytest.raises(TypeError, match="no setting 'sigma_mx'"):
         RelayScheduler("base", sigma_mx=3.0)
     with pytest.raises(ValueError, match="truncation_sigma is not a setting of a base stage"):
@@ -213,7 +213,7 @@ def test_official_presets_export_and_reload(preset, tmp_path):
     from relay_diffusion.sampling.presets import chain_recipe
     assert main(["export-diffusers", *map(str, bundled_demo_chain()), str(tmp_path / preset), "--preset", preset]) == 0
     p = RelayDiffusionPipeline.from_pretrained(tmp_path / preset)
-    base, relay = chain_recipe(preset, ["base", "relay"])
+    base, relay = chain_recipe(preset)
     assert p.base_scheduler.settings == dataclasses.replace(base, cfg_scale=1.0)
     assert p.relay_scheduler.settings == dataclasses.replace(relay, cfg_scale=1.0)
 
@@ -224,5 +224,5 @@ def test_the_fast_preset_exports(tmp_path):
     p = RelayDiffusionPipeline.from_pretrained(tmp_path / "fast")
     p.set_progress_bar_config(disable=True)
     chain = RelayChain.from_pretrained(bundled_demo_chain(), channels_last=False)
-    fast = RelayChain(chain.models, chain_recipe("fast", ["base", "relay"]))
+    fast = RelayChain(chain.models, chain_recipe("fast"))
     assert torch.equal(fast(SEEDS), p(seeds=SEEDS, output_type="pt").images)   # the recipe's step counts

@@ -109,13 +109,11 @@ def test_sample_flag_aliases_record_the_new_names(tmp_path, capsys):
 def test_every_setting_is_a_flag_an_alias_and_a_scheduler_field_from_one_table(capsys):
     """The settings' field table makes the aliases, the per-stage flags (official spellings
     included) and the analyze flags: a field added to a settings class appears everywhere."""
-    import types
-
     from relay_diffusion.cli.chain_flags import STAGE_FLAGS, add_chain_arguments, stage_settings
-    from relay_diffusion.sampling.settings import STAGE_SETTINGS
+    from relay_diffusion.stages import STAGE_KINDS
 
     flagged = {field for field, *_ in STAGE_FLAGS.values()}
-    for cls in STAGE_SETTINGS.values():
+    for cls in (k.settings for k in STAGE_KINDS.values()):
         for f in dataclasses.fields(cls):
             assert f.name in flagged and f.metadata["help"]
             for official in f.metadata["official"]:
@@ -125,8 +123,7 @@ def test_every_setting_is_a_flag_an_alias_and_a_scheduler_field_from_one_table(c
     add_chain_arguments(p, "0-3")
     args = p.parse_args(["--s-noise=-,0.3", "--churn", "2,-", "--truncation-t", "1.05", "--cfg", "2",
                          "--steps", "9,5"])
-    chain = [types.SimpleNamespace(stage="base"), types.SimpleNamespace(stage="relay")]
-    base, relay = stage_settings(chain, None, args)
+    base, relay = stage_settings(list(STAGE_KINDS.values()), None, args)
     assert (relay.eta, base.eta, base.S_churn, relay.prob_length) == (0.3, BaseSamplerSettings().eta, 2.0, 1.05)
     assert (base.cfg_scale, relay.cfg_scale, base.num_steps, relay.num_steps) == (2.0, 2.0, 9, 5)
     capsys.readouterr()

@@ -21,7 +21,7 @@ SEEDS = [0, 3, 11, 12]
 
 
 def fast_chain(**runtime) -> RelayChain:
-    return RelayChain.from_pretrained(bundled_demo_chain(), chain_recipe("fast", ["base", "relay"]), **runtime)
+    return RelayChain.from_pretrained(bundled_demo_chain(), chain_recipe("fast"), **runtime)
 
 
 def relay_inputs(n=4):

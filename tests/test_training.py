@@ -229,9 +229,10 @@ def test_resume_with_other_settings_is_refused(tmp_path, data32):
 
 def test_non_finite_loss_stops_without_saving(tmp_path, data32, monkeypatch):
     cfg = small(data=str(data32), outdir=str(tmp_path / "run"), resolution=8, duration=64, snapshot_every=16)
+    from relay_diffusion.losses import EDMLoss
     from relay_diffusion.training import loop
 
-    real = loop.EDMLoss.__call__
+    real = EDMLoss.__call__
     calls = {"n": 0}
 
     def poisoned(self, *a, **k):
@@ -239,7 +240,7 @@ def test_non_finite_loss_stops_without_saving(tmp_path, data32, monkeypatch):
         out = real(self, *a, **k)
         return out * float("nan") if calls["n"] > 3 else out
 
-    monkeypatch.setattr(loop.EDMLoss, "__call__", poisoned)
+    monkeypatch.setattr(EDMLoss, "__call__", poisoned)
     with pytest.raises(loop.TrainingError, match="non-finite loss at 24 images"):
         train(cfg, echo=lambda s: None)
     snaps = list_snapshots(tmp_path / "run")

@@ -1,8 +1,9 @@
 """Trained models on disk: `RelayModel.from_pretrained(dir)` / `.save_pretrained(dir)`.
 
 A model directory (written by `rdm train` snapshots, `rdm import` or `save_pretrained`) holds
-`config.json` — stage ("base" or "relay"), resolution, channels, label_dim, sigma_data, the
-network config and, for a relay stage, its forward schedule — and safetensors weights.
+`config.json` (a `ModelConfig`: stage kind, resolution, channels, label_dim, sigma_data, the
+network config and, for a stage that continues another, its forward schedule) and safetensors
+weights.
 """
 
 from __future__ import annotations
@@ -17,8 +18,74 @@ from .networks import NetworkConfig
 from .networks.runtime import RuntimeOptions, check_device
 from .precond import EDMPrecond
 from .relay import RelaySchedule
+from .stages import StageKind, stage_kind
 
-STAGES = ("base", "relay")       # a chain's first stage may be a base model; every later one is a relay
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What a model directory's config.json says: enough to rebuild the denoiser and to know
+    where the model stands in a chain. Written by training snapshots, `rdm import` and the
+    diffusers round trip; `from_dict` reads every config.json those ever wrote."""
+
+    stage: str                              # a key of stages.STAGE_KINDS
+    resolution: int                         # side of the images it makes, pixels
+    channels: int                           # image channels (3 RGB, 1 grey)
+    network: NetworkConfig                  # the denoising network
+    label_dim: int = 0                      # classes; 0 = unconditional
+    sigma_data: float = 0.5                 # σ_d of EDM's preconditioning
+    schedule: RelaySchedule | None = None   # forward process of a stage that continues another
+    source: dict | None = None              # where an imported model came from (file, sha256, …)
+    training: dict | None = None            # how it was trained, where recorded (command, images)
+
+    def __post_init__(self):
+        kind = stage_kind(self.stage)
+        for name in ("resolution", "channels", "label_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "label_dim" else 1):
+                raise ValueError(f"model config: {name} must be a{' non-negative' if name == 'label_dim' else ' positive'}"
+                                 f" integer, got {value!r}")
+        if kind.continues and self.schedule is None:
+            raise ValueError(f"a {self.stage} model needs its schedule in config.json")
+        if not kind.continues and self.schedule is not None:
+            raise ValueError(f"a {self.stage} model has no schedule, but config.json gives one")
+        if self.schedule is not None and self.resolution % self.schedule.up_scale:
+            raise ValueError(f"resolution {self.resolution} is not divisible by up_scale {self.schedule.up_scale}")
+
+    @property
+    def kind(self) -> StageKind:
+        return stage_kind(self.stage)
+
+    @property
+    def input_resolution(self) -> int:
+        """Side of the images the stage takes in (its own side when it starts from noise)."""
+        return self.kind.input_resolution(self.resolution, self.schedule)
+
+    def to_dict(self) -> dict:
+        d = {"stage": self.stage, "resolution": self.resolution, "channels": self.channels,
+             "label_dim": self.label_dim, "sigma_data": self.sigma_data, "network": self.network.to_dict(),
+             "schedule": dataclasses.asdict(self.schedule) if self.schedule is not None else None}
+        return {**d, **{k: getattr(self, k) for k in ("source", "training") if getattr(self, k) is not None}}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config.json") -> "ModelConfig":
+        """From a config.json's content (its "format"/"version" keys are ignored here: io checks
+        them); a ValueError naming `where` for anything missing or malformed."""
+        d = {k: v for k, v in d.items() if k not in ("format", "version")}
+        for key in ("stage", "resolution", "channels", "network"):
+            if key not in d:
+                raise ValueError(f"{where} lacks {key!r}")
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {unknown}")
+        for key, kind in (("network", dict), ("schedule", (dict, type(None))), ("source", (dict, type(None))),
+                          ("training", (dict, type(None)))):
+            if not isinstance(d.get(key), kind):
+                raise ValueError(f"{where}: {key!r} must be an object, got {d.get(key)!r}")
+        try:
+            schedule = RelaySchedule(**d["schedule"]) if d.get("schedule") else None
+            return cls(**{**d, "network": NetworkConfig.from_dict(d["network"]), "schedule": schedule})
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where}: {e}") from None
 
 
 @dataclasses.dataclass
@@ -26,28 +93,35 @@ class RelayModel:
     """A denoiser D(x, sigma, labels) and what it was trained for."""
 
     denoiser: EDMPrecond
-    config: dict
+    config: ModelConfig
+
+    def __post_init__(self):
+        if isinstance(self.config, dict):
+            self.config = ModelConfig.from_dict(self.config, "model config")
 
     @property
     def stage(self) -> str:
-        return self.config["stage"]
+        return self.config.stage
+
+    @property
+    def kind(self) -> StageKind:
+        return self.config.kind
 
     @property
     def resolution(self) -> int:
-        return int(self.config["resolution"])
+        return self.config.resolution
 
     @property
     def channels(self) -> int:
-        return int(self.config["channels"])
+        return self.config.channels
 
     @property
     def label_dim(self) -> int:
-        return int(self.config.get("label_dim", 0))
+        return self.config.label_dim
 
     @property
     def schedule(self) -> RelaySchedule | None:
-        s = self.config.get("schedule")
-        return RelaySchedule(**s) if s else None
+        return self.config.schedule
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, which: str = "ema", device: str | torch.device = "cpu",
@@ -61,37 +135,34 @@ class RelayModel:
         device = check_device(device)
         runtime.check(device)
         directory = Path(directory)
-        if not directory.is_dir():
-            raise ValueError(f"model directory not found: {directory}")
-        snapshots = sorted(directory.glob("snapshot-*/config.json"))
-        if snapshots and not (directory / "model.safetensors").exists():
-            raise ValueError(f"{directory} is a training run folder, not a model; give one of its snapshots, "
-                             f"e.g. {snapshots[-1].parent} (the newest)")
-        cfg = read_model_config(directory)
-        for key in ("stage", "resolution", "channels", "network"):
-            if key not in cfg:
-                raise ValueError(f"{directory}/config.json lacks {key!r}")
-        if cfg["stage"] not in STAGES:
-            raise ValueError(f"{directory}: unknown stage {cfg['stage']!r}")
-        if cfg["stage"] == "relay" and not cfg.get("schedule"):
-            raise ValueError(f"{directory}: a relay model needs its schedule in config.json")
-        if not isinstance(cfg["network"], dict):
-            raise ValueError(f"{directory}/config.json: 'network' must be an object, got {cfg['network']!r}")
-        network = NetworkConfig.from_dict(cfg["network"])
+        cfg = read_config(directory)
+        network = cfg.network
         check_weights_match(network, weights_path(directory, which))     # before allocating the network
         net = network.build()
         try:
             net.load_state_dict(load_weights(directory, which))
         except RuntimeError as e:
             raise ValueError(f"{directory}: weights do not match config.json: {e}") from None
-        denoiser = EDMPrecond(net, cfg.get("sigma_data", 0.5), cfg.get("label_dim", 0))
+        denoiser = EDMPrecond(net, cfg.sigma_data, cfg.label_dim)
         return cls(denoiser.to(device).eval().requires_grad_(False).configure(runtime), cfg)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write config.json + model.safetensors atomically."""
-        cfg = {k: v for k, v in self.config.items() if k not in ("format", "version")}
         with atomic_directory(directory) as tmp:
-            save_model_dir(tmp, cfg, self.denoiser.net)
+            save_model_dir(tmp, self.config.to_dict(), self.denoiser.net)
+
+
+def read_config(directory: str | Path) -> ModelConfig:
+    """A model directory's `ModelConfig`, without touching its weights (cheap: chains check their
+    per-stage settings against it before loading anything)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"model directory not found: {directory}")
+    snapshots = sorted(directory.glob("snapshot-*/config.json"))
+    if snapshots and not (directory / "model.safetensors").exists():
+        raise ValueError(f"{directory} is a training run folder, not a model; give one of its snapshots, "
+                         f"e.g. {snapshots[-1].parent} (the newest)")
+    return ModelConfig.from_dict(read_model_config(directory), f"{directory}/config.json")
 
 
 def check_weights_match(network: NetworkConfig, path: Path) -> None:

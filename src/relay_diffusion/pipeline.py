@@ -20,9 +20,7 @@ import torch
 from .data.labels import one_hot
 from .models import RelayModel
 from .networks.runtime import check_device
-from .relay import upsample_nearest
-from .sampling import classifier_free_guidance, edm_sampler, relay_sampler, sde_heun_sampler
-from .sampling.settings import BaseSamplerSettings, RelaySamplerSettings
+from .sampling.guidance import classifier_free_guidance
 from .seeds import SeededNoise, check_seeds
 
 LABEL_MODES = ("balanced", "random")
@@ -64,7 +62,7 @@ def class_labels(seeds: Sequence[int], label_dim: int, labels="balanced") -> tor
 
 def default_settings(model: RelayModel):
     """The sampler settings a stage runs with unless told otherwise (the official defaults)."""
-    return BaseSamplerSettings() if model.stage == "base" else RelaySamplerSettings()
+    return model.kind.settings()
 
 
 @dataclasses.dataclass
@@ -82,16 +80,16 @@ class RelayChain:
         if len(self.settings) != len(self.models):
             raise ValueError(f"{len(self.settings)} sampler settings for {len(self.models)} stages")
         for i, (m, s) in enumerate(zip(self.models, self.settings)):
-            want = BaseSamplerSettings if m.stage == "base" else RelaySamplerSettings
-            if not isinstance(s, want):
-                raise ValueError(f"stage {i} is a {m.stage} model and needs {want.__name__}")
+            if not isinstance(s, m.kind.settings):
+                raise ValueError(f"stage {i} is a {m.stage} model and needs {m.kind.settings.__name__}")
         for i, m in enumerate(self.models[1:], 1):
             prev = self.models[i - 1]
-            if m.stage != "relay":
-                raise ValueError(f"stage {i} must be a relay model (only the first stage may be a base model)")
-            if m.resolution != prev.resolution * m.schedule.up_scale:
-                raise ValueError(f"stage {i} expects {m.resolution // m.schedule.up_scale}×"
-                                 f"{m.resolution // m.schedule.up_scale} inputs (up_scale {m.schedule.up_scale} "
+            if not m.kind.continues:
+                raise ValueError(f"stage {i} must be a model that continues a lower-resolution image (a relay "
+                                 f"model), not a {m.stage} model: only the first stage may start from noise")
+            if m.config.input_resolution != prev.resolution:
+                r = m.config.input_resolution
+                raise ValueError(f"stage {i} expects {r}×{r} inputs (up_scale {m.schedule.up_scale} "
                                  f"to {m.resolution}), but stage {i - 1} makes {prev.resolution}×{prev.resolution}")
             if m.channels != prev.channels:
                 raise ValueError(f"stage {i} has {m.channels} channels, stage {i - 1} {prev.channels}")
@@ -119,8 +117,7 @@ class RelayChain:
     @property
     def input_resolution(self) -> int:
         """Side of the images that the first stage expects (super-resolution mode)."""
-        m = self.models[0]
-        return m.resolution // m.schedule.up_scale if m.stage == "relay" else m.resolution
+        return self.models[0].config.input_resolution
 
     def nfe(self) -> list[int]:
         """Network evaluations per image of every stage (guided calls count twice)."""
@@ -145,13 +142,14 @@ class RelayChain:
         idx = class_labels(seeds, self.label_dim, labels)
         onehot = one_hot(idx.to(device), self.label_dim) if idx is not None else None
         first = self.models[0]
-        if first.stage == "base":
+        if not first.kind.continues:
             if low_res is not None:
-                raise ValueError("this chain starts with a base model; low-res inputs need a relay stage first")
+                raise ValueError(f"this chain starts with a {first.stage} model, from noise; low-res inputs "
+                                 "need a relay stage first")
             x = None
         else:
             if low_res is None:
-                raise ValueError("this chain starts with a relay stage: give low_res images")
+                raise ValueError(f"this chain starts with a {first.stage} stage: give low_res images")
             want = (len(seeds), first.channels, self.input_resolution, self.input_resolution)
             if tuple(low_res.shape) != want:
                 raise ValueError(f"low-res images must have shape {want}, got {tuple(low_res.shape)}")
@@ -160,14 +158,7 @@ class RelayChain:
             lab = onehot if m.label_dim else None
             den = self._denoiser(i)
             steps = (lambda info, i=i: step_callback(i, info)) if step_callback is not None else None
-            if m.stage == "base":
-                noise = rnd.randn(m.channels, m.resolution, m.resolution, dtype=dtype)
-                sampler = edm_sampler if s.method == "edm" else sde_heun_sampler
-                x = sampler(den, noise, lab, settings=s, randn_like=rnd, dtype=dtype, callback=steps)
-            else:
-                x_up = upsample_nearest(x, m.schedule.up_scale)
-                x = relay_sampler(den, x_up, lab, schedule=m.schedule, settings=s, randn_like=rnd, dtype=dtype,
-                                  callback=steps)
+            x = m.kind.sample(den, x, lab, config=m.config, settings=s, noise=rnd, dtype=dtype, callback=steps)
             if stage_callback is not None:
                 stage_callback(i, x)
         return x

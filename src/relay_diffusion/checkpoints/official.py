@@ -8,7 +8,7 @@ module pickles without recorded arguments get it from the shapes alone.
 
 RDM's checkpoints do not say which stage they are (both stages use EDMPrecond + DhariwalUNet;
 the stage-2 forward process lives in the loss, which the `.pt` files do not contain), so the
-stage is the caller's choice: base unless `stage="relay"`, a recipe or schedule flags are given,
+stage is the caller's choice: base unless a relay stage is asked for, a recipe or schedule flags are given,
 or the file holds RDM's `BlurLoss` as 'loss_fn' (then its settings are the schedule).
 """
 
@@ -22,9 +22,11 @@ from pathlib import Path
 import torch
 
 from ..io import MODEL_FORMAT, atomic_directory, read_json, save_model_dir, sha256_file
+from ..models import ModelConfig
 from ..networks import NetworkConfig, count_parameters
 from ..relay import RelaySchedule
 from ..sampling.presets import RELAY_RECIPES
+from ..stages import stage_kind
 from .safe_pickle import CheckpointError, PickledObject, TensorRef, open_checkpoint
 
 # EDM's DhariwalUNet / EDMPrecond signatures (NVlabs/edm training/networks.py): positional
@@ -38,6 +40,9 @@ DHARIWAL_DEFAULTS = dict(label_dim=0, augment_dim=0, model_channels=192, channel
 EDMPRECOND_ARGS = ("img_resolution", "img_channels", "label_dim", "use_fp16", "sigma_min", "sigma_max",
                    "sigma_data", "model_type")
 OTHER_PRECONDS = ("VPPrecond", "VEPrecond", "iDDPMPrecond")
+# the official code's two stages as our stage kinds (stages.py): stage 1 (EDM, from noise) and
+# stage 2 (RDM's BlurLoss, continuing a low-resolution image)
+OFFICIAL_STAGES = {1: "base", 2: "relay"}
 SCHEDULE_FLAGS = tuple(f.name for f in dataclasses.fields(RelaySchedule))
 LOSS_SCHEDULE_FIELDS = ("up_scale", "prob_length", "blur_sigma_max", "min_scale", "block_scale", "P_mean", "P_std")
 SECOND_STAGE_NAME = re.compile(r"second[_-]?stage|stage[_-]?2", re.IGNORECASE)
@@ -279,16 +284,16 @@ def schedule_from_loss(root) -> RelaySchedule | None:
 def resolve_stage(stage, recipe, overrides: dict, detected: RelaySchedule | None):
     """(stage, schedule, warnings) from the caller's choices and what the file revealed."""
     warnings = []
-    if stage not in (None, "base", "relay"):
-        raise ValueError(f"stage must be 'base' or 'relay', got {stage!r}")
+    if stage is not None and stage not in OFFICIAL_STAGES.values():
+        raise ValueError(f"stage must be one of {', '.join(OFFICIAL_STAGES.values())}, got {stage!r}")
     if recipe is not None and recipe not in RELAY_RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose from {', '.join(sorted(RELAY_RECIPES))}")
     unknown = sorted(set(overrides) - set(SCHEDULE_FLAGS))
     if unknown:
         raise ValueError(f"unknown schedule settings {unknown}; known: {', '.join(SCHEDULE_FLAGS)}")
     if stage is None:
-        stage = "relay" if (recipe or overrides or detected) else "base"
-    if stage == "base":
+        stage = OFFICIAL_STAGES[2 if (recipe or overrides or detected) else 1]
+    if not stage_kind(stage).continues:
         if recipe or overrides:
             raise ValueError("--recipe and the schedule flags describe a relay stage; drop them or use --stage relay")
         if detected:
@@ -370,7 +375,7 @@ def import_checkpoint(src, dest, *, stage: str | None = None, recipe: str | None
                       schedule_overrides: dict | None = None, overwrite: bool = False) -> dict:
     """Convert an RDM `.pt` / EDM `.pkl` checkpoint into the model directory `dest`.
 
-    stage: "base" or "relay"; None = base, unless a recipe/override is given or the file holds
+    stage: a value of OFFICIAL_STAGES; None = base, unless a recipe/override is given or the file holds
     RDM's BlurLoss. recipe: a key of RELAY_RECIPES whose schedule the relay model was trained
     with. schedule_overrides: RelaySchedule fields to set. key: the checkpoint entry to import.
     overwrite: replace `dest` if it is a model directory.
@@ -406,7 +411,7 @@ def import_checkpoint(src, dest, *, stage: str | None = None, recipe: str | None
             raise ValueError(f"resolution {cfg.img_resolution} is not divisible by up_scale {schedule.up_scale}")
         net = build_checked(cfg, refs)
         container = ckpt.container
-    if stage_given is None and stage == "base" and SECOND_STAGE_NAME.search(src.name):
+    if stage_given is None and schedule is None and SECOND_STAGE_NAME.search(src.name):
         warnings.append(f"{src.name} looks like an RDM second-stage (relay) model but is imported as a base "
                         f"model; re-run with --stage relay --recipe imagenet256|celebahq256 if it is one")
     source = {"file": src.name, "sha256": sha256_file(src),
@@ -414,9 +419,8 @@ def import_checkpoint(src, dest, *, stage: str | None = None, recipe: str | None
               "key": key, "precond_class": precond.class_name if precond is not None else None,
               "network_class": net_obj.class_name, "persistent": net_obj.persistent,
               "use_fp16": pre["use_fp16"], "sigma_min": pre["sigma_min"], "sigma_max": pre["sigma_max"], **notes}
-    config = {"stage": stage, "resolution": cfg.img_resolution, "channels": cfg.in_channels,
-              "label_dim": cfg.label_dim, "sigma_data": float(pre["sigma_data"]), "network": cfg.to_dict(),
-              "schedule": dataclasses.asdict(schedule) if schedule else None, "source": _jsonable(source)}
+    config = ModelConfig(stage, cfg.img_resolution, cfg.in_channels, cfg, cfg.label_dim, float(pre["sigma_data"]),
+                         schedule, source=_jsonable(source)).to_dict()
     if precond is None:
         warnings.append(f"'{key}' is a bare DhariwalUNet without EDMPrecond; assuming sigma_data 0.5")
     with atomic_directory(dest) as tmp:

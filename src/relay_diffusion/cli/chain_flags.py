@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from ..models import read_config
 from ..networks.runtime import PRECISIONS
 from ..pipeline import LABEL_MODES, RelayChain, bundled_demo_chain
 from ..sampling.presets import CHAIN_RECIPES, chain_recipe
@@ -16,9 +17,10 @@ from .common import add_quiet_flag, setting_flags
 STAGE_FLAGS = setting_flags()
 
 
-def stage_settings(chain_models, preset: str | None, args) -> list:
-    """Per-stage sampler settings: defaults or the preset, then the flags."""
-    out = chain_recipe(preset, [m.stage for m in chain_models])
+def stage_settings(kinds, preset: str | None, args) -> list:
+    """Per-stage sampler settings for stages of these kinds (stages.StageKind): defaults or the
+    preset, then the flags."""
+    out = chain_recipe(preset, [k.settings for k in kinds])
     n = len(out)
     for flag, (field, typ, _, _) in STAGE_FLAGS.items():
         raw = getattr(args, flag, None)
@@ -31,7 +33,7 @@ def stage_settings(chain_models, preset: str | None, args) -> list:
             v = values[0] if len(values) == 1 else values[i]
             if v == "-" or field not in {f.name for f in dataclasses.fields(out[i])}:
                 if len(values) == n and v != "-":
-                    raise ValueError(f"--{flag.replace('_', '-')} does not apply to stage {i} ({chain_models[i].stage})")
+                    raise ValueError(f"--{flag.replace('_', '-')} does not apply to stage {i} ({kinds[i].name})")
                 continue
             try:
                 value = typ(v)
@@ -83,9 +85,9 @@ def build_chain(args, device) -> tuple[RelayChain, list]:
     if args.batch < 1:
         raise ValueError("--batch must be >= 1")
     models = args.models or [str(p) for p in bundled_demo_chain()]
-    chain = RelayChain.from_pretrained(models, which=args.weights, device=device, precision=args.precision,
+    settings = stage_settings([read_config(m).kind for m in models], args.preset, args)   # before any weights load
+    chain = RelayChain.from_pretrained(models, settings, which=args.weights, device=device, precision=args.precision,
                                        channels_last=args.channels_last, compile=args.compile)
-    chain = dataclasses.replace(chain, settings=stage_settings(chain.models, args.preset, args))  # validated
     return chain, models
 
 

@@ -92,9 +92,9 @@ def setting_flags(classes=None) -> dict:
     """flag → (settings field, type, help, aliases), made from the settings classes' field table
     (sampling/settings.py): the flag is the field's `flag` (or its name), the aliases its official
     names and `flag_aliases`; a field of one stage only says so in its help."""
-    from ..sampling.settings import STAGE_SETTINGS
+    from ..stages import STAGE_KINDS
 
-    classes = tuple(STAGE_SETTINGS.items()) if classes is None else classes
+    classes = tuple((name, kind.settings) for name, kind in STAGE_KINDS.items()) if classes is None else classes
     table: dict = {}
     for stage, cls in classes:
         for f in dataclasses.fields(cls):

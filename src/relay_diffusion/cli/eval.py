@@ -96,7 +96,7 @@ def run_eval(args) -> int:
                                                     args.batch, cache, keep, log)
     else:
         chain, models = build_chain(args, device)
-        if chain.models[0].stage != "base":
+        if chain.models[0].kind.continues:
             raise ValueError("the chain must start with a base model (SR inputs: sample them first)")
         seeds = parse_seeds(args.seeds)
         samples, sample_images = chain_features(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io import check_replaceable_dir
+from ..models import read_config
 from ..sampling.presets import CHAIN_RECIPES
 
 
@@ -37,8 +38,7 @@ def run(args) -> int:
 
     settings = None
     if args.preset:
-        stages = ["base", "relay"] if len(models) == 2 else ["relay"]
-        settings = chain_recipe(args.preset, stages)
+        settings = chain_recipe(args.preset, [read_config(m).kind.settings for m in models])
     export_diffusers(models, out, which=args.weights, settings=settings)
     print(f"wrote {out}: {' + '.join(Path(m).name for m in models)}")
     return 0

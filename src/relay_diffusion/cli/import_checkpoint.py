@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..sampling.presets import RELAY_RECIPES
-from ..checkpoints.official import import_checkpoint
+from ..checkpoints.official import OFFICIAL_STAGES, import_checkpoint
 from .common import add_schedule_flags
 
 SCHEDULE_FLAGS = ("up_scale", "blur_sigma_max", "prob_length", "block_scale", "min_scale", "noise_mixture")
@@ -26,7 +26,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("src", metavar="SRC", help="checkpoint file, e.g. celebahq_first_stage.pt or "
                                               "imagenet_first_stage.pkl")
     p.add_argument("dest", metavar="DEST_DIR", help="model directory to write (must not exist unless --force)")
-    p.add_argument("--stage", choices=("base", "relay"),
+    p.add_argument("--stage", choices=tuple(OFFICIAL_STAGES.values()),
                    help="base (EDM, first stage) or relay (second stage) [default: base, or relay when "
                         "--recipe/schedule flags are given or the file holds RDM's BlurLoss]")
     p.add_argument("--recipe", choices=sorted(k for k in RELAY_RECIPES if k != "default"),

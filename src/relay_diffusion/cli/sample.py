@@ -117,13 +117,13 @@ def _run(args, d, device) -> int:
     chain, models = build_chain(args, device)
     names = None
     if args.from_images:
-        if chain.models[0].stage != "relay":
-            raise ValueError("--from-images needs a chain of relay stages (drop the base model)")
+        if not chain.models[0].kind.continues:
+            raise ValueError(f"--from-images needs a chain of relay stages (drop the {chain.models[0].stage} model)")
         low = read_images(files, chain.models[0].channels, chain.input_resolution, "this chain's first relay stage")
         seeds, names = [seed_from_name(f.name) for f in files], [f.stem for f in files]
     else:
-        if chain.models[0].stage != "base":
-            raise ValueError("this chain starts with a relay stage: give --from-images DIR")
+        if chain.models[0].kind.continues:
+            raise ValueError(f"this chain starts with a {chain.models[0].stage} stage: give --from-images DIR")
         seeds, low = parse_seeds(args.seeds), None
     keep = bool(args.grid or args.npz)                                   # else images go to disk only
     if keep:
@@ -185,7 +185,7 @@ def _run(args, d, device) -> int:
             labels=idx_labels.numpy() if idx_labels is not None else np.full(len(seeds), -1)))
     record = {"relay_diffusion": __version__, "models": [str(Path(m).resolve()) for m in models],
               "stages": [{"stage": m.stage, "resolution": m.resolution, "label_dim": m.label_dim,
-                          "schedule": m.config.get("schedule"), "sampler": dataclasses.asdict(s), "nfe": n}
+                          "schedule": m.config.to_dict()["schedule"], "sampler": dataclasses.asdict(s), "nfe": n}
                          for m, s, n in zip(chain.models, chain.settings, chain.nfe())],
               "nfe": sum(chain.nfe()),
               "seeds": args.seeds if not args.from_images else None, "num_images": len(seeds),

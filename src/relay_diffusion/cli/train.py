@@ -9,7 +9,7 @@ import typing
 
 from ..networks import NETWORK_PRESETS
 from ..networks.runtime import PRECISIONS
-from ..models import STAGES
+from ..stages import STAGES
 from ..training.config import OPTIMIZERS, SCHEDULE_FIELDS, TrainConfig, parse_images
 from ..training.presets import TRAIN_PRESETS
 from .common import add_schedule_flags, field_help

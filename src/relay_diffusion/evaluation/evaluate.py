@@ -112,7 +112,7 @@ def chain_features(chain, seeds: list, labels, extractor: Extractor, batch: int 
             yield to_uint8(chain(seeds[i:i + batch], labels, dtype=dtype, device=device).cpu())
 
     # how the networks ran is part of the key when it is not plain float32 (bf16 changes images)
-    models = [(m.config, weights_digest(m.denoiser)) + runtime_key(m.denoiser.runtime) for m in chain.models]
+    models = [(m.config.to_dict(), weights_digest(m.denoiser)) + runtime_key(m.denoiser.runtime) for m in chain.models]
     key = _key("chain", models, [dataclasses.asdict(s) for s in chain.settings], [int(s) for s in seeds], labels,
                str(dtype), extractor.fingerprint)
     kept = {}

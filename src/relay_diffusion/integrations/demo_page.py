@@ -40,8 +40,8 @@ def chain_with(chain: RelayChain, base_steps: int, relay_steps: int, solver: str
     """The chain with the page's settings: steps per stage, the relay solver, the guidance weight."""
     settings = []
     for m, s in zip(chain.models, chain.settings):
-        over = {"num_steps": int(base_steps if m.stage == "base" else relay_steps), "cfg_scale": float(guidance)}
-        if m.stage == "relay":
+        over = {"num_steps": int(relay_steps if m.kind.continues else base_steps), "cfg_scale": float(guidance)}
+        if m.kind.continues:
             over["solver"] = solver
             if solver != "heun":                        # the few-step grid of --preset fast
                 fast = FAST_RECIPE[1]
@@ -73,7 +73,7 @@ def render(chain: RelayChain, seed: int, class_index: int | None = None, base_st
     report = (f"**seed {seed}**, class {labels}: {seconds:.2f} s on {next(chain.models[0].denoiser.parameters()).device}"
               f"; network evaluations per image: {' + '.join(map(str, nfe))} = {sum(nfe)}")
     settings = {"seed": seed, "labels": labels, "stages": [dataclasses.asdict(s) for s in run.settings], "nfe": nfe}
-    return Rendering(pil(base[0]) if run.models[0].stage == "base" and len(run.models) > 1 else None,
+    return Rendering(pil(base[0]) if not run.models[0].kind.continues and len(run.models) > 1 else None,
                      trajectory, pil(final), [(to_pil(u8), f"seed {s}") for s, u8 in
                                               zip(seeds, to_uint8(batch_images.cpu()))], report, settings)
 
@@ -97,8 +97,8 @@ def build_page(chain: RelayChain):
     import gradio as gr
 
     classes = chain.label_dim
-    relay = [s for m, s in zip(chain.models, chain.settings) if m.stage == "relay"]
-    base = [s for m, s in zip(chain.models, chain.settings) if m.stage == "base"]
+    relay = [s for m, s in zip(chain.models, chain.settings) if m.kind.continues]
+    base = [s for m, s in zip(chain.models, chain.settings) if not m.kind.continues]
     css = ("img { image-rendering: pixelated; } "                          # small images, sharp pixels
            "#rdm-base img, #rdm-final img { width: 100%; height: 100%; object-fit: contain; }")
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],

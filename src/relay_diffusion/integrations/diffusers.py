@@ -37,15 +37,15 @@ except ImportError as e:                                          # the optional
 
 from ..data.labels import one_hot
 from ..io import atomic_directory, read_model_config, save_model_dir, to_pil, to_uint8
-from ..models import RelayModel
+from ..models import ModelConfig, RelayModel
 from ..networks import NetworkConfig
 from ..pipeline import class_labels as labels_for_seeds
 from ..precond import EDMPrecond
 from ..relay import RelaySchedule, blur, upsample_nearest
 from ..sampling import classifier_free_guidance
-from ..sampling.settings import STAGE_SETTINGS
 from ..sampling.steppers import make_stepper
 from ..seeds import SeededNoise
+from ..stages import STAGE_KINDS, stage_kind
 
 # written into every export, so that diffusers' generic loader finds the pipeline class:
 # DiffusionPipeline.from_pretrained(folder, custom_pipeline=folder, trust_remote_code=True)
@@ -54,9 +54,14 @@ from relay_diffusion.integrations.diffusers import RelayDiffusionPipeline  # noq
 '''
 # the sampler settings a scheduler's config carries: every field of either stage's settings that
 # the settings table marks for it (not the guidance weight: the pipeline's guidance_scale)
-SCHEDULER_FIELDS = tuple(dict.fromkeys(f.name for cls in STAGE_SETTINGS.values()
-                                       for f in dataclasses.fields(cls) if f.metadata["scheduler"]))
-_FIELD_DEFAULTS = {f.name: f.default for cls in reversed(STAGE_SETTINGS.values()) for f in dataclasses.fields(cls)}
+SCHEDULER_FIELDS = tuple(dict.fromkeys(f.name for kind in STAGE_KINDS.values()
+                                       for f in dataclasses.fields(kind.settings) if f.metadata["scheduler"]))
+_FIELD_DEFAULTS = {f.name: f.default for kind in reversed(STAGE_KINDS.values())
+                   for f in dataclasses.fields(kind.settings)}
+
+
+# the ModelConfig fields a RelayUNet's config carries (not an imported model's provenance records)
+UNET_CONFIG_KEYS = ("stage", "resolution", "channels", "label_dim", "sigma_data", "network", "schedule")
 
 
 class RelayUNet(ModelMixin, ConfigMixin):
@@ -74,17 +79,15 @@ class RelayUNet(ModelMixin, ConfigMixin):
         """The denoised image; `sigma` is a [B] tensor, `class_labels` one-hot [B, label_dim]."""
         return self.denoiser(sample, sigma, class_labels)
 
-    def model_config(self) -> dict:
+    def model_config(self) -> ModelConfig:
         c = self.config
-        return {"stage": c.stage, "resolution": c.resolution, "channels": c.channels, "label_dim": c.label_dim,
-                "sigma_data": c.sigma_data, "network": dict(c.network), "schedule": c.schedule and dict(c.schedule)}
+        return ModelConfig.from_dict({k: c[k] for k in UNET_CONFIG_KEYS}, "the RelayUNet config")
 
     @classmethod
     def from_model_dir(cls, directory, which: str = "ema") -> "RelayUNet":
         model = RelayModel.from_pretrained(directory, which, channels_last=False)
-        cfg = model.config
-        unet = cls(cfg["stage"], cfg["resolution"], cfg["channels"], cfg.get("label_dim", 0),
-                   cfg.get("sigma_data", 0.5), cfg["network"], cfg.get("schedule"))
+        cfg = model.config.to_dict()
+        unet = cls(**{k: cfg[k] for k in UNET_CONFIG_KEYS})
         unet.denoiser.net.load_state_dict(model.denoiser.net.state_dict())
         return unet.eval().requires_grad_(False)
 
@@ -97,15 +100,14 @@ class RelaySchedulerOutput(BaseOutput):
 
 def _scheduler_init(self, stage: str = "relay", num_train_timesteps: int = 1000, schedule: dict | None = None,
                     **settings):
-    if stage not in STAGE_SETTINGS:
-        raise ValueError(f"stage must be one of {', '.join(STAGE_SETTINGS)}, got {stage!r}")
+    kind = stage_kind(stage)
     unknown = sorted(set(settings) - set(SCHEDULER_FIELDS))
     if unknown:
         raise TypeError(f"RelayScheduler has no setting {', '.join(map(repr, unknown))}; "
                         f"settings: {', '.join(SCHEDULER_FIELDS)}")
-    if stage == "relay" and not schedule:
-        raise ValueError("a relay scheduler needs the model's schedule (RelaySchedule fields)")
-    cls = STAGE_SETTINGS[stage]
+    if kind.continues and not schedule:
+        raise ValueError(f"a {stage} scheduler needs the model's schedule (RelaySchedule fields)")
+    cls = kind.settings
     own = {f.name for f in dataclasses.fields(cls)}
     values = {}
     for name, value in settings.items():
@@ -116,7 +118,7 @@ def _scheduler_init(self, stage: str = "relay", num_train_timesteps: int = 1000,
         elif value != _FIELD_DEFAULTS[name]:        # earlier exports stored every field, at its default
             raise ValueError(f"{name} is not a setting of a {stage} stage ({cls.__name__})")
     self.settings = cls(**values)                  # validated now; num_steps is set_timesteps' default
-    self.model_schedule = RelaySchedule(**schedule) if stage == "relay" else None
+    self.model_schedule = RelaySchedule(**schedule) if kind.continues else None
     # the forward process the sampler follows (its own L and α where set); None for a base stage
     self.relay_schedule = self.settings.sampling_schedule(self.model_schedule) if self.model_schedule else None
     self.sigmas = self.timesteps = None
@@ -304,8 +306,9 @@ def _output(x: torch.Tensor, output_type: str):
 
 def _scheduler_for(unet: RelayUNet, settings) -> RelayScheduler:
     stage = unet.config.stage
-    if not isinstance(settings, STAGE_SETTINGS[stage]):
-        raise TypeError(f"a {stage} stage takes {STAGE_SETTINGS[stage].__name__}, got {type(settings).__name__}")
+    want = stage_kind(stage).settings
+    if not isinstance(settings, want):
+        raise TypeError(f"a {stage} stage takes {want.__name__}, got {type(settings).__name__}")
     values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.name in SCHEDULER_FIELDS}
     return RelayScheduler(stage, schedule=unet.config.schedule and dict(unet.config.schedule), **values)
 
@@ -319,9 +322,11 @@ def export_diffusers(model_dirs, out_dir, which: str = "ema", settings=None) -> 
         raise ValueError(f"give a relay model directory, or a base and a relay one; got {len(dirs)}")
     unets = [RelayUNet.from_model_dir(d, which) for d in dirs]
     stages = [u.config.stage for u in unets]
-    if stages[-1] != "relay" or (len(stages) == 2 and stages[0] != "base"):
+    kinds = [stage_kind(s) for s in stages]
+    # the pipeline's slots: a stage from noise (optional), then one that continues it
+    if not kinds[-1].continues or (len(kinds) == 2 and kinds[0].continues):
         raise ValueError(f"expected [base,] relay model directories, got stages {stages}")
-    settings = settings or [STAGE_SETTINGS[s]() for s in stages]
+    settings = settings or [k.settings() for k in kinds]
     if len(settings) != len(stages):
         raise ValueError(f"{len(settings)} sampler settings for {len(stages)} stages")
     base = (unets[0], _scheduler_for(unets[0], settings[0])) if len(unets) == 2 else (None, None)
@@ -345,6 +350,6 @@ def import_diffusers(folder, out_dirs) -> list[Path]:
     for name, out in zip(names, out_dirs):
         unet = RelayUNet.from_pretrained(folder / name)
         with atomic_directory(out) as tmp:
-            save_model_dir(tmp, unet.model_config(), unet.denoiser.net)
+            save_model_dir(tmp, unet.model_config().to_dict(), unet.denoiser.net)
         read_model_config(out)                           # what we wrote reads back
     return out_dirs

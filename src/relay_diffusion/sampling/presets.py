@@ -86,17 +86,19 @@ CHAIN_RECIPES = {
 }
 
 
-def chain_recipe(name: str | None, stages: list[str]) -> list:
-    """Sampler settings for a chain of stages ("base" / "relay"): a CHAIN_RECIPES entry, or the
-    defaults (generate.py's) when name is None."""
+def chain_recipe(name: str | None, classes=(BaseSamplerSettings, RelaySamplerSettings)) -> list:
+    """Sampler settings of a chain recipe (CHAIN_RECIPES; None = the generate.py defaults) for a
+    chain whose stages take the settings `classes` in order (each stage kind's, stages.py;
+    default: a base stage then a relay stage)."""
     if name is not None and name not in CHAIN_RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(sorted(CHAIN_RECIPES))}")
-    base, relay = CHAIN_RECIPES[name] if name else (BaseSamplerSettings(), RelaySamplerSettings())
-    return [base if s == "base" else relay for s in stages]
+    recipe = CHAIN_RECIPES[name] if name else (BaseSamplerSettings(), RelaySamplerSettings())
+    by_class = {type(s): s for s in recipe}
+    return [by_class[c] for c in classes]
 
 
 def chain_recipe_dicts(name: str) -> tuple[dict, dict]:
     """A CHAIN_RECIPES entry as JSON-ready dicts (base settings, relay settings), the form run
     configs and the studies' evaluation plans store."""
-    base, relay = chain_recipe(name, ["base", "relay"])
+    base, relay = chain_recipe(name)
     return dataclasses.asdict(base), dataclasses.asdict(relay)

@@ -201,6 +201,3 @@ class BaseSamplerSettings(_Settings):
 
 for _cls in (RelaySamplerSettings, BaseSamplerSettings):
     _cls._make_aliases()
-
-# the settings class of each kind of stage
-STAGE_SETTINGS = {"base": BaseSamplerSettings, "relay": RelaySamplerSettings}

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Optional
 
-from ..models import STAGES
+from ..stages import STAGE_KINDS
 from ..networks.runtime import PRECISIONS
 from ..relay import RelaySchedule
 
@@ -26,7 +26,8 @@ SCHEDULE_FIELDS = tuple(f.name for f in dataclasses.fields(RelaySchedule) if f.n
 @dataclasses.dataclass
 class TrainConfig:
     # what to train
-    stage: str = "base"                  # "base": EDM loss from pure noise; "relay": blur + noise loss
+    stage: str = "base"                  # a kind of stages.STAGE_KINDS: base (EDM loss from pure noise)
+                                         # or relay (blur + noise loss)
     data: str = ""                       # EDM zip or image folder (see `rdm dataset`)
     outdir: str = ""                     # run directory: config, stats, samples, snapshots
     network: str = "tiny-32"             # network preset (relay_diffusion.networks.NETWORK_PRESETS)
@@ -85,7 +86,7 @@ class TrainConfig:
         def need(cond, msg):
             if not cond:
                 raise ValueError(msg)
-        need(self.stage in STAGES, f"stage must be one of {STAGES}, got {self.stage!r}")
+        need(self.stage in STAGE_KINDS, f"stage must be one of {tuple(STAGE_KINDS)}, got {self.stage!r}")
         need(bool(self.data), "no dataset given (--data)")
         need(bool(self.outdir), "no output directory given (--outdir)")
         need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}")

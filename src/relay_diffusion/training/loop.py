@@ -22,14 +22,14 @@ from ..data import ImageDataset
 from ..distributed import Dist, init_distributed, shutdown_distributed
 from ..data.labels import one_hot
 from ..io import save_image_grid
-from ..losses import EDMLoss, RelayLoss
 from ..networks import NETWORK_PRESETS, count_parameters
 from ..networks.runtime import RuntimeOptions
 from ..precond import EDMPrecond
 from ..relay import RelaySchedule, upsample_nearest
-from ..models import RelayModel
+from ..models import ModelConfig, RelayModel
 from ..pipeline import RelayChain
-from ..sampling import SeededNoise
+from ..seeds import SeededNoise
+from ..stages import stage_kind
 from .batches import BatchSchedule, ImageSource, mix_seed
 from .checkpoint import list_snapshots, load_snapshot, save_snapshot
 from .config import TrainConfig
@@ -55,12 +55,10 @@ class Setup:
     schedule: RelaySchedule | None
 
     @property
-    def model_config(self) -> dict:
-        """What a model directory needs to rebuild the denoiser (see io.save_model_dir)."""
-        return {"stage": self.cfg.stage, "resolution": self.resolution, "channels": self.channels,
-                "label_dim": self.label_dim, "sigma_data": self.cfg.sigma_data,
-                "network": self.network_config.to_dict(),
-                "schedule": dataclasses.asdict(self.schedule) if self.schedule else None}
+    def model_config(self) -> ModelConfig:
+        """What a snapshot's config.json says (models.ModelConfig)."""
+        return ModelConfig(self.cfg.stage, self.resolution, self.channels, self.network_config, self.label_dim,
+                           self.cfg.sigma_data, self.schedule)
 
 
 def prepare(cfg: TrainConfig, dataset=None) -> Setup:
@@ -78,12 +76,12 @@ def prepare(cfg: TrainConfig, dataset=None) -> Setup:
     if cfg.cond and not dataset.has_labels:
         raise ValueError(f"--cond needs class labels, but {cfg.data} has none")
     label_dim = dataset.label_dim if cfg.cond else 0
-    schedule = None
-    if cfg.stage == "relay":
-        schedule = cfg.schedule
+    kind = stage_kind(cfg.stage)
+    schedule = cfg.schedule if kind.continues else None
+    if schedule is not None:
         if res % schedule.up_scale:
-            raise ValueError(f"relay resolution {res} is not divisible by up_scale {schedule.up_scale}")
-        RelayLoss(schedule, train_sigma_min=cfg.train_sigma_min)        # validates prob_length etc.
+            raise ValueError(f"{cfg.stage} resolution {res} is not divisible by up_scale {schedule.up_scale}")
+    kind.loss(cfg, schedule)                                            # validates prob_length etc.
     ncfg = NETWORK_PRESETS[cfg.network].with_data(res, dataset.num_channels, label_dim)
     if cfg.dropout is not None:
         ncfg = dataclasses.replace(ncfg, dropout=cfg.dropout)
@@ -91,12 +89,7 @@ def prepare(cfg: TrainConfig, dataset=None) -> Setup:
 
 
 def _loss_fn(setup: Setup):
-    cfg = setup.cfg
-    if cfg.stage == "base":
-        return EDMLoss(P_mean=cfg.P_mean, P_std=cfg.P_std, sigma_data=cfg.sigma_data,
-                       label_dropout=cfg.label_dropout)
-    return RelayLoss(setup.schedule, sigma_data=cfg.sigma_data, train_sigma_min=cfg.train_sigma_min,
-                     label_dropout=cfg.label_dropout)
+    return stage_kind(setup.cfg.stage).loss(setup.cfg, setup.schedule)
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,11 +135,11 @@ def _fmt_images(n: int) -> str:
 
 @torch.no_grad()
 def sample_grid(setup: Setup, ema_denoise, source: ImageSource, device, n: int = 32) -> torch.Tensor:
-    """The EMA network as a one-stage `RelayChain` with the default sampler settings. Base:
-    class-balanced samples of seeds 0…n−1. Relay: rows of (nearest-upsampled box-downsampled real
-    image | its relay sample, with the real image's label | the real image)."""
+    """The EMA network as a one-stage `RelayChain` with the default sampler settings. From noise:
+    class-balanced samples of seeds 0…n−1. Continuing: rows of (nearest-upsampled box-downsampled
+    real image | its relay sample, with the real image's label | the real image)."""
     chain = RelayChain([RelayModel(ema_denoise, setup.model_config)])
-    if setup.cfg.stage == "base":
+    if not setup.model_config.kind.continues:
         return chain(range(n), "balanced", device=device)
     s = setup.schedule.up_scale
     real, real_labels = source.fetch(list(range(min(n, len(source)))), device)
@@ -200,7 +193,7 @@ class Trainer:
 
     def save(self, outdir: Path, nimg: int) -> None:
         if self.d.is_main:
-            save_snapshot(outdir, nimg, self.setup.model_config, self.net, self.ema_net, self.optimizer,
+            save_snapshot(outdir, nimg, self.setup.model_config.to_dict(), self.net, self.ema_net, self.optimizer,
                           self.scaler.state_dict() if self.scaler else None, self.cfg.keep_snapshots)
         self.d.barrier()
 
@@ -351,7 +344,8 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, echo) -> dict:
             next_status = _next(nimg, status_every)
         if nimg >= next_sample and d.is_main:
             grid = sample_grid(setup, trainer.ema, trainer.source, device)
-            save_image_grid(grid, outdir / f"samples-{nimg:012d}.png", ncol=8 if cfg.stage == "base" else 16)
+            ncol = 16 if setup.model_config.kind.continues else 8     # (low | sample | real) rows or samples
+            save_image_grid(grid, outdir / f"samples-{nimg:012d}.png", ncol=ncol)
             next_sample = _next(nimg, cfg.sample_every)
         if nimg >= next_snapshot and nimg < cfg.duration:
             trainer.save(outdir, nimg)
