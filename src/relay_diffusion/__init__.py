@@ -19,7 +19,9 @@ _EXPORTS = {
                      "classifier_free_guidance", "edm_sampler", "karras_sigmas", "relay_sampler", "relay_sigmas",
                      "relay_stage", "sde_heun_sampler", "truncate_sigmas"), ".sampling"),
     **dict.fromkeys(("RelayChain", "bundled_demo_chain"), ".pipeline"),
-    **dict.fromkeys(("RelayModel",), ".models"),
+    **dict.fromkeys(("RelayModel", "ModelConfig"), ".models"),
+    **dict.fromkeys(("STAGE_KINDS", "StageKind"), ".stages"),
+    **dict.fromkeys(("sample_images", "run_record"), ".generate"),
 }
 
 __all__ = [*_EXPORTS, "__version__"]

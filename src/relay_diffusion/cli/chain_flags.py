@@ -91,11 +91,6 @@ def build_chain(args, device) -> tuple[RelayChain, list]:
     return chain, models
 
 
-def runtime_record(chain: RelayChain) -> dict:
-    """How the networks ran (the same for every stage): for settings.json and eval results."""
-    return dataclasses.asdict(chain.models[0].denoiser.runtime)
-
-
 def chain_labels(args):
     """The `labels` argument of RelayChain.__call__: a fixed class or a labelling mode."""
     return args.class_idx if args.class_idx is not None else args.labels

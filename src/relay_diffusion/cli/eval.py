@@ -4,7 +4,6 @@ between two image sets, or between a model chain's samples and a reference, plus
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -15,10 +14,11 @@ from ..evaluation.evaluate import (FEATURE_METRICS, METRICS, chain_features, che
                                    open_reference)
 from ..evaluation.extractors import INCEPTION, load_extractor
 from ..evaluation.sets import ImageSet, is_feature_file, load_feature_file
+from ..generate import run_record
 from ..io import write_json
 from ..metrics.classifier import BUNDLED_FEATURE_NETS
 from ..seeds import parse_seeds
-from .chain_flags import add_chain_arguments, build_chain, chain_labels, runtime_record
+from .chain_flags import add_chain_arguments, build_chain, chain_labels
 from .eval_train_features import add_train_features_parser, run_train_features
 
 
@@ -115,10 +115,8 @@ def run_eval(args) -> int:
                              sample_images=sample_images, reference_images=ref_images)
     result["num_samples"], result["num_ref"] = samples.count, ref.count
     if args.models:
-        result["stages"] = [{"model": d, "sampler": dataclasses.asdict(s), "nfe": n}
-                            for d, s, n in zip(models, chain.settings, chain.nfe())]
-        result["nfe"] = sum(chain.nfe())
-        result["runtime"] = runtime_record(chain)
+        record = run_record(chain, models)
+        result.update({k: record[k] for k in ("stages", "nfe", "runtime")})
     result["features"] = samples.extractor or ref.extractor
     print(f"{samples.count} samples vs {ref.count or 'unknown number of'} reference images "
           f"({result['features']})")

@@ -3,7 +3,6 @@ layout), an optional grid and .npz, and a JSON record of every setting used."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
@@ -11,15 +10,14 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..data.images import image_files
 from ..distributed import init_distributed, shutdown_distributed
-from ..io import (COLOUR_EDITS, atomic_write, check_output_dir, enhance, read_images, save_image_grid, to_pil,
-                  to_uint8, write_json)
-from ..pipeline import RelayChain, class_labels
+from ..generate import run_record, sample_images
+from ..io import COLOUR_EDITS, atomic_write, check_output_dir, read_images, save_image_grid, write_json
+from ..pipeline import RelayChain
 from ..progress import Progress
 from ..seeds import parse_seeds, seed_from_name
-from .chain_flags import add_chain_arguments, build_chain, chain_labels, runtime_record
+from .chain_flags import add_chain_arguments, build_chain, chain_labels
 
 
 def add_parser(subparsers, help_text: str) -> None:
@@ -103,15 +101,13 @@ def check_kept_images(n: int, chain: RelayChain) -> None:
 
 
 def _run(args, d, device) -> int:
-    import torch.distributed as dist
-
     if not (args.outdir or args.grid or args.npz):
         raise ValueError("nothing to write: give --outdir, --grid and/or --npz")
-    files = None
+    files = seeds = None
     if args.from_images:
         files = _input_images(Path(args.from_images))
     else:
-        parse_seeds(args.seeds)                                          # a bad list fails before loading
+        seeds = parse_seeds(args.seeds)                                  # a bad list fails before loading
     if d.is_main:
         check_outputs(args, files)
     chain, models = build_chain(args, device)
@@ -124,74 +120,43 @@ def _run(args, d, device) -> int:
     else:
         if chain.models[0].kind.continues:
             raise ValueError(f"this chain starts with a {chain.models[0].stage} stage: give --from-images DIR")
-        seeds, low = parse_seeds(args.seeds), None
+        low = None
     keep = bool(args.grid or args.npz)                                   # else images go to disk only
     if keep:
         check_kept_images(len(seeds), chain)
     labels = chain_labels(args)
-    class_labels(seeds[:1], chain.label_dim, labels)                     # a bad --class fails now
     dtype = torch.float64 if args.float64 else torch.float32
     edits = {k: getattr(args, k) for k in COLOUR_EDITS if getattr(args, k) is not None}
     for name, factor in edits.items():
         if not 0 <= factor < math.inf:
             raise ValueError(f"--{name} must be a finite factor >= 0 (1 = unchanged), got {factor}")
 
-    mine = range(d.rank, len(seeds), d.world_size)                       # this process's images
-    results, written = {}, 0
-    n_batches = -(-len(mine) // args.batch)
-    bar = Progress(len(mine), "sampling", quiet=args.quiet or not d.is_main)
-    try:
-        for b in range(n_batches):
-            idx = mine[b * args.batch:(b + 1) * args.batch]
-            out = chain([seeds[i] for i in idx], labels, low_res=low[list(idx)] if low is not None else None,
-                        dtype=dtype, device=device)
-            u8 = to_uint8(out.cpu())
-            pil = enhance(u8, edits) if edits else None
-            for j, i in enumerate(idx):
-                image = pil[j] if pil else u8[j]
-                if keep:
-                    results[i] = image
-                if args.outdir:
-                    _save_png(image, Path(args.outdir), seeds[i], names[i] if names else None)
-                    written += 1
-            bar.update(len(idx))
-    except KeyboardInterrupt:
-        bar.close()
+    bar = Progress(-(-(len(seeds) - d.rank) // d.world_size), "sampling", quiet=args.quiet or not d.is_main)
+    run = sample_images(chain, seeds, labels, out=args.outdir, names=names, low_res=low, batch=args.batch, keep=keep,
+                        edits=edits, dtype=dtype, device=device, dist=d, on_batch=lambda idx, _: bar.update(len(idx)))
+    bar.close()
+    if run.interrupted:
         where = f" to {args.outdir}" if args.outdir else ""
-        print(f"interrupted: {written} complete images written{where}" + (", no grid/npz" if keep else ""),
+        print(f"interrupted: {run.written} complete images written{where}" + (", no grid/npz" if keep else ""),
               file=sys.stderr, flush=True)
         return 130
-    bar.close()
-    if d.world_size > 1 and keep:
-        gathered = [None] * d.world_size
-        dist.all_gather_object(gathered, {i: _as_u8(v) for i, v in results.items()})
-        results = {k: v for part in gathered for k, v in part.items()}
     if not d.is_main:
         return 0
-    idx_labels = None
-    if keep:
-        all_u8 = torch.stack([_as_u8(results[i]) for i in range(len(seeds))])
-        idx_labels = class_labels(list(seeds), chain.label_dim, labels)
     if args.grid:
         ncol = max(1, int(math.ceil(math.sqrt(len(seeds)))))
-        if idx_labels is not None and args.class_idx is None and args.labels == "balanced":
+        if run.labels is not None and args.class_idx is None and args.labels == "balanced":
             ncol = min(chain.label_dim, len(seeds))
-        save_image_grid(all_u8.float() / 127.5 - 1, args.grid, ncol=ncol)
+        save_image_grid(run.images.float() / 127.5 - 1, args.grid, ncol=ncol)
     npz = _npz_path(args.npz) if args.npz else None
     if npz:
         import numpy as np
         atomic_write(npz, lambda tmp: np.savez(
-            tmp, images=all_u8.permute(0, 2, 3, 1).numpy(), seeds=np.array(list(seeds), dtype=np.int64),
-            labels=idx_labels.numpy() if idx_labels is not None else np.full(len(seeds), -1)))
-    record = {"relay_diffusion": __version__, "models": [str(Path(m).resolve()) for m in models],
-              "stages": [{"stage": m.stage, "resolution": m.resolution, "label_dim": m.label_dim,
-                          "schedule": m.config.to_dict()["schedule"], "sampler": dataclasses.asdict(s), "nfe": n}
-                         for m, s, n in zip(chain.models, chain.settings, chain.nfe())],
-              "nfe": sum(chain.nfe()),
-              "seeds": args.seeds if not args.from_images else None, "num_images": len(seeds),
-              "labels": labels, "dtype": str(dtype), "runtime": runtime_record(chain),
-              "weights": args.weights, "postprocess": edits, "from_images": args.from_images,
-              "processes": d.world_size, "outdir": args.outdir, "grid": args.grid, "npz": npz and str(npz)}
+            tmp, images=run.images.permute(0, 2, 3, 1).numpy(), seeds=np.array(list(seeds), dtype=np.int64),
+            labels=run.labels.numpy() if run.labels is not None else np.full(len(seeds), -1)))
+    record = run_record(chain, models, seeds=args.seeds if not args.from_images else None, num_images=len(seeds),
+                        labels=labels, dtype=str(dtype), weights=args.weights, postprocess=edits,
+                        from_images=args.from_images, processes=d.world_size, outdir=args.outdir, grid=args.grid,
+                        npz=npz and str(npz))
     settings = args.settings or (str(Path(args.outdir) / "settings.json") if args.outdir else None)
     if settings:
         Path(settings).parent.mkdir(parents=True, exist_ok=True)
@@ -199,24 +164,4 @@ def _run(args, d, device) -> int:
     print(f"wrote {len(seeds)} images" + (f" to {args.outdir}" if args.outdir else "")
           + (f", grid {args.grid}" if args.grid else "") + (f", {npz}" if npz else ""))
     return 0
-
-
-def _as_u8(v) -> torch.Tensor:
-    if torch.is_tensor(v):
-        return v
-    import numpy as np
-    a = torch.from_numpy(np.asarray(v).copy())
-    return a[None] if a.dim() == 2 else a.permute(2, 0, 1)
-
-
-def _save_png(image, outdir: Path, seed: int, name: str | None) -> None:
-    """Write one PNG atomically: an interrupted run leaves complete images only."""
-    if name is not None:
-        path = outdir / f"{name}.png"
-    else:
-        path = outdir / f"{seed - seed % 1000:06d}" / f"{seed:06d}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pil = to_pil(image) if torch.is_tensor(image) else image
-    atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
-
 

@@ -105,11 +105,11 @@ def chain_features(chain, seeds: list, labels, extractor: Extractor, batch: int 
                    ) -> tuple[FeatureSet, Optional[torch.Tensor]]:
     """Features of a chain's samples for `seeds`, without writing images (cached by the models'
     weights and runtime options, every sampler setting, the seeds, labels and dtype)."""
-    from ..io import to_uint8
+    from ..generate import sample_batches
 
     def batches():
-        for i in range(0, len(seeds), batch):
-            yield to_uint8(chain(seeds[i:i + batch], labels, dtype=dtype, device=device).cpu())
+        for _, images in sample_batches(chain, seeds, labels, batch=batch, dtype=dtype, device=device):
+            yield images
 
     # how the networks ran is part of the key when it is not plain float32 (bf16 changes images)
     models = [(m.config.to_dict(), weights_digest(m.denoiser)) + runtime_key(m.denoiser.runtime) for m in chain.models]

@@ -18,6 +18,7 @@ import zipfile
 
 import torch
 
+from ..generate import run_record, sample_images
 from ..io import to_pil, to_uint8
 from ..pipeline import RelayChain
 from ..sampling import SOLVERS
@@ -63,7 +64,8 @@ def render(chain: RelayChain, seed: int, class_index: int | None = None, base_st
     seeds = list(range(seed, seed + max(1, int(batch))))
     # the gallery starts with this seed's image; the others are sampled together (per-seed noise:
     # the same images as one by one)
-    batch_images = torch.cat([final] + ([run(seeds[1:], labels)] if len(seeds) > 1 else []))
+    gallery = [to_uint8(final.cpu())] + ([sample_images(run, seeds[1:], labels, batch=len(seeds), keep=True).images]
+                                         if len(seeds) > 1 else [])
     pil = lambda x: to_pil(to_uint8(x.cpu())[0])                               # noqa: E731
     trajectory = []
     for info in steps:
@@ -72,10 +74,10 @@ def render(chain: RelayChain, seed: int, class_index: int | None = None, base_st
     nfe = run.nfe()
     report = (f"**seed {seed}**, class {labels}: {seconds:.2f} s on {next(chain.models[0].denoiser.parameters()).device}"
               f"; network evaluations per image: {' + '.join(map(str, nfe))} = {sum(nfe)}")
-    settings = {"seed": seed, "labels": labels, "stages": [dataclasses.asdict(s) for s in run.settings], "nfe": nfe}
+    settings = run_record(run, seed=seed, labels=labels)
     return Rendering(pil(base[0]) if not run.models[0].kind.continues and len(run.models) > 1 else None,
                      trajectory, pil(final), [(to_pil(u8), f"seed {s}") for s, u8 in
-                                              zip(seeds, to_uint8(batch_images.cpu()))], report, settings)
+                                              zip(seeds, torch.cat(gallery))], report, settings)
 
 
 def download(rendering: Rendering, path) -> str:
