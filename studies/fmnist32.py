@@ -61,7 +61,7 @@ def phase_data(work: Path) -> None:
 
 def train_command(name: str, work: Path) -> list[str]:
     spec = dict(RUNS[name])
-    cmd = RDM + ["train", "--preset", spec.pop("preset"), "--data", str(work / "fmnist32-train.zip"),
+    cmd = RDM + ["train", "--config", spec.pop("preset"), "--data", str(work / "fmnist32-train.zip"),
                  "--outdir", str(work / "runs" / name), "--duration", str(spec.pop("duration")),
                  "--snapshot", str(spec.pop("snapshot", SNAPSHOT)), "--keep", "100",
                  "--sample-every", "0"]

@@ -86,14 +86,36 @@ def test_resume_accepts_the_same_data_spelled_or_placed_differently(tmp_path, da
         train(cfg(other, run, duration=80))
 
 
+def test_train_config_is_a_name_or_a_runs_config_json(tmp_path, capsys):
+    """--config NAME (TRAIN_PRESETS) or a run's config.json; flags override either; the flag's
+    earlier name --preset still works, with a note."""
+    import dataclasses
+
+    from relay_diffusion.cli import build_parser
+    from relay_diffusion.cli.train import resolve_config
+
+    def resolve(*argv):
+        return resolve_config(build_parser("train").parse_args(["train", *argv]))
+    named = resolve("--config", "fmnist-base-8", "--data", "d", "--outdir", "o")
+    (tmp_path / "config.json").write_text(named.to_json())
+    again = resolve("--config", str(tmp_path / "config.json"), "--outdir", "o2", "--lr", "0.5")
+    assert again == dataclasses.replace(named, outdir="o2", lr=0.5)
+    assert resolve("--preset", "fmnist-base-8", "--data", "d", "--outdir", "o") == named
+    assert "--preset is now --config" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not a training configuration"):
+        resolve("--config", "fmnist-base", "--data", "d", "--outdir", "o")
+    with pytest.raises(ValueError, match="no such file"):
+        resolve("--config", str(tmp_path / "missing.json"), "--data", "d", "--outdir", "o")
+
+
 def test_no_cond_with_a_conditional_preset_turns_label_dropout_off(capsys):
     from relay_diffusion.cli import build_parser
     from relay_diffusion.cli.train import resolve_config
-    args = build_parser("train").parse_args(["train", "--preset", "fmnist-base-8", "--no-cond", "--data", "d", "--outdir", "o"])
+    args = build_parser("train").parse_args(["train", "--config", "fmnist-base-8", "--no-cond", "--data", "d", "--outdir", "o"])
     cfg = resolve_config(args)
     assert (cfg.cond, cfg.label_dropout) == (False, 0.0)
-    assert "--no-cond: label dropout off (the preset's 0.1 needs class labels)" in capsys.readouterr().err
-    args = build_parser("train").parse_args(["train", "--preset", "fmnist-base-8", "--no-cond", "--label-dropout", "0.2",
+    assert "--no-cond: label dropout off (the config's 0.1 needs class labels)" in capsys.readouterr().err
+    args = build_parser("train").parse_args(["train", "--config", "fmnist-base-8", "--no-cond", "--label-dropout", "0.2",
                               "--data", "d", "--outdir", "o"])
     with pytest.raises(ValueError, match="label_dropout needs a conditional model"):
         resolve_config(args)                                   # asked for explicitly: still refused

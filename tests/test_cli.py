@@ -81,3 +81,31 @@ def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "relay_diffusion.cli", "analyze", "schedule", "--solver", "dpmpp-2m",
                         "--sigma-grid", "rho", "--steps", "6"], capture_output=True, text=True, check=True)
     assert "grid: rho, 6 σ's (num_steps 6)   start sigma: 0.90000   solver: dpmpp-2m   NFE: 6" in r.stdout
+
+
+def _actions(parser, prefix=()):
+    """(verb path, action) for every option of every (sub)command."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _actions(sub, prefix + (name,))
+        else:
+            yield prefix, action
+
+
+def test_json_means_the_same_in_every_verb(capsys, tmp_path):
+    """--json alone prints the result as JSON instead of the text; --json FILE.json writes it
+    beside the text; any other FILE is refused (it may be a positional argument)."""
+    json_flags = [(verb, a) for verb, a in _actions(build_parser("all")) if "--json" in a.option_strings]
+    assert {verb[0] for verb, _ in json_flags} >= {"analyze", "eval", "import"}
+    assert all((a.nargs, a.const, a.type.__name__) == ("?", "-", "_json_file") for _, a in json_flags)
+    assert main(["analyze", "schedule", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nfe"] == 13
+    out = tmp_path / "sub" / "table.json"
+    assert main(["analyze", "schedule", "--json", str(out)]) == 0
+    assert "preset default" in capsys.readouterr().out and json.loads(out.read_text())["nfe"] == 13
+    with pytest.raises(SystemExit):
+        main(["analyze", "schedule", "--json", "table.txt"])
+    assert "FILE must end in .json" in capsys.readouterr().err

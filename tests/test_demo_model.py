@@ -41,7 +41,7 @@ def test_demo_chain_loads_with_card():
     assert [m.stage for m in chain.models] == ["base", "relay"]
     assert chain.resolution == 32 and chain.label_dim == 10
     card = (dirs[0].parent / "MODEL_CARD.md").read_text()
-    assert "rdm train --preset fmnist-base-8" in card and "rdm train --preset fmnist-relay-8to32" in card
+    assert "rdm train --config fmnist-base-8" in card and "rdm train --config fmnist-relay-8to32" in card
     size = sum(p.stat().st_size for d in dirs for p in d.iterdir())
     assert size <= 10 * 2 ** 20
 

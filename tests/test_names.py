@@ -86,7 +86,7 @@ def test_older_flat_run_configs_read_into_the_schedule(tmp_path):
 
 def test_train_flags_set_the_schedule_and_keep_the_official_names():
     args = build_parser("train").parse_args([
-        "train", "--preset", "fmnist-relay-8to32", "--data", "d", "--outdir", "o", "--block-kind", "nearest",
+        "train", "--config", "fmnist-relay-8to32", "--data", "d", "--outdir", "o", "--block-kind", "nearest",
         "--up-scale", "2", "--truncate-sigma", "0.008"])
     cfg = resolve_config(args)
     assert (cfg.schedule.block_kind, cfg.schedule.up_scale, cfg.train_sigma_min) == ("nearest", 2, 0.008)

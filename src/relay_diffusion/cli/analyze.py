@@ -12,11 +12,11 @@ from ..data.convert import BUILTIN_SOURCES
 from ..analysis.plots import PlotUnavailable
 from ..analysis.schedule import patch_spectrum, schedule_curves, start_report
 from ..analysis.snr import NOISE_KINDS, match_table, signal_spectra, snr_rows
-from ..io import check_output_dir, json_text, write_json
+from ..io import check_output_dir, write_json
 from ..relay import NOISE_MIXTURES, RelaySchedule
 from ..sampling.presets import RELAY_RECIPES, relay_step_table
 from ..sampling.settings import RelaySamplerSettings
-from .common import add_schedule_flags, add_setting_flags, given_fields, positive_list
+from .common import add_json_flag, add_schedule_flags, add_setting_flags, emit_json, given_fields, positive_list
 
 CSV_COLUMNS = ("resolution", "noise", "s", "sigma", "freq_bin_lo", "freq_bin_hi", "signal_power",
                "noise_power", "snr_db")
@@ -59,7 +59,7 @@ def _add_schedule_parser(sub) -> None:
                         "(default: generate.py defaults)")
     add_setting_flags(p, RelaySamplerSettings)
     add_schedule_flags(p, ("up_scale", "blur_sigma_max", "prob_length"), prefix="the model's ", flag_prefix="model")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_flag(p, "the step table and start report")
     p.add_argument("--plot", metavar="PATH.png",
                    help="also draw σ, σ_B and the blur factors against u and σ (needs matplotlib)")
     p.add_argument("--data", metavar="DIR|ZIP|SOURCE",
@@ -77,9 +77,7 @@ def _run_schedule(args) -> int:
     weights = (patch_spectrum(image_batches(args.data, args.max_images), schedule.up_scale)
                if args.data else None)
     report = start_report(schedule, settings, weights)
-    if args.json:
-        print(json_text(dict(table, start=report)), end="")
-    else:
+    if not emit_json(args, dict(table, start=report)):
         _print_schedule(args.recipe, recipe, schedule, settings, table)
         _print_start_report(report, args.data)
     if args.plot:
@@ -87,7 +85,7 @@ def _run_schedule(args) -> int:
         from ..analysis.plots import plot_schedule
         if _plot(plot_schedule, curves, report, args.plot, f"relay schedule: {args.recipe}"):
             return 2
-        print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
+        print(f"wrote {args.plot}", file=sys.stderr if args.json == "-" else sys.stdout)
     return 0
 
 

@@ -25,6 +25,45 @@ def positive_list(kind=int):
     return parse
 
 
+def _json_file(text: str) -> str:
+    from pathlib import Path
+
+    if text == "-":                                 # --json without FILE: stdout
+        return text
+    if not text.endswith(".json"):
+        raise argparse.ArgumentTypeError(f"FILE must end in .json, got {text!r} (put --json after the positional "
+                                         "arguments, or write --json=FILE.json)")
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    return text
+
+
+def add_json_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """`--json [FILE]`, the same in every verb: `what` as JSON on stdout instead of the text, or
+    written to FILE (which must end in .json, so that a positional argument is never taken for
+    it) beside the text."""
+    p.add_argument("--json", nargs="?", const="-", type=_json_file, metavar="FILE",
+                   help=f"{what} as JSON: on stdout instead of the text (--json), or also written to FILE "
+                        "(--json FILE.json)")
+
+
+def emit_json(args, obj) -> bool:
+    """Carry out --json for `obj`; True when it went to stdout (then the verb prints no text)."""
+    from ..io import atomic_write, json_text
+
+    if not getattr(args, "json", None):
+        return False
+    text = json_text(obj)
+    if args.json == "-":
+        print(text, end="")
+        return True
+    from pathlib import Path
+
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(Path(args.json), lambda tmp: Path(tmp).write_text(text))
+    return False
+
+
 def add_quiet_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true",
                    help="no progress on stderr (a bar on a terminal, else a line per tenth of the images)")

@@ -15,10 +15,10 @@ from ..evaluation.evaluate import (FEATURE_METRICS, METRICS, chain_features, che
 from ..evaluation.extractors import INCEPTION, load_extractor
 from ..evaluation.sets import ImageSet, is_feature_file, load_feature_file
 from ..generate import run_record
-from ..io import write_json
 from ..metrics.classifier import BUNDLED_FEATURE_NETS
 from ..seeds import parse_seeds
 from .chain_flags import add_chain_arguments, build_chain, chain_labels
+from .common import add_json_flag, emit_json
 from .eval_train_features import add_train_features_parser, run_train_features
 
 
@@ -55,7 +55,7 @@ def add_parser(subparsers, help_text: str) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--save-features", metavar="NPZ", help="write the samples' activations and μ/Σ here")
     p.add_argument("--save-ref-features", metavar="NPZ", help="write the reference's activations and μ/Σ here")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    add_json_flag(p, "the results")
     add_chain_arguments(p, default_seeds="0-49999")
     p.set_defaults(func=run_eval)
 
@@ -118,11 +118,11 @@ def run_eval(args) -> int:
         record = run_record(chain, models)
         result.update({k: record[k] for k in ("stages", "nfe", "runtime")})
     result["features"] = samples.extractor or ref.extractor
+    if emit_json(args, result):
+        return 0
     print(f"{samples.count} samples vs {ref.count or 'unknown number of'} reference images "
           f"({result['features']})")
     if args.models:
         print(f"network evaluations per image: {' + '.join(map(str, chain.nfe()))}")
     print(format_metrics(result))
-    if args.json:
-        write_json(Path(args.json), result)
     return 0

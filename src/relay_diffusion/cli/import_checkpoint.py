@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ..sampling.presets import RELAY_RECIPES
 from ..checkpoints.official import OFFICIAL_STAGES, import_checkpoint
-from .common import add_schedule_flags
+from .common import add_json_flag, add_schedule_flags, emit_json
 
 SCHEDULE_FLAGS = ("up_scale", "blur_sigma_max", "prob_length", "block_scale", "min_scale", "noise_mixture")
 
@@ -36,7 +35,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
                    help="checkpoint entry holding the network [default: ema; RDM .pt files also have 'net']")
     add_schedule_flags(p, SCHEDULE_FLAGS, prefix="relay: ")
     p.add_argument("--force", action="store_true", help="replace DEST_DIR if it is a model directory (or empty)")
-    p.add_argument("--json", action="store_true", help="print the written config as JSON")
+    add_json_flag(p, "the written config")
     p.set_defaults(func=run_import)
     return p
 
@@ -53,8 +52,7 @@ def run_import(args: argparse.Namespace) -> int:
     for w in result["warnings"]:
         print(f"rdm: warning: {w}", file=sys.stderr)
     cfg = result["config"]
-    if args.json:
-        print(json.dumps(cfg, indent=2))
+    if emit_json(args, cfg):
         return 0
     net, src = cfg["network"], cfg["source"]
     print(f"imported {src['file']} ({src['format']}, {src['precond_class'] or 'bare'}/{src['network_class']}, "

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 import typing
+from pathlib import Path
 
 from ..networks import NETWORK_PRESETS
 from ..networks.runtime import PRECISIONS
@@ -26,9 +27,12 @@ def add_parser(subparsers, help_text: str) -> None:
         description="Train a base stage (EDM loss) or a relay stage (blur + block-noise loss) on CPU, "
                     "one GPU, or many processes (torchrun --nproc_per_node=N $(which rdm) train ...). "
                     "Re-running the same command resumes from the newest snapshot in --outdir. "
-                    "Image counts accept suffixes: 200k, 1.5M, 64Ki. Flags override --preset; "
-                    "[default] is the value without a preset.")
-    p.add_argument("--preset", choices=sorted(TRAIN_PRESETS), help="start from these settings")
+                    "Image counts accept suffixes: 200k, 1.5M, 64Ki. Flags override --config; "
+                    "[default] is the value without one.")
+    p.add_argument("--config", metavar="NAME|FILE.json",
+                   help=f"start from a named training configuration ({', '.join(sorted(TRAIN_PRESETS))}) or "
+                        "a run's config.json")
+    p.add_argument("--preset", dest="old_preset", help=argparse.SUPPRESS)      # the flag's earlier name
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and parameter count, then exit")
     helps = field_help(TrainConfig)
     hints = typing.get_type_hints(TrainConfig)
@@ -56,14 +60,33 @@ def add_parser(subparsers, help_text: str) -> None:
     p.set_defaults(func=run_train)
 
 
+def base_config(name: str | None) -> dict:
+    """The values of --config: a TRAIN_PRESETS name or a run directory's config.json."""
+    if name is None:
+        return {}
+    if name in TRAIN_PRESETS:
+        return dict(TRAIN_PRESETS[name])
+    if name.endswith(".json"):
+        from ..io import read_json
+
+        if not Path(name).is_file():
+            raise ValueError(f"--config {name}: no such file")
+        return read_json(Path(name), "training config")
+    raise ValueError(f"--config {name!r}: not a training configuration ({', '.join(sorted(TRAIN_PRESETS))}) "
+                     "nor a config.json file")
+
+
 def resolve_config(args) -> TrainConfig:
-    values = dict(TRAIN_PRESETS[args.preset]) if args.preset else {}
+    if getattr(args, "old_preset", None):
+        print("rdm train: --preset is now --config", file=sys.stderr)
+        args.config = args.config or args.old_preset
+    values = base_config(args.config)
     given = {name: getattr(args, name) for name in (*(f.name for f in dataclasses.fields(TrainConfig)),
                                                       *SCHEDULE_FIELDS)
              if getattr(args, name, None) is not None}          # schedule fields: merged by from_dict
     if given.get("cond") is False and values.get("label_dropout") and "label_dropout" not in given:
         # label dropout (for guidance) only exists for a conditional model: --no-cond implies none
-        print(f"rdm train: --no-cond: label dropout off (the preset's {values['label_dropout']} needs "
+        print(f"rdm train: --no-cond: label dropout off (the config's {values['label_dropout']} needs "
               "class labels)", file=sys.stderr)
         values["label_dropout"] = 0.0
     values.update(given)
