@@ -213,7 +213,7 @@ def finished(out: Path, spec: dict) -> bool:
 
 def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, batch: int) -> bool:
     """Sample and measure one point; False when its chain is not trained yet."""
-    from relay_diffusion.io import to_uint8
+    from relay_diffusion.pixels import to_uint8
     from relay_diffusion.models import RelayModel
     from relay_diffusion.pipeline import RelayChain
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from relay_diffusion.analysis import (band_mask, block_axis_covariance, block_power_stationary,
+from relay_diffusion.analysis import (band_mask, block_power_stationary,
                                       match_sigma, noise_power, noise_power_1d, signal_spectra,
                                       snr_rows, start_report, surviving_energy, upsample_gain)
 from relay_diffusion.analysis.schedule import schedule_curves
 from relay_diffusion.cli import main
-from relay_diffusion.relay import block_noise, block_noise_covariance, patch_dct, patch_idct
+from relay_diffusion.relay import block_axis_covariance, block_noise, block_noise_covariance, patch_dct, patch_idct
 from relay_diffusion.sampling.presets import RELAY_RECIPES
 
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None

@@ -200,7 +200,7 @@ def test_ctrl_c_keeps_complete_images_and_says_how_many(tmp_path, monkeypatch, c
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_model_and_snapshot_files_honour_the_umask(tmp_path, umask):
-    from relay_diffusion.io import save_tensors
+    from relay_diffusion.files import save_tensors
     old = os.umask(umask)
     try:
         tiny_model("base", 4, seed=0).save_pretrained(tmp_path / "m")
@@ -363,7 +363,7 @@ def test_class_labels_on_an_unconditional_model_are_refused_not_ignored():
 
 def test_colour_edits_follow_the_official_celebahq_order():
     from PIL import ImageEnhance
-    from relay_diffusion.io import enhance, to_pil
+    from relay_diffusion.pixels import enhance, to_pil
     u8 = torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     ours = np.asarray(enhance(u8, {"brightness": 1.05, "contrast": 0.9, "color": 0.99})[0])
     im = ImageEnhance.Contrast(to_pil(u8[0])).enhance(0.9)                  # generate_celebahq.py's order

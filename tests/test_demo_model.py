@@ -10,7 +10,7 @@ import torch
 
 from relay_diffusion.cli import main
 from relay_diffusion.pipeline import bundled_demo_chain
-from relay_diffusion.io import to_uint8
+from relay_diffusion.pixels import to_uint8
 from relay_diffusion.metrics.classifier import accuracy, bundled_feature_net_dir, load_feature_net
 from relay_diffusion.pipeline import RelayChain
 

@@ -19,7 +19,7 @@ from relay_diffusion import RelaySchedule, SeededNoise, relay_sampler, upsample_
 from relay_diffusion.cli import main  # noqa: E402
 from relay_diffusion.integrations.diffusers import (RelayDiffusionPipeline, RelayScheduler, export_diffusers,  # noqa: E402
                                                     import_diffusers)
-from relay_diffusion.io import load_weights, read_model_config  # noqa: E402
+from relay_diffusion.weights import load_weights, read_model_config# noqa: E402
 from relay_diffusion.pipeline import RelayChain, bundled_demo_chain  # noqa: E402
 
 SEEDS = [0, 1, 2, 13]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from relay_diffusion.distributed import Dist
 from relay_diffusion.generate import image_path, run_record, sample_images
-from relay_diffusion.io import to_uint8
+from relay_diffusion.pixels import to_uint8
 from relay_diffusion.pipeline import RelayChain, bundled_demo_chain
 from relay_diffusion.sampling.presets import chain_recipe
 

@@ -28,7 +28,7 @@ import torch
 from relay_diffusion.checkpoints import (CheckpointError, TensorRef, UnsafeCheckpointError, import_checkpoint,
                                          open_checkpoint, safe_loads)
 from relay_diffusion.cli import build_parser
-from relay_diffusion.io import load_weights, read_model_config
+from relay_diffusion.weights import load_weights, read_model_config
 from relay_diffusion.models import RelayModel
 from relay_diffusion.networks import NetworkConfig
 from relay_diffusion.precond import EDMPrecond

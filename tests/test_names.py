@@ -12,8 +12,9 @@ import torch
 from relay_diffusion import RelaySchedule
 from relay_diffusion.cli import build_parser, main
 from relay_diffusion.cli.train import resolve_config
-from relay_diffusion.sampling import (BaseSamplerSettings, RelaySamplerSettings, SeededNoise, edm_sampler,
-                                      relay_sampler, sde_heun_sampler)
+from relay_diffusion.sampling import (BaseSamplerSettings, RelaySamplerSettings, edm_sampler, relay_sampler,
+                                      sde_heun_sampler)
+from relay_diffusion.seeds import SeededNoise
 from relay_diffusion.training.config import TrainConfig
 from relay_diffusion.training.rundir import check_resume, record_run
 

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from relay_diffusion.io import read_model_config
+from relay_diffusion.weights import read_model_config
 from relay_diffusion.losses import EDMLoss
 from relay_diffusion.models import ModelConfig, RelayModel, read_config
 from relay_diffusion.pipeline import RelayChain, bundled_demo_chain

@@ -33,7 +33,7 @@ def test_snapshot_dir_picks_the_nearest_written_snapshot(tmp_path):
 def test_train_commands_carry_the_ablated_settings(tmp_path):
     cmd = study.train_command("relay32-alpha0", tmp_path)
     assert cmd[cmd.index("--block-scale") + 1] == "0.0"
-    assert cmd[cmd.index("--preset") + 1] == "fmnist-relay-8to32"
+    assert cmd[cmd.index("--config") + 1] == "fmnist-relay-8to32"
     assert "--noise-mixture" in study.train_command("relay32-paper", tmp_path)
     cmd = study.train_command("relay16to32", tmp_path)
     assert cmd[cmd.index("--up-scale") + 1] == "2"

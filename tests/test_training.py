@@ -78,7 +78,7 @@ def test_tiny_model_overfits_four_images(tmp_path, stage, res, net, steps, lr):
                 batch=16, duration=16 * steps, lr=lr, snapshot_every=10 ** 9, status_every=16 * 100,
                 ema_halflife=1600)
     from relay_diffusion.precond import EDMPrecond
-    from relay_diffusion.sampling import SeededNoise
+    from relay_diffusion.seeds import SeededNoise
     from relay_diffusion.training.batches import ImageSource
     from relay_diffusion.training.loop import _loss_fn, prepare
 

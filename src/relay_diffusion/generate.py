@@ -17,7 +17,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from . import __version__
-from .io import atomic_write, enhance, to_pil, to_uint8
+from .files import atomic_write
+from .pixels import enhance, to_pil, to_uint8
 from .pipeline import RelayChain, class_labels
 from .seeds import check_seeds
 
@@ -68,7 +69,7 @@ def sample_images(chain: RelayChain, seeds: Sequence[int], labels="balanced", *,
 
     labels: "balanced" (seed mod classes), "random", a class, or one class per seed. names: file
     stems instead of EDM's seed layout (one per seed). low_res: inputs of a chain that starts with a
-    relay stage. edits: colour edits of io.COLOUR_EDITS (applied to written and kept images).
+    relay stage. edits: colour edits of pixels.COLOUR_EDITS (applied to written and kept images).
     dist: a `distributed.Dist`; process r samples seeds r, r + P, … and, with `keep`, every process
     receives all images. on_batch(indices, uint8 images) after every batch (progress, previews).
     Ctrl-C stops after the image being written and returns `interrupted=True`."""

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import torch
 
-from .io import atomic_directory, load_weights, read_model_config, save_model_dir, weight_shapes, weights_path
+from .files import atomic_directory
+
+from .weights import load_weights, read_model_config, save_model_dir, weight_shapes, weights_path
 from .networks import NetworkConfig
 from .networks.runtime import RuntimeOptions, check_device
 from .precond import EDMPrecond

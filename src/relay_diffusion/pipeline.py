@@ -165,7 +165,7 @@ class RelayChain:
 
     @staticmethod
     def to_pil(images: torch.Tensor) -> list:
-        from .io import to_pil, to_uint8
+        from .pixels import to_pil, to_uint8
         return [to_pil(u8) for u8 in to_uint8(images.cpu())]
 
 

@@ -249,6 +249,16 @@ def relay_noise(eps: torch.Tensor, eps_block: torch.Tensor | None, block_scale: 
     return n
 
 
+def block_axis_covariance(n: int, block_size: int) -> torch.Tensor:
+    """One axis of Block[s]'s covariance (paper §3.2): the overlap of two circular length-s
+    windows divided by s, so that `block_noise_covariance(n, n, s)` = A ⊗ A."""
+    member = torch.zeros(n, n, dtype=torch.float64)     # member[i, k] = 1: pixel k in the window of pixel i
+    idx = torch.arange(n)
+    for j in range(block_size):
+        member[idx, (idx - j) % n] = 1.0
+    return member @ member.T / block_size
+
+
 def block_noise_covariance(height: int, width: int, block_size: int, kind: str = "block") -> torch.Tensor:
     """Exact covariance matrix (HW × HW, float64) of `block_noise(·, block_size, kind)`.
 
@@ -260,14 +270,7 @@ def block_noise_covariance(height: int, width: int, block_size: int, kind: str =
         cy, cx = torch.arange(height) // block_size, torch.arange(width) // block_size
         return torch.kron((cy[:, None] == cy[None]).double(), (cx[:, None] == cx[None]).double())
 
-    def axis(n: int) -> torch.Tensor:
-        # member[i, k] = 1 if pixel k is in the window of pixel i: {i − j mod n : j < s}
-        member = torch.zeros(n, n, dtype=torch.float64)
-        idx = torch.arange(n)
-        for j in range(block_size):
-            member[idx, (idx - j) % n] = 1.0
-        return member @ member.T / block_size
-    return torch.kron(axis(height), axis(width))
+    return torch.kron(block_axis_covariance(height, block_size), block_axis_covariance(width, block_size))
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,13 +9,32 @@ the size of that approximation (docs/method.md §3.6: CelebA-HQ keeps α01 = 0.3
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterable
 
 import torch
 
 from ..relay import RelaySchedule, patch_dct
 from ..sampling.settings import RelaySamplerSettings
+from ..sampling.solvers import nfe
 from .snr import to_unit_range
+
+
+def relay_step_table(schedule: RelaySchedule, settings: RelaySamplerSettings) -> dict:
+    """What a relay stage will do, step by step: σ, the sampler's u and σ_B, and the two lowest
+    AC blur factors α(0,1), α(1,1) — plus the start σ₀ and the number of network evaluations."""
+    sch = schedule.for_sampling(settings.prob_length)
+    sig = settings.sigmas(schedule)
+    u, sb = sch.u(sig), sch.blur_sigma_at(sig)
+    fac = sch.factors(sig)
+    p = sch.up_scale
+    steps = [dict(step=i, sigma=float(sig[i]), u=float(u[i]), blur_sigma=float(sb[i]),
+                  alpha_01=float(fac[i, 0, 1]) if p > 1 else 1.0,
+                  alpha_11=float(fac[i, 1, 1]) if p > 1 else 1.0) for i in range(len(sig))]
+    calls = nfe(settings.solver, len(sig))
+    return dict(schedule=dataclasses.asdict(schedule), sampler=dataclasses.asdict(settings),
+                sigma_top=schedule.sigma_top, sigma_start=float(sig[0]), steps_kept=len(sig),
+                nfe=calls, nfe_with_guidance=calls * (2 if settings.cfg_scale != 1 else 1), steps=steps)
 
 
 def start_sigma(schedule: RelaySchedule, settings: RelaySamplerSettings) -> float:

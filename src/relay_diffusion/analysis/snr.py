@@ -25,7 +25,7 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 
-from ..relay import NOISE_MIXTURES, dct_matrix, patch_dct
+from ..relay import NOISE_MIXTURES, block_axis_covariance, dct_matrix, patch_dct
 
 NOISE_KINDS = ("iid", "block", "relay")
 
@@ -44,16 +44,6 @@ def upsample_gain(n: int, factor: int) -> torch.Tensor:
     gain = torch.sin(math.pi * k / (2 * n)) ** 2 / (s * torch.sin(math.pi * k / (2 * s * n)) ** 2)
     gain[0] = float(s)
     return gain
-
-
-def block_axis_covariance(n: int, block_size: int) -> torch.Tensor:
-    """One axis of Block[s]'s covariance (paper §3.2): overlap of two circular length-s windows
-    divided by s, so that `relay.block_noise_covariance(n, n, s)` = A ⊗ A."""
-    member = torch.zeros(n, n, dtype=torch.float64)
-    idx = torch.arange(n)
-    for j in range(block_size):
-        member[idx, (idx - j) % n] = 1.0
-    return member @ member.T / block_size
 
 
 def noise_power_1d(n: int, kind: str, block_size: int) -> torch.Tensor:

@@ -21,11 +21,13 @@ from pathlib import Path
 
 import torch
 
-from ..io import MODEL_FORMAT, atomic_directory, read_json, save_model_dir, sha256_file
+from ..files import atomic_directory, read_json, sha256_file
+
+from ..weights import MODEL_FORMAT, save_model_dir
 from ..models import ModelConfig
 from ..networks import NetworkConfig, count_parameters
 from ..relay import RelaySchedule
-from ..sampling.presets import RELAY_RECIPES
+from ..schedules import PUBLISHED_SCHEDULES
 from ..stages import stage_kind
 from .safe_pickle import CheckpointError, PickledObject, TensorRef, open_checkpoint
 
@@ -286,8 +288,8 @@ def resolve_stage(stage, recipe, overrides: dict, detected: RelaySchedule | None
     warnings = []
     if stage is not None and stage not in OFFICIAL_STAGES.values():
         raise ValueError(f"stage must be one of {', '.join(OFFICIAL_STAGES.values())}, got {stage!r}")
-    if recipe is not None and recipe not in RELAY_RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; choose from {', '.join(sorted(RELAY_RECIPES))}")
+    if recipe is not None and recipe not in PUBLISHED_SCHEDULES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose from {', '.join(sorted(PUBLISHED_SCHEDULES))}")
     unknown = sorted(set(overrides) - set(SCHEDULE_FLAGS))
     if unknown:
         raise ValueError(f"unknown schedule settings {unknown}; known: {', '.join(SCHEDULE_FLAGS)}")
@@ -301,7 +303,7 @@ def resolve_stage(stage, recipe, overrides: dict, detected: RelaySchedule | None
                              "model; use --stage relay (or leave --stage out)")
         return stage, None, warnings
     if recipe:
-        base = RELAY_RECIPES[recipe].schedule
+        base = PUBLISHED_SCHEDULES[recipe]
         if detected and detected != base:
             warnings.append(f"recipe {recipe} differs from the checkpoint's BlurLoss settings "
                             f"({dataclasses.asdict(detected)}); using the recipe")
@@ -376,7 +378,7 @@ def import_checkpoint(src, dest, *, stage: str | None = None, recipe: str | None
     """Convert an RDM `.pt` / EDM `.pkl` checkpoint into the model directory `dest`.
 
     stage: a value of OFFICIAL_STAGES; None = base, unless a recipe/override is given or the file holds
-    RDM's BlurLoss. recipe: a key of RELAY_RECIPES whose schedule the relay model was trained
+    RDM's BlurLoss. recipe: a key of PUBLISHED_SCHEDULES, the schedule the relay model was trained
     with. schedule_overrides: RelaySchedule fields to set. key: the checkpoint entry to import.
     overwrite: replace `dest` if it is a model directory.
 

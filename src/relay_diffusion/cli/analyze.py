@@ -12,9 +12,10 @@ from ..data.convert import BUILTIN_SOURCES
 from ..analysis.plots import PlotUnavailable
 from ..analysis.schedule import patch_spectrum, schedule_curves, start_report
 from ..analysis.snr import NOISE_KINDS, match_table, signal_spectra, snr_rows
-from ..io import check_output_dir, write_json
+from ..files import check_output_dir, write_json
 from ..relay import NOISE_MIXTURES, RelaySchedule
-from ..sampling.presets import RELAY_RECIPES, relay_step_table
+from ..analysis.schedule import relay_step_table
+from ..sampling.presets import RELAY_RECIPES
 from ..sampling.settings import RelaySamplerSettings
 from .common import add_json_flag, add_schedule_flags, add_setting_flags, emit_json, given_fields, positive_list
 

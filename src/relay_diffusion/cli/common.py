@@ -49,7 +49,7 @@ def add_json_flag(p: argparse.ArgumentParser, what: str) -> None:
 
 def emit_json(args, obj) -> bool:
     """Carry out --json for `obj`; True when it went to stdout (then the verb prints no text)."""
-    from ..io import atomic_write, json_text
+    from ..files import atomic_write, json_text
 
     if not getattr(args, "json", None):
         return False

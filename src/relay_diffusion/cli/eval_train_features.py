@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from ..data import load_images
-from ..io import check_replaceable_dir
+from ..files import check_replaceable_dir
 from ..metrics.classifier import (BLOCKS, FeatureNetConfig, FeatureTrainConfig, is_feature_net_dir,
                                   save_feature_net, train_feature_net)
 from .common import field_help, positive_list

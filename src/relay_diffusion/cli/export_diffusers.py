@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import check_replaceable_dir
+from ..files import check_replaceable_dir
 from ..models import read_config
 from ..sampling.presets import CHAIN_RECIPES
 

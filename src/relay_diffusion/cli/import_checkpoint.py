@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..sampling.presets import RELAY_RECIPES
+from ..schedules import PUBLISHED_SCHEDULES
 from ..checkpoints.official import OFFICIAL_STAGES, import_checkpoint
 from .common import add_json_flag, add_schedule_flags, emit_json
 
@@ -28,7 +28,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=tuple(OFFICIAL_STAGES.values()),
                    help="base (EDM, first stage) or relay (second stage) [default: base, or relay when "
                         "--recipe/schedule flags are given or the file holds RDM's BlurLoss]")
-    p.add_argument("--recipe", choices=sorted(k for k in RELAY_RECIPES if k != "default"),
+    p.add_argument("--recipe", choices=sorted(k for k in PUBLISHED_SCHEDULES if k != "default"),
                    help="official relay schedule the model was trained with: imagenet256 "
                         "(imagenet_second_stage.pt) or celebahq256 (celebahq_second_stage.pt); implies --stage relay")
     p.add_argument("--key", default="ema",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..io import check_output_dir
+from ..files import check_output_dir
 
 
 def add_parser(subparsers, help_text: str) -> None:

@@ -13,7 +13,8 @@ import torch
 from ..data.images import image_files
 from ..distributed import init_distributed, shutdown_distributed
 from ..generate import run_record, sample_images
-from ..io import COLOUR_EDITS, atomic_write, check_output_dir, read_images, save_image_grid, write_json
+from ..files import atomic_write, check_output_dir, write_json
+from ..pixels import COLOUR_EDITS, read_images, save_image_grid
 from ..pipeline import RelayChain
 from ..progress import Progress
 from ..seeds import parse_seeds, seed_from_name

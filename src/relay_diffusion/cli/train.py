@@ -67,7 +67,7 @@ def base_config(name: str | None) -> dict:
     if name in TRAIN_PRESETS:
         return dict(TRAIN_PRESETS[name])
     if name.endswith(".json"):
-        from ..io import read_json
+        from ..files import read_json
 
         if not Path(name).is_file():
             raise ValueError(f"--config {name}: no such file")

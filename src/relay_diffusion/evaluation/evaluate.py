@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 import torch
 
-from ..io import cache_dir
+from ..files import cache_dir
 from ..progress import Progress
 from ..networks.runtime import RuntimeOptions
 from ..metrics import (frechet_distance, inception_score, kernel_inception_distance, precision_recall,

@@ -21,7 +21,7 @@ import torch
 
 from ..data import ArraySource, DatasetError, FolderSource, ZipSource
 from ..data.sources import NPZ_IMAGE_KEYS
-from ..io import atomic_write
+from ..files import atomic_write
 from ..metrics.features import feature_statistics
 
 FEATURE_KEYS = ("pool", "spatial", "logits")

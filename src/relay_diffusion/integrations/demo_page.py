@@ -19,7 +19,7 @@ import zipfile
 import torch
 
 from ..generate import run_record, sample_images
-from ..io import to_pil, to_uint8
+from ..pixels import to_pil, to_uint8
 from ..pipeline import RelayChain
 from ..sampling import SOLVERS
 from ..sampling.presets import FAST_RECIPE

@@ -36,7 +36,9 @@ except ImportError as e:                                          # the optional
                       "pip install 'relay-diffusion[diffusers]'") from e
 
 from ..data.labels import one_hot
-from ..io import atomic_directory, read_model_config, save_model_dir, to_pil, to_uint8
+from ..files import atomic_directory
+from ..weights import read_model_config, save_model_dir
+from ..pixels import to_pil, to_uint8
 from ..models import ModelConfig, RelayModel
 from ..networks import NetworkConfig
 from ..pipeline import class_labels as labels_for_seeds

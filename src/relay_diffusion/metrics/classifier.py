@@ -23,7 +23,8 @@ from torch import nn
 
 from .._validate import check_finite
 from ..data.labels import MAX_CLASSES
-from ..io import atomic_directory, load_weights, read_model_config, save_model_dir
+from ..files import atomic_directory
+from ..weights import load_weights, read_model_config, save_model_dir
 
 FEATURE_NET_KIND = "feature-net"
 MAX_WIDTH = 4096                         # channels of a stage: far above any useful feature net

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..io import cache_dir, sha256_file
+from ..files import cache_dir, sha256_file
 
 __all__ = ["InceptionV3FID", "load_inception", "inception_weights_path",
            "WEIGHTS_FILENAME", "WEIGHTS_URL", "WEIGHTS_SHA256_PREFIX"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import dataclasses
 
 from ..relay import RelaySchedule
+from ..schedules import PUBLISHED_SCHEDULES
 from .settings import BaseSamplerSettings, RelaySamplerSettings
-from .solvers import nfe
 
 
 BASE_RECIPES = {
@@ -34,37 +34,20 @@ RELAY_RECIPES = {
     # generate_imagenet.py: 200 nominal steps, ρ = 100 → 100 kept, σ₀ = 0.86912, 199 NFE
     # (398 with CFG 3.5); FID 1.87 with guidance + class balance, 5.27 without (paper Table 2).
     "imagenet256": RelayRecipe(
-        RelaySchedule(up_scale=4, blur_sigma_max=3.0, prob_length=0.93),
+        PUBLISHED_SCHEDULES["imagenet256"],
         RelaySamplerSettings(num_steps=200, rho=100.0, truncation_sigma=0.9, prob_length=0.93,
                              eta=0.2, block_scale=0.15, cfg_scale=3.5),
         "official ImageNet 64→256 stage 2 (generate_imagenet.py)"),
     # generate_celebahq.py: 150 nominal steps, ρ = 7 → 54 kept, σ₀ = 0.92191, 107 NFE;
     # the sampler's L (truncation_t) 1.05 differs from the training L = 0.89 (docs/solvers.md §4). FID 3.15 (Table 1).
     "celebahq256": RelayRecipe(
-        RelaySchedule(up_scale=4, blur_sigma_max=2.0, prob_length=0.89),
+        PUBLISHED_SCHEDULES["celebahq256"],
         RelaySamplerSettings(num_steps=150, rho=7.0, truncation_sigma=0.95, prob_length=1.05,
                              eta=0.2, block_scale=0.15, cfg_scale=1.0),
         "official CelebA-HQ 64→256 stage 2 (generate_celebahq.py)"),
     # generate.py CLI defaults: 18 nominal steps → 7 kept, σ₀ = 0.89750, 13 NFE.
-    "default": RelayRecipe(RelaySchedule(), RelaySamplerSettings(), "official generate.py defaults"),
+    "default": RelayRecipe(PUBLISHED_SCHEDULES["default"], RelaySamplerSettings(), "official generate.py defaults"),
 }
-
-
-def relay_step_table(schedule: RelaySchedule, settings: RelaySamplerSettings) -> dict:
-    """What a relay stage will do, step by step: σ, the sampler's u and σ_B, and the two lowest
-    AC blur factors α(0,1), α(1,1) — plus the start σ₀ and the number of network evaluations."""
-    sch = schedule.for_sampling(settings.prob_length)
-    sig = settings.sigmas(schedule)
-    u, sb = sch.u(sig), sch.blur_sigma_at(sig)
-    fac = sch.factors(sig)
-    p = sch.up_scale
-    steps = [dict(step=i, sigma=float(sig[i]), u=float(u[i]), blur_sigma=float(sb[i]),
-                  alpha_01=float(fac[i, 0, 1]) if p > 1 else 1.0,
-                  alpha_11=float(fac[i, 1, 1]) if p > 1 else 1.0) for i in range(len(sig))]
-    calls = nfe(settings.solver, len(sig))
-    return dict(schedule=dataclasses.asdict(schedule), sampler=dataclasses.asdict(settings),
-                sigma_top=schedule.sigma_top, sigma_start=float(sig[0]), steps_kept=len(sig),
-                nfe=calls, nfe_with_guidance=calls * (2 if settings.cfg_scale != 1 else 1), steps=steps)
 
 
 # Few-step recipes measured on the Fashion-MNIST models (docs/solvers-quality.md): not official,

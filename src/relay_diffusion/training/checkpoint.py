@@ -11,7 +11,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ..io import TMP_MARK, atomic_directory, read_json, save_model_dir, save_tensors, write_json
+from ..files import TMP_MARK, atomic_directory, read_json, save_tensors, write_json
+
+from ..weights import save_model_dir
 
 SNAPSHOT_RE = re.compile(r"snapshot-(\d{12})")
 

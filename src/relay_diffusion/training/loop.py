@@ -21,7 +21,7 @@ import torch
 from ..data import ImageDataset
 from ..distributed import Dist, init_distributed, shutdown_distributed
 from ..data.labels import one_hot
-from ..io import save_image_grid
+from ..pixels import save_image_grid
 from ..networks import NETWORK_PRESETS, count_parameters
 from ..networks.runtime import RuntimeOptions
 from ..precond import EDMPrecond

@@ -3,11 +3,11 @@ the preset. Paper presets carry the official hyperparameters (paper Appendix, do
 
 from __future__ import annotations
 
-from ..sampling.presets import RELAY_RECIPES
+from ..schedules import PUBLISHED_SCHEDULES
 
 # the relay stages' forward processes: the official recipes' (the demo and study use ImageNet's)
-_IMAGENET_RELAY = dict(schedule=RELAY_RECIPES["imagenet256"].schedule)
-_CELEBA_RELAY = dict(schedule=RELAY_RECIPES["celebahq256"].schedule)
+_IMAGENET_RELAY = dict(schedule=PUBLISHED_SCHEDULES["imagenet256"])
+_CELEBA_RELAY = dict(schedule=PUBLISHED_SCHEDULES["celebahq256"])
 _CPU = dict(lr=2e-3, lr_rampup=50_000, ema_halflife=100_000, batch=128, status_every=20_000,
             snapshot_every=200_000, sample_every=500_000)
 

@@ -12,7 +12,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from ..io import check_output_dir, read_json, write_json
+from ..files import check_output_dir, read_json, write_json
 from .config import TrainConfig
 
 LOCK_NAME = "run.lock"          # holds the lock; its text names the holder
