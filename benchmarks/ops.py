@@ -19,12 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_quick, emit, machine, median_seconds, parse_args  # noqa: E402
-from official import _dct_fft, _from_patches, _idct_fft, _to_patches, reference_block_noise  # noqa: E402
+from relay_diffusion.reference import _dct_fft, _from_patches, _idct_fft, _to_patches, reference_block_noise  # noqa: E402
 
 from relay_diffusion import RelaySchedule, blur, block_noise, patch_dct, patch_idct
 
 
-# ---- straightforward references: benchmarks/official.py
+# ---- straightforward references: relay_diffusion/reference.py
 
 def reference_blur(x, blur_sigma, p, min_scale=1e-3):
     """Official-style: patches → FFT DCT rows, then columns → scale → inverse → back."""

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (ALLOCATORS, RUNTIMES, add_quick, add_runtimes, apply_allocator, emit, machine,  # noqa: E402
                     median_seconds, parse_args, parse_names, parse_runtimes, run_child, synchronize)
-from official import reference_edm_sampler, reference_relay_sampler  # noqa: E402
+from relay_diffusion.reference import reference_edm_sampler, reference_relay_sampler  # noqa: E402
 
 from relay_diffusion import EDMPrecond, RelaySchedule, SeededNoise, relay_sampler, relay_sigmas  # noqa: E402
 from relay_diffusion.models import RelayModel  # noqa: E402

@@ -27,6 +27,7 @@ from common import (ALLOCATORS, RUNTIMES, add_quick, add_runtimes, apply_allocat
                     median_seconds, parse_args, parse_names, parse_runtimes, run_child, synchronize)
 
 from relay_diffusion.data.labels import one_hot  # noqa: E402
+from relay_diffusion.data.synthetic import SyntheticDataset  # noqa: E402
 from relay_diffusion.networks.runtime import RuntimeOptions  # noqa: E402
 
 CONFIGS = [  # (name, stage, network, resolution, channels, classes): the table's rows
@@ -40,23 +41,6 @@ PAPER_CONFIGS = [  # the paper's ImageNet networks (GPU sizes; labels as in the 
     ("relay-256 (imagenet256-stage2)", "relay", "imagenet256-stage2", 256, 3, 1000),
 ]
 ALL_CONFIGS = {c[0]: c for c in CONFIGS + PAPER_CONFIGS}
-
-
-class SyntheticDataset:
-    """Random uint8 images in memory with the attributes the trainer reads."""
-
-    def __init__(self, n, resolution, channels, classes):
-        g = torch.Generator().manual_seed(0)
-        self.images = torch.randint(0, 256, (n, channels, resolution, resolution), generator=g, dtype=torch.uint8)
-        self.labels = torch.arange(n) % max(classes, 1)
-        self.resolution, self.num_channels = resolution, channels
-        self.label_dim, self.has_labels = classes, classes > 0
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        return self.images[i], int(self.labels[i]) if self.has_labels else -1
 
 
 # network runtimes of the compared training step (common.RUNTIMES → TrainConfig fields)

@@ -12,7 +12,7 @@ import pytest
 from relay_diffusion.cli import main
 from relay_diffusion.models import RelayModel
 from relay_diffusion.networks import NetworkConfig
-from test_pipeline import tiny_model
+from helpers.models import tiny_model
 
 
 @pytest.fixture

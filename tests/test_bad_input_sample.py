@@ -17,7 +17,7 @@ from relay_diffusion.cli import main
 from relay_diffusion.pipeline import bundled_demo_chain
 from relay_diffusion.pipeline import RelayChain
 from relay_diffusion.seeds import SEED_LIMIT, parse_seeds
-from test_pipeline import tiny_model
+from helpers.models import tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from relay_diffusion.cli import main
 from relay_diffusion.training import train
 from relay_diffusion.training.checkpoint import list_snapshots
 from relay_diffusion.training.rundir import RunInUseError, RunLock
-from test_training import small, write_edm_zip
+from helpers.training import small, write_edm_zip
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,7 @@ def cfg(data, outdir, **kw):
                     "snapshot_every": 16, "status_every": 16, **kw})
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_and_the_lock_dies_with_its_holder(tmp_path, data8):
     run = tmp_path / "run"
     with RunLock(run):

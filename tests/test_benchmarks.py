@@ -19,6 +19,7 @@ def run_benchmarks(*args, cwd=ROOT):
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_scaling_run_writes_json_and_readme(tmp_path):
     out = tmp_path / "results"
     r = run_benchmarks("--quick", "--only", "scaling", "--outdir", str(out), "--note", "test run",
@@ -45,6 +46,7 @@ def test_scaling_run_writes_json_and_readme(tmp_path):
     assert "| `tiny-32` | 64 | 4× |" in readme                     # growth row: pixels ratio vs 32
 
 
+@pytest.mark.slow
 def test_unknown_benchmark_is_refused(tmp_path):
     r = run_benchmarks("--only", "nope", "--outdir", str(tmp_path))
     assert r.returncode == 2 and "unknown benchmark" in r.stderr
@@ -52,6 +54,7 @@ def test_unknown_benchmark_is_refused(tmp_path):
     assert r.returncode == 2 and "unknown benchmark" in r.stderr
 
 
+@pytest.mark.slow
 def test_training_runtimes_run_and_render(tmp_path):
     """The per-runtime training comparison: each runtime timed in its own process, fp16 reported
     as skipped off CUDA (not failed), speed-ups relative to eager fp32 on the system allocator
@@ -75,6 +78,7 @@ def test_training_runtimes_run_and_render(tmp_path):
     assert "| `fp32`, system allocator (baseline) |" in readme
 
 
+@pytest.mark.slow
 def test_a_benchmark_past_its_timeout_fails_without_stale_numbers(tmp_path):
     out = tmp_path / "results"
     out.mkdir()

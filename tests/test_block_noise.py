@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from benchmarks.official import reference_block_noise as roll_block_noise
+from relay_diffusion.reference import reference_block_noise as roll_block_noise
 from relay_diffusion import RelaySchedule, block_noise, block_noise_covariance, patch_dct, relay_noise
 
 

@@ -18,6 +18,7 @@ def test_help_lists_the_verbs(capsys):
         assert verb in out and help_text.split()[0] in out
 
 
+@pytest.mark.slow
 def test_top_level_help_and_version_do_not_import_torch():
     # the package's names load on first use and only the named verb's module is imported
     code = ("import sys, contextlib, io\n"
@@ -74,6 +75,7 @@ def test_bad_flags_give_a_clear_error(capsys):
         main(["analyze", "schedule", "--recipe", "nope"])
 
 
+@pytest.mark.slow
 def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "relay_diffusion.cli", "analyze", "schedule"],
                        capture_output=True, text=True, check=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -107,8 +106,7 @@ def test_training_steps_on_gpu_keep_fp32_state(runtime):
     from relay_diffusion.distributed import Dist
     from relay_diffusion.training.loop import Trainer, prepare
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from train_throughput import SyntheticDataset
+    from relay_diffusion.data.synthetic import SyntheticDataset
 
     cfg = TrainConfig(stage="relay", data="<synthetic>", outdir="<none>", network="tiny-32", cond=True,
                       batch=16, lr_rampup=0, device="cuda", **runtime)
@@ -123,13 +121,14 @@ def test_training_steps_on_gpu_keep_fp32_state(runtime):
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.net.parameters()))
 
 
+@pytest.mark.slow
 @pytest.mark.cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_two_nccl_processes_train_like_one(tmp_path):
     """torchrun with 2 GPUs (NCCL) × batch 4 ≡ 1 GPU × batch 8, like the gloo test on CPU."""
     from safetensors.torch import load_file
 
-    from test_training import train_in_one_and_two_processes, write_edm_zip
+    from helpers.training import train_in_one_and_two_processes, write_edm_zip
 
     from relay_diffusion.training.checkpoint import list_snapshots
 

@@ -56,6 +56,7 @@ def test_bad_port_is_refused(capsys):
 
 @pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                     reason="no Chromium/chromedriver here (apt-get install chromium chromium-driver)")
+@pytest.mark.slow
 def test_the_page_in_a_real_browser(chain, tmp_path):
     pytest.importorskip("gradio", reason="the optional extra relay-diffusion[demo] is not installed")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")

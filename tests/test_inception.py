@@ -299,9 +299,10 @@ def test_refuses_arbitrary_pickles(random_state, tmp_path):
 
 
 def test_safetensors(net, random_state, tmp_path):
-    safetensors = pytest.importorskip("safetensors.torch")
+    from safetensors.torch import save_file            # a dependency, not an optional extra
+
     path = tmp_path / "inception.safetensors"
-    safetensors.save_file({k: v.contiguous() for k, v in random_state.items()}, str(path))
+    save_file({k: v.contiguous() for k, v in random_state.items()}, str(path))
     other = load_inception(path, check_hash=False)
     x = torch.rand(1, 3, 32, 32) * 255
     assert torch.equal(other(x)["pool"], net(x)["pool"])

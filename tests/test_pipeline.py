@@ -7,26 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from relay_diffusion import EDMPrecond, RelaySchedule
 from relay_diffusion.models import RelayModel
-from relay_diffusion.networks import NetworkConfig
 from relay_diffusion.pipeline import RelayChain, class_labels
 from relay_diffusion.sampling.settings import BaseSamplerSettings, RelaySamplerSettings
 
-
-def tiny_model(stage, res, channels=1, label_dim=3, up=None, seed=0) -> RelayModel:
-    cfg = NetworkConfig(img_resolution=res, in_channels=channels, out_channels=channels, label_dim=label_dim,
-                        model_channels=16, channel_mult=(4,), num_blocks=1, attn_resolutions=(), dropout=0.0)
-    torch.manual_seed(seed)
-    net = cfg.build()
-    with torch.no_grad():                    # random weights everywhere (EDM zero-inits the output)
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    schedule = RelaySchedule(up_scale=up) if stage == "relay" else None
-    config = {"stage": stage, "resolution": res, "channels": channels, "label_dim": label_dim,
-              "sigma_data": 0.5, "network": cfg.to_dict(),
-              "schedule": dataclasses.asdict(schedule) if schedule else None}
-    return RelayModel(EDMPrecond(net, 0.5, label_dim).eval(), config)
+from helpers.models import tiny_model
 
 
 FAST_BASE = BaseSamplerSettings(num_steps=6)
@@ -132,9 +117,7 @@ def test_save_and_load_pretrained(tmp_path):
 
 def test_training_snapshot_is_a_model_directory(tmp_path):
     """What `rdm train` writes loads with from_pretrained (EMA weights by default)."""
-    import sys
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from test_training import small, write_edm_zip
+    from helpers.training import small, write_edm_zip
     from relay_diffusion.training import train
     from relay_diffusion.training.checkpoint import list_snapshots
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from nets import tiny_denoiser
+from helpers.nets import tiny_denoiser
 from relay_diffusion import (EDMLoss, EDMPrecond, RelayLoss, RelaySchedule, drop_labels, edm_coefficients,
                              edm_loss_weight)
 

@@ -151,6 +151,7 @@ def _glibc_with_mallinfo2() -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="needs glibc ≥ 2.33 (mallopt, mallinfo2)")
 def test_tuned_allocator_serves_large_blocks_from_the_heap():
     import os

@@ -16,7 +16,7 @@ from PIL import Image
 from relay_diffusion.cli import main
 from relay_diffusion.seeds import seed_from_name
 from relay_diffusion.seeds import parse_seeds
-from test_pipeline import tiny_model
+from helpers.models import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,6 +75,7 @@ def test_images_do_not_depend_on_batch_size(tmp_path, chain_dirs):
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1            # uint8 rounding of ~1e-6 differences
 
 
+@pytest.mark.slow
 def test_two_processes_write_the_same_images(tmp_path, chain_dirs):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["sample", *models(chain_dirs[:2]), "--steps", "6,12", "--seeds", "0-5", "--batch", "2"]

@@ -1,11 +1,11 @@
 """Sampler equivalences: the relay sampler against a literal DCT-space transcription of the
-official algorithm (docs/method.md §5.3; benchmarks/official.py, shared with the speed benchmark), its reduction to EDM's Heun sampler, and per-seed determinism."""
+official algorithm (docs/method.md §5.3; relay_diffusion/reference.py, shared with the speed benchmark), its reduction to EDM's Heun sampler, and per-seed determinism."""
 
 import pytest
 import torch
 
-from benchmarks.official import reference_relay_sampler
-from nets import tiny_denoiser
+from relay_diffusion.reference import reference_relay_sampler
+from helpers.nets import tiny_denoiser
 from relay_diffusion import (RelaySchedule, SeededNoise, classifier_free_guidance, edm_sampler, karras_sigmas,
                              relay_sampler, relay_sigmas, relay_stage, sde_heun_sampler, upsample_nearest)
 

@@ -18,7 +18,7 @@ differs from the forward process only slightly.
 import pytest
 import torch
 
-from gaussian_oracle import EdmOracle, RelayOracle, gaussian_z_scores, random_gaussian
+from helpers.gaussian_oracle import EdmOracle, RelayOracle, gaussian_z_scores, random_gaussian
 from relay_diffusion import RelaySchedule, edm_sampler, relay_sampler, relay_sigmas, sde_heun_sampler
 
 N = 20000

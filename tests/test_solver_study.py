@@ -4,22 +4,16 @@ reference is a saved point of an earlier plan."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+import solvers as driver                 # studies/ is on pytest's path (pyproject.toml)
+import solvers_points as points
 import torch
+from fmnist32_runs import RUNS
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
-sys.path.insert(0, str(STUDIES))
-import solvers as driver  # noqa: E402
-import solvers_points as points  # noqa: E402
-from fmnist32_runs import RUNS  # noqa: E402
-
-from relay_diffusion import RelaySchedule  # noqa: E402
-from relay_diffusion.networks.runtime import RuntimeOptions  # noqa: E402
-from relay_diffusion.sampling.presets import FAST_RECIPE  # noqa: E402
-from relay_diffusion.sampling.settings import BaseSamplerSettings, RelaySamplerSettings  # noqa: E402
+from relay_diffusion import RelaySchedule
+from relay_diffusion.networks.runtime import RuntimeOptions
+from relay_diffusion.sampling.presets import FAST_RECIPE
+from relay_diffusion.sampling.settings import BaseSamplerSettings, RelaySamplerSettings
 
 
 def test_every_plan_point_is_a_valid_chain():

@@ -15,8 +15,8 @@ import math
 import pytest
 import torch
 
-from gaussian_oracle import EdmOracle, RelayOracle, gaussian_z_scores, random_gaussian
-from nets import tiny_denoiser
+from helpers.gaussian_oracle import EdmOracle, RelayOracle, gaussian_z_scores, random_gaussian
+from helpers.nets import tiny_denoiser
 from relay_diffusion import (SOLVERS, RelaySamplerSettings, RelaySchedule, SeededNoise, blur_factors,
                              classifier_free_guidance, edm_sampler, karras_sigmas, patch_dct, patch_idct,
                              relay_sampler, sde_heun_sampler, upsample_nearest)

@@ -4,21 +4,16 @@ search for every model, choices made on selection seeds only, and the verdict's 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
+import fmnist32 as study                 # studies/ is on pytest's path (pyproject.toml)
+import fmnist32_choose as choose
+import fmnist32_evals as evals
+import fmnist32_report as report
+import numpy as np
 import pytest
+import solvers_points as points
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
-sys.path.insert(0, str(STUDIES))
-import fmnist32 as study  # noqa: E402
-import fmnist32_choose as choose  # noqa: E402
-import fmnist32_evals as evals  # noqa: E402
-import fmnist32_report as report  # noqa: E402
-import numpy as np  # noqa: E402
-import solvers_points as points  # noqa: E402
-
-from relay_diffusion.evaluation import protocol  # noqa: E402
+from relay_diffusion.evaluation import protocol
 
 
 def test_snapshot_dir_picks_the_nearest_written_snapshot(tmp_path):

@@ -4,17 +4,14 @@ and the errors that must come before any training."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -23,37 +20,12 @@ from safetensors.torch import load_file
 from relay_diffusion.training import TrainConfig, parse_images, train
 from relay_diffusion.training.checkpoint import list_snapshots
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_edm_zip(path: Path, n: int, res: int, channels: int = 1, classes: int = 0, seed: int = 0) -> Path:
-    """A small EDM-format dataset: smooth random images (+ labels)."""
-    rng = np.random.default_rng(seed)
-    labels = []
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
-        for i in range(n):
-            base = rng.normal(size=(4, 4, channels))
-            img = np.kron(base, np.ones((res // 4, res // 4, 1))) + 0.3 * rng.normal(size=(res, res, channels))
-            arr = np.clip(127.5 + 60 * img, 0, 255).astype(np.uint8)
-            buf = io.BytesIO()
-            Image.fromarray(arr[:, :, 0] if channels == 1 else arr).save(buf, format="PNG")
-            name = f"00000/img{i:08d}.png"
-            z.writestr(name, buf.getvalue())
-            labels.append([name, i % classes] if classes else None)
-        z.writestr("dataset.json", json.dumps({"labels": labels if classes else None}))
-    return path
+from helpers.training import ROOT, small, train_in_one_and_two_processes, write_edm_zip
 
 
 @pytest.fixture(scope="module")
 def data32(tmp_path_factory) -> Path:
     return write_edm_zip(tmp_path_factory.mktemp("data") / "d32.zip", 16, 32, 1, classes=4)
-
-
-def small(**kw) -> TrainConfig:
-    base = dict(network="tiny-8", batch=8, lr=2e-3, lr_rampup=0, duration=64, status_every=32,
-                snapshot_every=32, sample_every=0, ema_halflife=100, device="cpu")
-    base.update(kw)
-    return TrainConfig.from_dict(base)                  # flat relay fields (up_scale=…) go into schedule
 
 
 def weights(run: Path, which="model") -> dict:
@@ -99,6 +71,7 @@ def test_tiny_model_overfits_four_images(tmp_path, stage, res, net, steps, lr):
     assert after < before / 10, (before, after)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical(tmp_path, data32):
     args = ["--stage", "relay", "--network", "tiny-16", "--resolution", "16", "--data", str(data32), "--batch", "8",
             "--duration", "480", "--snapshot", "96", "--status", "48", "--sample-every", "0",
@@ -128,6 +101,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, data32):
             assert torch.equal(a[k], b[k]), (which, k)
 
 
+@pytest.mark.slow
 def test_sigkill_during_snapshot_write_keeps_the_previous_one(tmp_path, data32):
     run = tmp_path / "run"
     cfg = small(data=str(data32), outdir=str(run), resolution=8, duration=32, snapshot_every=32)
@@ -161,19 +135,7 @@ train(TrainConfig.from_dict(json.load(open({str(cfg_file)!r}))), echo=lambda s: 
     assert list_snapshots(run)[-1].name == "snapshot-000000000064"
 
 
-def train_in_one_and_two_processes(args: list[str], tmp_path: Path, env: dict) -> tuple[Path, Path]:
-    """`rdm train *args` in one process, then under torchrun in two; the two run directories."""
-    one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, "-m", "relay_diffusion", "train", *args, "--outdir", str(one)],
-                   check=True, capture_output=True, cwd=ROOT, env=env)
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        "-m", "relay_diffusion", "train", *args, "--outdir", str(two)],
-                       capture_output=True, text=True, cwd=ROOT, env=env)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "2 process(es)" in (two / "log.txt").read_text()
-    return one, two
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["base", "relay"])
 def test_two_processes_equal_one(tmp_path, data32, stage):
     """2 gloo processes × batch 4 ≡ 1 process × batch 8 (per-sample noise, per-GPU loss
