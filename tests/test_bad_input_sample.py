@@ -369,3 +369,24 @@ def test_colour_edits_follow_the_official_celebahq_order():
     im = ImageEnhance.Contrast(to_pil(u8[0])).enhance(0.9)                  # generate_celebahq.py's order
     im = ImageEnhance.Color(ImageEnhance.Brightness(im).enhance(1.05)).enhance(0.99)
     assert np.array_equal(ours, np.asarray(im))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "4,5,6"], "--steps takes 1 value or 2 (one per stage)"),
+    (["--truncation-t", "1.05,-"], "does not apply to stage 0 (base)"),
+])
+def test_per_stage_flags_are_checked_before_any_weights_load(tmp_path, argv, message, capsys):
+    """The stages' config.json files decide: a bad flag is reported even when the weights are
+    unreadable, i.e. before any network is loaded."""
+    import shutil
+
+    dirs = []
+    for d in bundled_demo_chain():
+        shutil.copytree(d, tmp_path / d.name)
+        for weights in (tmp_path / d.name).glob("*.safetensors"):
+            weights.write_bytes(b"not weights")
+        dirs += ["--model", str(tmp_path / d.name)]
+    assert main(["sample", *dirs, "--seeds", "0", "--grid", str(tmp_path / "g.png"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["sample", *dirs, "--seeds", "0", "--grid", str(tmp_path / "g.png")]) == 2    # the weights, now
+    assert "not a readable safetensors file" in capsys.readouterr().err
