@@ -111,7 +111,48 @@ def test_runtime_is_recorded_and_keys_the_feature_cache(tmp_path):
     assert main(["sample", "--preset", "fast", "--seeds", "0-1", "--grid", str(tmp_path / "g.png"),
                  "--settings", str(tmp_path / "s.json"), "--precision", "bf16", "--channels-last"]) == 0
     record = json.loads((tmp_path / "s.json").read_text())
-    assert record["runtime"] == {"precision": "bf16", "channels_last": True, "compile": False}
+    assert record["runtime"] == {"precision": "bf16", "channels_last": True, "compile": False, "auto": False}
+
+
+@pytest.mark.parametrize("flags, chosen", [({"avx2", "fma"}, "fp32"), ({"avx2", "avx512f", "avx512_bf16"}, "bf16"),
+                                           ({"amx_bf16", "amx_tile"}, "bf16"), ({"asimd", "bf16"}, "bf16"), (set(), "fp32")])
+def test_auto_picks_bf16_only_on_cpus_that_have_it(monkeypatch, flags, chosen):
+    from relay_diffusion.networks import runtime
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(flags))
+    options = RuntimeOptions("auto", channels_last=True).for_device("cpu")
+    assert (options.precision, options.auto, options.channels_last) == (chosen, True, True)
+    assert options.describe() == f"{chosen} (auto), channels-last"
+
+
+def test_auto_on_cuda_follows_the_device(monkeypatch):
+    for supported, chosen in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, s=supported, **k: s)
+        assert RuntimeOptions("auto").for_device("cuda").precision == chosen
+
+
+def test_bf16_on_a_cpu_without_it_warns_once_and_auto_does_not(monkeypatch, tmp_path):
+    import warnings
+
+    from relay_diffusion.networks import runtime
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2"}))
+    runtime._warn_emulated_bf16.cache_clear()
+    with pytest.warns(RuntimeWarning, match="no native bf16.*about 8× slower network math than fp32"):
+        RuntimeOptions("bf16").for_device("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RuntimeOptions("bf16").for_device("cpu")                        # once per process
+        runtime._warn_emulated_bf16.cache_clear()
+        RuntimeOptions("fp32").for_device("cpu")
+        RuntimeOptions("auto").for_device("cpu")
+        monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+        RuntimeOptions("bf16").for_device("cpu")                        # native: no warning
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert main(["sample", "--preset", "fast", "--seeds", "0", "--grid", str(tmp_path / "g.png"),
+                 "--settings", str(tmp_path / "s.json"), "--precision", "auto"]) == 0
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert record["runtime"] == {"precision": "fp32", "channels_last": True, "compile": False, "auto": True}
 
 
 @pytest.mark.slow

@@ -130,12 +130,12 @@ class RelayModel:
                         *, precision: str = "fp32", channels_last: bool = True,
                         compile: bool = False) -> "RelayModel":
         """Load a model directory; which="ema" (default; falls back to the raw weights) or "model".
-        precision / channels_last / compile: how the network runs (networks/runtime.py,
-        docs/speed.md); the stored weights stay float32. Channels-last is the default: the same
+        precision ("fp32", "bf16", "fp16" on CUDA, or "auto": bf16 where the hardware has it) /
+        channels_last / compile: how the network runs (networks/runtime.py, docs/speed.md); the
+        stored weights stay float32. Channels-last is the default: the same
         images as the plain layout (to float32 rounding), faster convolutions."""
-        runtime = RuntimeOptions(precision, channels_last, compile)
         device = check_device(device)
-        runtime.check(device)
+        runtime = RuntimeOptions(precision, channels_last, compile).for_device(device)
         directory = Path(directory)
         cfg = read_config(directory)
         network = cfg.network

@@ -50,6 +50,8 @@ class EDMPrecond(nn.Module):
     def configure(self, options: RuntimeOptions) -> "EDMPrecond":
         """Run the network with these options from now on (precision, layout, compilation); the
         preconditioning and the weights' values are unchanged. Returns self."""
+        if options.precision == "auto":                              # resolved on the network's device
+            options = options.for_device(next(self.net.parameters()).device)
         self.runtime = options
         # kept out of the module tree: a compiled wrapper must not add keys to state_dict()
         object.__setattr__(self, "_call", prepare_network(self.net, options))

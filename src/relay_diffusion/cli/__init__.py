@@ -54,11 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
+    import warnings
+
     from ..cpu_allocator import tune_cpu_allocator
+
+    def show(message, category, *_, **__):           # the package's warnings as one plain line
+        print(f"rdm: warning: {message}", file=sys.stderr)
 
     try:
         tune_cpu_allocator()                          # reuse freed activations (docs/speed.md)
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            return args.func(args)
     except (ValueError, FileNotFoundError) as e:     # bad input / missing weights: no traceback
         print(f"rdm: error: {e}", file=sys.stderr)
         return 2

@@ -67,9 +67,11 @@ def add_chain_arguments(p, default_seeds: str) -> None:
         p.add_argument(*names, dest=flag, metavar="V[,V…]", help=help_text)
     p.add_argument("--float64", action="store_true", help="sample in float64 (default float32)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="network math: fp32, or bf16 / fp16 (CUDA) autocast around the networks only; "
-                        "the samplers' arithmetic is unchanged. bf16 is faster and costs a little FID "
-                        "(+0.028 on the demo chain; docs/speed.md)")
+                   help="network math: fp32, bf16 / fp16 (CUDA) autocast around the networks only, or auto "
+                        "(bf16 where the hardware has it: CUDA, CPUs with avx512_bf16 or AMX; else fp32). The "
+                        "samplers' arithmetic is unchanged. bf16 costs a little FID (+0.028 on the demo chain) "
+                        "and is several times slower on CPUs without native bf16 (a warning says so; "
+                        "docs/speed.md)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                    help="NHWC memory layout for the networks (default): the same images, faster "
                         "convolutions (docs/speed.md)")

@@ -59,7 +59,8 @@ class TrainConfig:
                                          # values by default
     train_sigma_min: float = 7.5e-3      # relay: smallest trained σ (official: truncate_sigma)
     # execution
-    precision: str = "fp32"              # network math: "fp32", "bf16" (CUDA or CPU) or "fp16" (CUDA) autocast
+    precision: str = "fp32"              # network math: "fp32", "bf16" (CUDA or CPU) or "fp16" (CUDA) autocast,
+                                         # or "auto" (bf16 where the hardware has it, else fp32)
     channels_last: bool = False          # NHWC weights and activations (docs/speed.md)
     compile: bool = False                # torch.compile the network
     seed: int = 0                        # every random draw derives from it (per step and sample)

@@ -166,8 +166,8 @@ class Trainer:
         if self.per_rank % self.batch_gpu:
             raise ValueError(f"per-process batch {self.per_rank} is not divisible by batch_gpu {self.batch_gpu}")
         self.rounds = self.per_rank // self.batch_gpu
-        runtime = RuntimeOptions(cfg.precision, cfg.channels_last, cfg.compile)   # autocast: network only
-        runtime.check(device)
+        runtime = RuntimeOptions(cfg.precision, cfg.channels_last, cfg.compile).for_device(device)
+        self.runtime = runtime                                           # autocast: network only
         torch.manual_seed(cfg.seed)                                      # same init on every rank
         self.net = setup.network_config.build().to(device)
         self.ema_net = copy.deepcopy(self.net).eval().requires_grad_(False)
@@ -176,7 +176,7 @@ class Trainer:
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(self.net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
                                  weight_decay=cfg.weight_decay)
-        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+        self.scaler = torch.amp.GradScaler("cuda") if runtime.precision == "fp16" else None
         self.forward = self.model
         if d.world_size > 1:
             self.forward = torch.nn.parallel.DistributedDataParallel(
@@ -311,7 +311,8 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, echo) -> dict:
              f"{setup.resolution}×{setup.resolution}×{setup.channels}, "
              f"{'%d classes' % setup.label_dim if setup.label_dim else 'unconditional'}, "
              f"{d.world_size} process(es) on {device}, "
-             f"batch {cfg.batch} = {d.world_size}×{trainer.rounds}×{trainer.batch_gpu}")
+             f"batch {cfg.batch} = {d.world_size}×{trainer.rounds}×{trainer.batch_gpu}, "
+             f"network math {trainer.runtime.describe()}")
 
     for warning in short_run_warnings(cfg):
         log.line(f"warning: {warning}")
