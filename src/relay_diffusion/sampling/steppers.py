@@ -225,6 +225,13 @@ class Multistep(Stepper):
         self.history: list[torch.Tensor] = []                      # U x̂₀, newest first
         self.x_prev = self.fresh = None
 
+    @property
+    def current_state(self) -> torch.Tensor | None:
+        """The state at the σ just evaluated, after the corrector where the solver corrects (the
+        start of the step just predicted); None before the first evaluation. After the last
+        evaluation it is stale (the output is D, not a state)."""
+        return self.x_prev
+
     def _step(self, i, x, den):
         basis, last = self.basis, i == len(self.sigmas) - 1
         self.denoised = den

@@ -1,0 +1,134 @@
+"""Progressive-distillation targets (distillation/targets.py, docs/distillation.md): one student
+step with the closed-form target lands exactly where the teacher's two steps land, on the
+Gaussian oracle with blur and block noise, for every frequency and the last step; the student's
+step is the library's `ddim` solver; the teachers' orders."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from relay_diffusion.distillation import StepFrame, ddim_step, distillation_target, snr_weights, teacher_steps
+from relay_diffusion.distillation.targets import weighted_error
+from relay_diffusion.relay import RelaySchedule, patch_dct
+from relay_diffusion.sampling.settings import BaseSamplerSettings, RelaySamplerSettings
+from relay_diffusion.sampling.steppers import make_stepper
+from relay_diffusion.schedules import PUBLISHED_SCHEDULES
+
+from helpers.gaussian_oracle import EdmOracle, RelayOracle, random_gaussian
+
+SHAPE = (1, 8, 8)
+SCHEDULE = RelaySchedule(up_scale=4, blur_sigma_max=3.0, prob_length=0.93, block_scale=0.15)
+
+
+def evaluator(oracle):
+    return lambda x, s: oracle(x, torch.full((x.shape[0],), s, dtype=x.dtype))
+
+
+@pytest.fixture(scope="module")
+def relay():
+    mean, cov = random_gaussian(SHAPE, seed=3)
+    return RelayOracle(mean, cov, SHAPE, SCHEDULE)
+
+
+def noisy_state(oracle, sigma, n=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    start = oracle.blurred_clean(sigma, n, seed)
+    return start + sigma * SCHEDULE.noise(start, lambda t: torch.randn(t.shape, generator=g, dtype=t.dtype))
+
+
+@pytest.mark.parametrize("solver", ["ddim", "ddim-pc", "dpmpp-2m-pc"])
+@pytest.mark.parametrize("sigmas", [(0.9, 0.5, 0.2), (0.2, 0.05, 0.008), (0.05, 0.02, 0.0)])
+def test_one_student_step_lands_where_two_teacher_steps_land(relay, solver, sigmas):
+    """Eq. D2 on the oracle, blur and block noise on (α = 0.15): the student's step with the
+    target reproduces the teacher's state at σ_t (the last step: its output) to float64 precision,
+    in every patch-DCT frequency."""
+    frame = StepFrame(RelaySamplerSettings(solver=solver), SCHEDULE)
+    s, m, t = sigmas
+    x_s = noisy_state(relay, s)
+    x_t, evaluations = teacher_steps(frame, evaluator(relay), x_s, s, m, t)
+    assert evaluations == (3 if solver.endswith("-pc") and t > 0 else 2)
+    target = distillation_target(frame, x_s, x_t, s, t)
+    student = ddim_step(frame, x_s, target, s, t)
+    err = (patch_dct(student, 4) - patch_dct(x_t, 4)).abs().amax(dim=(0, 1))     # per frequency (tiled)
+    assert err.max() < 1e-12 * x_t.abs().max()
+    if t == 0:
+        assert torch.allclose(target, x_t, rtol=0, atol=1e-12)                 # the teacher's output
+
+
+def test_the_student_step_is_the_ddim_solver(relay):
+    """Student steps on a grid, then x̂₀ at its last σ = the `ddim` solver's stepper (η = 0) on
+    that grid — what relay_sampler and the diffusers scheduler drive: distilled stages sample
+    with the library's engine."""
+    grid = [0.9, 0.3, 0.05, 0.01]
+    frame = StepFrame(RelaySamplerSettings(solver="ddim", eta=0.0), SCHEDULE)
+    x0, evaluate = noisy_state(relay, grid[0]), evaluator(relay)
+    x = x0
+    for s, t in zip(grid, grid[1:] + [0.0]):
+        x = ddim_step(frame, x, evaluate(x, s), s, t)
+    stepper = make_stepper(frame.settings, SCHEDULE, grid)
+    y = x0
+    while not stepper.done:
+        y = stepper.step(y, evaluate(y, stepper.sigma))
+    assert torch.allclose(x, y, rtol=0, atol=1e-12)
+
+
+def test_the_step_coefficients_are_positive_on_every_published_schedule():
+    """b_k = d_k(σ_t) − (σ_t/σ_s)·d_k(σ_s) > 0 (d non-increasing in σ), so Eq. D2 never divides by 0."""
+    for schedule in PUBLISHED_SCHEDULES.values():
+        frame = StepFrame(RelaySamplerSettings(), schedule)
+        sig = torch.logspace(0, -2.2, 40, dtype=torch.float64).tolist()
+        for s, t in zip(sig, sig[1:]):
+            a, b = frame.ddim_coefficients(s, t)
+            assert a == pytest.approx(t / s) and (b > 0).all() and (b <= 1).all()
+
+
+def test_base_stage_is_plain_edm_ddim():
+    frame = StepFrame(BaseSamplerSettings(solver="ddim"))
+    x_s, x0 = torch.randn(2, 1, 4, 4, dtype=torch.float64), torch.randn(2, 1, 4, 4, dtype=torch.float64)
+    assert torch.allclose(ddim_step(frame, x_s, x0, 2.0, 0.5), 0.25 * x_s + 0.75 * x0, atol=1e-15)
+    assert torch.allclose(distillation_target(frame, x_s, 0.25 * x_s + 0.75 * x0, 2.0, 0.5), x0, atol=1e-14)
+
+
+def test_second_order_teachers_are_closer_to_the_converged_ode():
+    """The teacher's two steps with a corrector are much closer to the exact ODE solution between
+    σ_s and σ_t than two first-order steps (base stage, EDM oracle)."""
+    mean, cov = random_gaussian(SHAPE, seed=5)
+    evaluate = evaluator(EdmOracle(mean, cov, SHAPE))
+    x_s = mean.reshape(1, *SHAPE) + 2.0 * torch.randn(4, *SHAPE, dtype=torch.float64)
+    fine = torch.logspace(torch.log10(torch.tensor(2.0)), torch.log10(torch.tensor(0.5)), 2001,
+                          dtype=torch.float64).tolist()
+    frame = StepFrame(BaseSamplerSettings(solver="ddim"))
+    exact = x_s
+    for s, t in zip(fine, fine[1:]):
+        exact = ddim_step(frame, exact, evaluate(exact, s), s, t)
+    err = {}
+    for solver in ("ddim", "ddim-pc", "dpmpp-2m-pc"):
+        x_t, _ = teacher_steps(StepFrame(BaseSamplerSettings(solver=solver)), evaluate, x_s, 2.0, 1.0, 0.5)
+        err[solver] = (x_t - exact).abs().max().item()
+    assert err["ddim-pc"] < 0.4 * err["ddim"] and err["dpmpp-2m-pc"] < 0.4 * err["ddim"]   # 0.27, 0.18
+
+
+def test_weights_truncate_the_snr_at_one():
+    frame = StepFrame(RelaySamplerSettings(), SCHEDULE)
+    w = snr_weights(frame, 0.05)
+    d = SCHEDULE.for_sampling(None).factors(torch.tensor(0.05, dtype=torch.float64))
+    assert torch.allclose(w, (d ** 2 / 0.05 ** 2).clamp(min=1))
+    assert w[0, 0] == pytest.approx(400.0) and w.min() >= 1
+    assert torch.equal(snr_weights(StepFrame(BaseSamplerSettings()), 2.0), torch.ones(1, 1, dtype=torch.float64))
+    pred, target = torch.zeros(2, 1, 8, 8, dtype=torch.float64), torch.zeros(2, 1, 8, 8, dtype=torch.float64)
+    target[0, 0, 0, 0] = 1.0                                                    # a unit error in pixel (0, 0)
+    loss = weighted_error(frame, pred, target, [0.05, 0.05])
+    u = patch_dct(target[:1], 4)[0, 0, :4, :4] ** 2                             # its spectrum in patch 0
+    assert loss[1] == 0 and loss[0].item() == pytest.approx((w * u).sum().item() / 64)
+
+
+def test_bad_steps_are_refused(relay):
+    frame = StepFrame(RelaySamplerSettings(solver="ddim"), SCHEDULE)
+    with pytest.raises(ValueError, match="σ_s > σ_m > σ_t"):
+        teacher_steps(frame, evaluator(relay), torch.zeros(1, *SHAPE), 0.5, 0.6, 0.1)
+    with pytest.raises(ValueError, match="single-evaluation solver"):
+        teacher_steps(StepFrame(RelaySamplerSettings(), SCHEDULE), evaluator(relay), torch.zeros(1, *SHAPE),
+                      0.5, 0.3, 0.1)
+    with pytest.raises(ValueError, match="needs the model's RelaySchedule"):
+        StepFrame(RelaySamplerSettings())
