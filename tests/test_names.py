@@ -111,6 +111,8 @@ def test_every_setting_is_a_flag_an_alias_and_a_scheduler_field_from_one_table(c
     """The settings' field table makes the aliases, the per-stage flags (official spellings
     included) and the analyze flags: a field added to a settings class appears everywhere."""
     from relay_diffusion.cli.chain_flags import STAGE_FLAGS, add_chain_arguments, stage_settings
+    from relay_diffusion.models import read_config
+    from relay_diffusion.pipeline import bundled_demo_chain
     from relay_diffusion.stages import STAGE_KINDS
 
     flagged = {field for field, *_ in STAGE_FLAGS.values()}
@@ -124,7 +126,7 @@ def test_every_setting_is_a_flag_an_alias_and_a_scheduler_field_from_one_table(c
     add_chain_arguments(p, "0-3")
     args = p.parse_args(["--s-noise=-,0.3", "--churn", "2,-", "--truncation-t", "1.05", "--cfg", "2",
                          "--steps", "9,5"])
-    base, relay = stage_settings(list(STAGE_KINDS.values()), None, args)
+    base, relay = stage_settings([read_config(d) for d in bundled_demo_chain()], None, args)
     assert (relay.eta, base.eta, base.S_churn, relay.prob_length) == (0.3, BaseSamplerSettings().eta, 2.0, 1.05)
     assert (base.cfg_scale, relay.cfg_scale, base.num_steps, relay.num_steps) == (2.0, 2.0, 9, 5)
     capsys.readouterr()

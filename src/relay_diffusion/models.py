@@ -23,6 +23,10 @@ from .relay import RelaySchedule
 from .stages import StageKind, stage_kind
 
 
+# provenance and recipe records a config.json may carry beside the model itself
+RECORDS = ("source", "training", "distilled")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """What a model directory's config.json says: enough to rebuild the denoiser and to know
@@ -38,6 +42,8 @@ class ModelConfig:
     schedule: RelaySchedule | None = None   # forward process of a stage that continues another
     source: dict | None = None              # where an imported model came from (file, sha256, …)
     training: dict | None = None            # how it was trained, where recorded (command, images)
+    distilled: dict | None = None           # a distilled stage: the σ grid it samples on with ddim steps
+                                            # (and its teacher); docs/distillation.md
 
     def __post_init__(self):
         kind = stage_kind(self.stage)
@@ -58,6 +64,35 @@ class ModelConfig:
         return stage_kind(self.stage)
 
     @property
+    def distilled_grid(self) -> list[float] | None:
+        """The σ's a distilled stage samples on (None: not distilled)."""
+        return [float(v) for v in self.distilled["grid"]] if self.distilled else None
+
+    def default_settings(self):
+        """The sampler settings the stage runs with unless told otherwise: the official defaults,
+        or for a distilled stage ddim steps (η = 0) on its own grid."""
+        if not self.distilled:
+            return self.kind.settings()
+        grid = self.distilled_grid
+        fields = {f.name for f in dataclasses.fields(self.kind.settings)}
+        over = dict(solver="ddim", eta=0.0, num_steps=len(grid), sigma_max=grid[0], sigma_min=grid[-1])
+        if "sigma_grid" in fields:                  # a relay stage: ρ grid from truncation_sigma
+            over.update(sigma_grid="rho", truncation_sigma=grid[0])
+        return self.kind.settings(**{k: v for k, v in over.items() if k in fields})
+
+    def check_settings(self, settings) -> None:
+        """Refuse sampler settings a distilled stage was not distilled for (guidance may vary)."""
+        if not self.distilled:
+            return
+        want = self.default_settings()
+        if dataclasses.replace(settings, cfg_scale=want.cfg_scale) != want:
+            changed = [f.name for f in dataclasses.fields(want) if f.name != "cfg_scale"
+                       and getattr(settings, f.name) != getattr(want, f.name)]
+            raise ValueError(f"this {self.stage} stage was distilled for {len(self.distilled_grid)} ddim steps on its "
+                             f"own σ grid; its sampler settings cannot change ({', '.join(changed)}); only the "
+                             "guidance scale can")
+
+    @property
     def input_resolution(self) -> int:
         """Side of the images the stage takes in (its own side when it starts from noise)."""
         return self.kind.input_resolution(self.resolution, self.schedule)
@@ -66,7 +101,7 @@ class ModelConfig:
         d = {"stage": self.stage, "resolution": self.resolution, "channels": self.channels,
              "label_dim": self.label_dim, "sigma_data": self.sigma_data, "network": self.network.to_dict(),
              "schedule": dataclasses.asdict(self.schedule) if self.schedule is not None else None}
-        return {**d, **{k: getattr(self, k) for k in ("source", "training") if getattr(self, k) is not None}}
+        return {**d, **{k: getattr(self, k) for k in RECORDS if getattr(self, k) is not None}}
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config.json") -> "ModelConfig":
@@ -80,7 +115,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"{where}: unknown keys {unknown}")
         for key, kind in (("network", dict), ("schedule", (dict, type(None))), ("source", (dict, type(None))),
-                          ("training", (dict, type(None)))):
+                          ("training", (dict, type(None))), ("distilled", (dict, type(None)))):
             if not isinstance(d.get(key), kind):
                 raise ValueError(f"{where}: {key!r} must be an object, got {d.get(key)!r}")
         try:

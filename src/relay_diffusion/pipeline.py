@@ -61,8 +61,9 @@ def class_labels(seeds: Sequence[int], label_dim: int, labels="balanced") -> tor
 
 
 def default_settings(model: RelayModel):
-    """The sampler settings a stage runs with unless told otherwise (the official defaults)."""
-    return model.kind.settings()
+    """The sampler settings a stage runs with unless told otherwise (the official defaults; a
+    distilled stage's own steps)."""
+    return model.config.default_settings()
 
 
 @dataclasses.dataclass
@@ -82,6 +83,10 @@ class RelayChain:
         for i, (m, s) in enumerate(zip(self.models, self.settings)):
             if not isinstance(s, m.kind.settings):
                 raise ValueError(f"stage {i} is a {m.stage} model and needs {m.kind.settings.__name__}")
+            try:
+                m.config.check_settings(s)
+            except ValueError as e:
+                raise ValueError(f"stage {i}: {e}") from None
         for i, m in enumerate(self.models[1:], 1):
             prev = self.models[i - 1]
             if not m.kind.continues:

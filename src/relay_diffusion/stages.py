@@ -38,18 +38,19 @@ class StageKind:
 
 
 def _sample_base(denoise, previous, labels, *, config, settings, noise, dtype, callback):
-    """From pure noise: EDM's Heun (method "edm") or the DDIM-η Heun (method "sde") sampler.
-    `noise` is a `SeededNoise`; `previous` is None."""
+    """From pure noise: EDM's Heun (method "edm") or the DDIM-η Heun (method "sde") sampler, on
+    the settings' grid or a distilled stage's own. `noise` is a `SeededNoise`; `previous` is None."""
     x = noise.randn(config.channels, config.resolution, config.resolution, dtype=dtype)
     sampler = edm_sampler if settings.method == "edm" else sde_heun_sampler
-    return sampler(denoise, x, labels, settings=settings, randn_like=noise, dtype=dtype, callback=callback)
+    return sampler(denoise, x, labels, settings=settings, sigmas=config.distilled_grid, randn_like=noise,
+                   dtype=dtype, callback=callback)
 
 
 def _sample_relay(denoise, previous, labels, *, config, settings, noise, dtype, callback):
     """Continue `previous` (the lower-resolution images): nearest-upsample, then the relay sampler."""
     x_up = upsample_nearest(previous, config.schedule.up_scale)
-    return relay_sampler(denoise, x_up, labels, schedule=config.schedule, settings=settings, randn_like=noise,
-                         dtype=dtype, callback=callback)
+    return relay_sampler(denoise, x_up, labels, schedule=config.schedule, settings=settings,
+                         sigmas=config.distilled_grid, randn_like=noise, dtype=dtype, callback=callback)
 
 
 def _loss_base(cfg, schedule: RelaySchedule | None) -> EDMLoss:

@@ -16,6 +16,7 @@ from .. import __version__
 VERBS = {
     "dataset": ("dataset", "convert images into EDM-format dataset zips"),
     "train": ("train", "train a base or relay stage (resumes automatically)"),
+    "distill": ("distill", "distil a trained stage into 1–8 network evaluations per image (resumes)"),
     "sample": ("sample", "generate images with a chain of models (or super-resolve low-res images)"),
     "import": ("import_checkpoint", "convert a published RDM .pt / EDM .pkl checkpoint into a model directory"),
     "eval": ("eval", "FID/sFID/IS/precision/recall/KID of samples or a model chain vs a reference"),

@@ -17,10 +17,11 @@ from .common import add_quiet_flag, setting_flags
 STAGE_FLAGS = setting_flags()
 
 
-def stage_settings(kinds, preset: str | None, args) -> list:
-    """Per-stage sampler settings for stages of these kinds (stages.StageKind): defaults or the
-    preset, then the flags."""
-    out = chain_recipe(preset, [k.settings for k in kinds])
+def stage_settings(configs, preset: str | None, args) -> list:
+    """Per-stage sampler settings for the stages' `ModelConfig`s: each stage's defaults (a
+    distilled stage's own steps) or the preset, then the flags."""
+    kinds = [c.kind for c in configs]
+    out = chain_recipe(preset, [k.settings for k in kinds]) if preset else [c.default_settings() for c in configs]
     n = len(out)
     for flag, (field, typ, _, _) in STAGE_FLAGS.items():
         raw = getattr(args, flag, None)
@@ -87,7 +88,13 @@ def build_chain(args, device) -> tuple[RelayChain, list]:
     if args.batch < 1:
         raise ValueError("--batch must be >= 1")
     models = args.models or [str(p) for p in bundled_demo_chain()]
-    settings = stage_settings([read_config(m).kind for m in models], args.preset, args)   # before any weights load
+    configs = [read_config(m) for m in models]                  # every check before any weights load
+    settings = stage_settings(configs, args.preset, args)
+    for i, (c, s) in enumerate(zip(configs, settings)):
+        try:
+            c.check_settings(s)
+        except ValueError as e:
+            raise ValueError(f"stage {i} ({models[i]}): {e}") from None
     chain = RelayChain.from_pretrained(models, settings, which=args.weights, device=device, precision=args.precision,
                                        channels_last=args.channels_last, compile=args.compile)
     return chain, models

@@ -58,6 +58,11 @@ class TrainConfig:
                                          # relay: blur, block noise, L (docs/method.md §3); ImageNet
                                          # values by default
     train_sigma_min: float = 7.5e-3      # relay: smallest trained σ (official: truncate_sigma)
+    # distillation (docs/distillation.md): one round of progressive distillation when teacher is set
+    teacher: str = ""                    # the teacher's model directory ("" = ordinary training); its
+                                         # stage, network, classes and schedule are the student's
+    teacher_grid: tuple = ()             # the teacher's σ's this round (2N); the student takes every other
+    teacher_solver: str = "ddim"         # the teacher's steps (Eq. D5): its best solver in round 1
     # execution
     precision: str = "fp32"              # network math: "fp32", "bf16" (CUDA or CPU) or "fp16" (CUDA) autocast,
                                          # or "auto" (bf16 where the hardware has it, else fp32)
@@ -101,6 +106,11 @@ class TrainConfig:
         need(0 <= self.label_dropout <= 1, "label_dropout must be in [0, 1]")
         need(self.label_dropout == 0 or self.cond, "label_dropout needs a conditional model (--cond)")
         need(self.resolution is None or self.resolution >= 1, "resolution must be positive")
+        if self.teacher:
+            need(len(self.teacher_grid) >= 2 and len(self.teacher_grid) % 2 == 0,
+                 f"a distillation round needs an even teacher grid of ≥ 2 σ's, got {len(self.teacher_grid)}")
+            need(not self.teacher_solver.startswith("heun") and self.teacher_solver != "heun",
+                 "the teacher's solver must take one evaluation per σ (ddim, ddim-pc, dpmpp-2m-pc, …)")
         return self
 
     def to_json(self) -> str:
@@ -129,8 +139,9 @@ class TrainConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
+        for name in ("betas", "teacher_grid"):
+            if name in d:
+                d[name] = tuple(d[name])
         return cls(schedule=schedule, **d)
 
     def differences(self, other: "TrainConfig") -> list:

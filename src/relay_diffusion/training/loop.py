@@ -26,7 +26,9 @@ from ..networks import NETWORK_PRESETS, count_parameters
 from ..networks.runtime import RuntimeOptions
 from ..precond import EDMPrecond
 from ..relay import RelaySchedule, upsample_nearest
-from ..models import ModelConfig, RelayModel
+from ..distillation.loss import DistillationLoss
+from ..distillation.targets import StepFrame
+from ..models import ModelConfig, RelayModel, read_config
 from ..pipeline import RelayChain
 from ..seeds import SeededNoise
 from ..stages import stage_kind
@@ -58,14 +60,28 @@ class Setup:
     def model_config(self) -> ModelConfig:
         """What a snapshot's config.json says (models.ModelConfig)."""
         return ModelConfig(self.cfg.stage, self.resolution, self.channels, self.network_config, self.label_dim,
-                           self.cfg.sigma_data, self.schedule)
+                           self.cfg.sigma_data, self.schedule, distilled=self.distilled)
+
+    @property
+    def distilled(self) -> dict | None:
+        """A distillation round's record for the student's config.json: the σ grid it samples on
+        with `ddim` steps, and its teacher."""
+        if not self.cfg.teacher:
+            return None
+        return {"grid": list(self.cfg.teacher_grid[::2]), "teacher": str(Path(self.cfg.teacher).resolve()),
+                "teacher_grid": list(self.cfg.teacher_grid), "teacher_solver": self.cfg.teacher_solver}
 
 
 def prepare(cfg: TrainConfig, dataset=None) -> Setup:
     """Resolve the config against the dataset (opened from cfg.data unless given); raise
     ValueError on anything inconsistent."""
     cfg.validate()
-    if cfg.network not in NETWORK_PRESETS:
+    if cfg.teacher:                                  # a distillation round: the student is the teacher's
+        teacher = read_config(cfg.teacher)
+        sch = teacher.schedule or cfg.schedule         # P_mean/P_std too: they shape the schedule's u(σ)
+        cfg = dataclasses.replace(cfg, stage=teacher.stage, resolution=teacher.resolution, cond=teacher.label_dim > 0,
+                                  schedule=sch, P_mean=sch.P_mean, P_std=sch.P_std, sigma_data=teacher.sigma_data)
+    if not cfg.teacher and cfg.network not in NETWORK_PRESETS:
         raise ValueError(f"unknown network preset {cfg.network!r}; choose from {', '.join(sorted(NETWORK_PRESETS))}")
     dataset = dataset if dataset is not None else ImageDataset(cfg.data)
     data_res = dataset.resolution
@@ -83,13 +99,23 @@ def prepare(cfg: TrainConfig, dataset=None) -> Setup:
             raise ValueError(f"{cfg.stage} resolution {res} is not divisible by up_scale {schedule.up_scale}")
     kind.loss(cfg, schedule)                                            # validates prob_length etc.
     ncfg = NETWORK_PRESETS[cfg.network].with_data(res, dataset.num_channels, label_dim)
+    if cfg.teacher:
+        ncfg = teacher.network
+        if (teacher.channels, teacher.label_dim) != (dataset.num_channels, label_dim):
+            raise ValueError(f"the teacher makes {teacher.channels}-channel images with {teacher.label_dim} classes; "
+                             f"{cfg.data} has {dataset.num_channels} channels and {label_dim} classes")
     if cfg.dropout is not None:
         ncfg = dataclasses.replace(ncfg, dropout=cfg.dropout)
     return Setup(cfg, dataset, res, dataset.num_channels, label_dim, ncfg, schedule)
 
 
-def _loss_fn(setup: Setup):
-    return stage_kind(setup.cfg.stage).loss(setup.cfg, setup.schedule)
+def _loss_fn(setup: Setup, teacher: RelayModel | None = None):
+    if teacher is None:
+        return stage_kind(setup.cfg.stage).loss(setup.cfg, setup.schedule)
+    cfg = setup.cfg
+    settings = teacher.kind.settings(solver=cfg.teacher_solver, eta=0.0)
+    return DistillationLoss(StepFrame(settings, teacher.schedule), teacher.denoiser, cfg.teacher_grid,
+                            cfg.label_dropout)
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,7 +207,12 @@ class Trainer:
         if d.world_size > 1:
             self.forward = torch.nn.parallel.DistributedDataParallel(
                 self.forward, device_ids=[device.index] if device.type == "cuda" else None)
-        self.loss_fn = _loss_fn(setup)
+        teacher = None
+        if cfg.teacher:                                  # the student starts as the teacher (EMA weights)
+            teacher = RelayModel.from_pretrained(cfg.teacher, "ema", device, channels_last=cfg.channels_last)
+            self.net.load_state_dict(teacher.denoiser.net.state_dict())
+            self.ema_net.load_state_dict(teacher.denoiser.net.state_dict())
+        self.loss_fn = _loss_fn(setup, teacher)
         self.source = ImageSource(setup.dataset, setup.resolution, cfg.xflip, cfg.cache)
         self.schedule = BatchSchedule(len(self.source), cfg.batch, cfg.seed)
 

@@ -1,0 +1,96 @@
+"""The loss of one progressive-distillation round (docs/distillation.md §3–5), with the training
+losses' signature, so the training loop (optimizer, EMA, snapshots, resume, processes) runs it
+unchanged: `loss(student, images, labels, generator)` → per-coefficient weighted squared error."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+
+from .._validate import check_image
+from ..losses import _Draws, drop_labels
+from ..relay import upsample_nearest
+from ..seeds import SeededNoise
+from .targets import StepFrame, distillation_target, snr_weights, teacher_steps
+
+Denoiser = Callable[..., torch.Tensor]
+
+
+@dataclasses.dataclass
+class DistillationLoss:
+    """One round: the student learns to take one step where the teacher takes two.
+
+    grid: the teacher's σ's of this round (2N, descending); the student's are every other one
+    (σ₀, σ₂, …, σ_{2N−2}) and its last step goes to σ = 0 through the teacher's σ_{2N−1}
+    (docs/distillation.md §1). frame: the stage's settings (the teacher's solver: its best one in
+    the first round, "ddim" in later ones, whose teacher is the previous student) and schedule.
+    Per sample: a student step j drawn uniformly, its start state (a relay stage's first step: the
+    sampler's start, the nearest-upsampled box-downsampled image + σ₀·noise; every other step: the
+    forward process at σ_{2j}), the teacher's two steps, the target (Eq. D2) and the weighted error
+    (Eq. D4). Draw order per call: the step index (one uniform per sample), the state's noise,
+    then label dropout."""
+
+    frame: StepFrame
+    teacher: Denoiser                      # frozen D(x, σ, labels)
+    grid: tuple                            # the teacher's σ's of this round, 2N of them
+    label_dropout: float = 0.0             # applied to teacher and student alike
+
+    def __post_init__(self):
+        self.grid = tuple(float(s) for s in self.grid)
+        if len(self.grid) < 2 or len(self.grid) % 2:
+            raise ValueError(f"a distillation round needs an even teacher grid of ≥ 2 σ's, got {len(self.grid)}")
+        if any(a <= b for a, b in zip(self.grid, self.grid[1:])) or self.grid[-1] <= 0:
+            raise ValueError("the teacher grid must be positive and strictly decreasing")
+
+    @property
+    def student_grid(self) -> tuple:
+        return self.grid[::2]
+
+    def __call__(self, denoise: Denoiser, images: torch.Tensor, labels: torch.Tensor | None = None,
+                 generator: torch.Generator | SeededNoise | None = None, **net_kwargs) -> torch.Tensor:
+        sch = self.frame.sampling_schedule
+        check_image(images, sch.up_scale if sch is not None else 1, "images")
+        draws = _Draws(generator, images.device)
+        n = len(self.student_grid)
+        step = (draws.rand(images.shape[0], torch.float64) * n).long().clamp_(max=n - 1).cpu()
+        sigma_s = torch.tensor(self.student_grid, dtype=torch.float64)[step]
+        states = self._states(images, step, sigma_s, draws)
+        labels = drop_labels(labels, self.label_dropout, generator)
+        targets = torch.empty_like(images)
+        with torch.no_grad():
+            for j in step.unique().tolist():
+                rows = (step == j).nonzero().flatten().to(images.device)
+                s, m = self.grid[2 * j], self.grid[2 * j + 1]
+                t = self.grid[2 * j + 2] if 2 * j + 2 < len(self.grid) else 0.0
+                lab = labels[rows] if labels is not None else None
+
+                def evaluate(x, sigma, lab=lab):
+                    return self.teacher(x, torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device),
+                                        lab).to(x.dtype)
+                x_t, _ = teacher_steps(self.frame, evaluate, states[rows], s, m, t)
+                targets[rows] = distillation_target(self.frame, states[rows], x_t, s, t).to(images.dtype)
+        pred = denoise(states, sigma_s.to(images.device, images.dtype), labels, **net_kwargs)
+        basis = self.frame.basis
+        weights = torch.stack([snr_weights(self.frame, float(s)) for s in sigma_s]).to(images)   # [B, p, p]
+        err = basis.analyse(pred - targets) ** 2
+        b, c, h, w = err.shape
+        p = basis.p
+        return (err.view(b, c, h // p, p, w // p, p) * weights[:, None, None, :, None, :]).view(b, c, h, w)
+
+    def _states(self, images, step, sigma_s, draws) -> torch.Tensor:
+        """Each sample's student state at σ_{2j}: the forward process there, except the first step
+        of a relay stage, which starts where sampling starts (docs/distillation.md §5)."""
+        sch = self.frame.sampling_schedule
+        sig = sigma_s.to(images.device, images.dtype).reshape(-1, 1, 1, 1)
+        if sch is None:
+            return images + sig * draws.randn_like(images)
+        states = sch.corrupt(images, sigma_s.to(images.device), draws.randn_like)
+        first = step == 0
+        if first.any():
+            rows = first.nonzero().flatten().to(images.device)
+            low = torch.nn.functional.avg_pool2d(images[rows], sch.up_scale)
+            noise = states[rows] - sch.blur(images[rows], self.grid[0])           # the same draws
+            states[rows] = upsample_nearest(low, sch.up_scale) + noise
+        return states

@@ -1,0 +1,96 @@
+"""`rdm distill` / distillation.run: rounds of progressive distillation on the training loop, a
+final model directory that samples with its own steps, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from relay_diffusion.cli import main
+from relay_diffusion.distillation.run import DistillConfig, distill
+from relay_diffusion.models import read_config
+from relay_diffusion.pipeline import RelayChain
+from relay_diffusion.training import train
+from relay_diffusion.training.checkpoint import list_snapshots
+
+from helpers.training import small, write_edm_zip
+
+
+@pytest.fixture(scope="module")
+def base_teacher(tmp_path_factory):
+    """A tiny conditional 8×8 base model, trained briefly."""
+    root = tmp_path_factory.mktemp("teacher")
+    data = write_edm_zip(root / "d.zip", 16, 8, 1, classes=2)
+    train(small(data=str(data), outdir=str(root / "run"), resolution=8, duration=32, cond=True), echo=lambda s: None)
+    return data, list_snapshots(root / "run")[-1]
+
+
+def config(data, teacher, out, **kw):
+    base = dict(teacher=str(teacher), data=str(data), outdir=str(out), steps=1, teacher_steps=4, round_images=16,
+                batch=8, status_every=8, snapshot_every=16, device="cpu")
+    return DistillConfig(**{**base, **kw})
+
+
+def test_two_rounds_make_a_one_step_model_that_samples_with_its_own_grid(base_teacher, tmp_path):
+    data, teacher = base_teacher
+    lines = []
+    final = distill(config(data, teacher, tmp_path / "d"), echo=lines.append)
+    assert "round 1 of 2: 4 teacher σ's (dpmpp-2m-pc) → 2 student steps" in lines
+    assert "round 2 of 2: 2 teacher σ's (ddim) → 1 student steps" in lines
+    cfg = read_config(final)
+    first = read_config(list_snapshots(tmp_path / "d" / "round-1")[-1])
+    assert len(first.distilled_grid) == 2 and len(cfg.distilled_grid) == 1
+    assert cfg.distilled_grid == first.distilled_grid[:1] and cfg.distilled["teacher_solver"] == "ddim"
+    assert (cfg.network, cfg.label_dim) == (read_config(teacher).network, 2)
+    chain = RelayChain.from_pretrained([final])
+    assert chain.nfe() == [1] and chain.settings[0].solver == "ddim"
+    a = chain([0, 1, 2], "balanced")
+    torch.testing.assert_close(torch.cat([chain([0], "balanced"), chain([1, 2], "balanced")]), a,
+                               atol=1e-5, rtol=0)                           # per seed, whatever the batch
+    assert torch.equal(chain([0, 1, 2], "balanced"), a)                     # and reproducible
+    with pytest.raises(ValueError, match="distilled for 1 ddim steps.*num_steps"):
+        RelayChain(chain.models, [chain.settings[0].with_overrides({"num_steps": 4})])
+    # the CLI samples it with its steps; asking for other steps is refused before any weights load
+    assert main(["sample", "--model", str(final), "--seeds", "0-3", "--grid", str(tmp_path / "g.png"),
+                 "--settings", str(tmp_path / "s.json"), "--cfg", "1.5"]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["nfe"] == 2                     # guided: 2 calls
+    assert main(["sample", "--model", str(final), "--seeds", "0", "--grid", str(tmp_path / "h.png"),
+                 "--steps", "4"]) == 2
+    # resume: the same command trains nothing more and rewrites the same model
+    before = (final / "ema.safetensors").read_bytes()
+    distill(config(data, teacher, tmp_path / "d"), echo=lines.append)
+    assert (final / "ema.safetensors").read_bytes() == before
+
+
+def test_bad_distillations_are_refused_before_training(base_teacher, tmp_path, capsys):
+    data, teacher = base_teacher
+    with pytest.raises(ValueError, match="halved a whole number of times"):
+        distill(config(data, teacher, tmp_path / "a", steps=3, teacher_steps=8))
+    with pytest.raises(ValueError, match="not found|not a relay-diffusion model"):
+        distill(config(data, tmp_path, tmp_path / "b"))
+    with pytest.raises(ValueError, match=r"label_dropout must be in \[0, 1\]"):
+        distill(config(data, teacher, tmp_path / "c", label_dropout=1.5))
+    rgb = write_edm_zip(tmp_path / "rgb.zip", 8, 8, 3, classes=2)
+    with pytest.raises(ValueError, match="the teacher makes 1-channel images"):
+        distill(config(rgb, teacher, tmp_path / "f"))
+    assert not any((tmp_path / d).exists() for d in "abcf")
+    assert main(["distill", "--teacher", str(teacher), "--data", str(data), "--outdir", str(tmp_path / "e"),
+                 "--steps", "2", "--teacher-steps", "6"]) == 2
+    assert "halved a whole number of times" in capsys.readouterr().err
+
+
+def test_a_relay_stage_distils_and_continues_a_low_resolution_image(tmp_path):
+    data = write_edm_zip(tmp_path / "d.zip", 8, 16, 1, classes=2)
+    train(small(stage="relay", network="tiny-16", data=str(data), outdir=str(tmp_path / "run"), duration=16,
+                cond=True), echo=lambda s: None)
+    teacher = list_snapshots(tmp_path / "run")[-1]
+    final = distill(config(data, teacher, tmp_path / "d", steps=2, teacher_steps=4, round_images=8),
+                    echo=lambda s: None)
+    cfg = read_config(final)
+    assert cfg.stage == "relay" and cfg.schedule == read_config(teacher).schedule and len(cfg.distilled_grid) == 2
+    chain = RelayChain.from_pretrained([final])
+    low = torch.rand(3, 1, 4, 4) * 2 - 1
+    out = chain([0, 1, 2], "balanced", low_res=low)
+    assert out.shape == (3, 1, 16, 16) and torch.isfinite(out).all() and chain.nfe() == [2]
