@@ -43,6 +43,7 @@ class DistillationLoss:
             raise ValueError(f"a distillation round needs an even teacher grid of ≥ 2 σ's, got {len(self.grid)}")
         if any(a <= b for a, b in zip(self.grid, self.grid[1:])) or self.grid[-1] <= 0:
             raise ValueError("the teacher grid must be positive and strictly decreasing")
+        self._weights = torch.stack([snr_weights(self.frame, s) for s in self.student_grid])   # [N, p, p]
 
     @property
     def student_grid(self) -> tuple:
@@ -73,7 +74,7 @@ class DistillationLoss:
                 targets[rows] = distillation_target(self.frame, states[rows], x_t, s, t).to(images.dtype)
         pred = denoise(states, sigma_s.to(images.device, images.dtype), labels, **net_kwargs)
         basis = self.frame.basis
-        weights = torch.stack([snr_weights(self.frame, float(s)) for s in sigma_s]).to(images)   # [B, p, p]
+        weights = self._weights[step].to(images)                            # [B, p, p], Eq. D4
         err = basis.analyse(pred - targets) ** 2
         b, c, h, w = err.shape
         p = basis.p
