@@ -68,6 +68,10 @@ def test_bad_distillations_are_refused_before_training(base_teacher, tmp_path, c
     data, teacher = base_teacher
     with pytest.raises(ValueError, match="halved a whole number of times"):
         distill(config(data, teacher, tmp_path / "a", steps=3, teacher_steps=8))
+    unconditional = tmp_path / "u"
+    train(small(data=str(data), outdir=str(unconditional), resolution=8, duration=8), echo=lambda s: None)
+    with pytest.raises(ValueError, match="need a class-conditional teacher"):
+        distill(config(data, list_snapshots(unconditional)[-1], tmp_path / "a2", guidance_range=(1, 3)))
     with pytest.raises(ValueError, match="not found|not a relay-diffusion model"):
         distill(config(data, tmp_path, tmp_path / "b"))
     with pytest.raises(ValueError, match=r"label_dropout must be in \[0, 1\]"):
@@ -75,7 +79,7 @@ def test_bad_distillations_are_refused_before_training(base_teacher, tmp_path, c
     rgb = write_edm_zip(tmp_path / "rgb.zip", 8, 8, 3, classes=2)
     with pytest.raises(ValueError, match="the teacher makes 1-channel images"):
         distill(config(rgb, teacher, tmp_path / "f"))
-    assert not any((tmp_path / d).exists() for d in "abcf")
+    assert not any((tmp_path / d).exists() for d in ("a", "a2", "b", "c", "f"))
     assert main(["distill", "--teacher", str(teacher), "--data", str(data), "--outdir", str(tmp_path / "e"),
                  "--steps", "2", "--teacher-steps", "6"]) == 2
     assert "halved a whole number of times" in capsys.readouterr().err
@@ -94,3 +98,44 @@ def test_a_relay_stage_distils_and_continues_a_low_resolution_image(tmp_path):
     low = torch.rand(3, 1, 4, 4) * 2 - 1
     out = chain([0, 1, 2], "balanced", low_res=low)
     assert out.shape == (3, 1, 16, 16) and torch.isfinite(out).all() and chain.nfe() == [2]
+
+
+def test_guidance_is_distilled_as_an_input(base_teacher, tmp_path):
+    """--guidance-range: the student takes w as an input (one evaluation per step at any w in the
+    range), starts as the teacher (zero-initialised embedding) and is refused outside the range."""
+    data, teacher = base_teacher
+    final = distill(config(data, teacher, tmp_path / "g", steps=1, teacher_steps=2, guidance_range=(1, 3)),
+                    echo=lambda s: None)
+    cfg = read_config(final)
+    assert cfg.guidance_range == (1.0, 3.0) and cfg.network.guidance_embed
+    chain = RelayChain.from_pretrained([final])
+    two = RelayChain(chain.models, [chain.settings[0].with_overrides({"cfg_scale": 2.0})])
+    assert two.nfe() == [1]                                   # guided, yet one evaluation
+    assert not torch.equal(two([0, 1], "balanced"), chain([0, 1], "balanced"))
+    with pytest.raises(ValueError, match="distilled for guidance scales 1 to 3, got cfg_scale 5"):
+        RelayChain(chain.models, [chain.settings[0].with_overrides({"cfg_scale": 5.0})])
+
+
+def test_the_first_guided_round_teaches_the_teachers_classifier_free_guidance():
+    """With w fixed at 2 the loss equals the unguided loss of the CFG-wrapped teacher (same draws)."""
+    from relay_diffusion.distillation import StepFrame
+    from relay_diffusion.distillation.loss import DistillationLoss
+    from relay_diffusion.sampling import classifier_free_guidance
+    from relay_diffusion.sampling.settings import BaseSamplerSettings
+    from relay_diffusion.seeds import SeededNoise
+
+    from helpers.nets import tiny_denoiser
+
+    teacher, student = tiny_denoiser(channels=1, label_dim=3, seed=1), tiny_denoiser(channels=1, label_dim=3, seed=2)
+    frame = StepFrame(BaseSamplerSettings(solver="dpmpp-2m-pc"))
+    grid = (20.0, 5.0, 1.0, 0.2)
+    images, labels = torch.rand(6, 1, 8, 8) * 2 - 1, torch.eye(3)[torch.arange(6) % 3]
+    guided = DistillationLoss(frame, teacher, grid, guidance=(2.0, 2.0))
+    wrapped = DistillationLoss(frame, classifier_free_guidance(teacher, 2.0), grid)
+    def student_ignoring_w(x, sigma, labels=None, guidance=None):
+        return student(x, sigma, labels)
+    a = guided(student_ignoring_w, images, labels, generator=SeededNoise(range(6)))
+    b = wrapped(student_ignoring_w, images, labels, generator=SeededNoise(range(6)))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="guidance distillation needs class labels"):
+        guided(student_ignoring_w, images, None, generator=SeededNoise(range(6)))

@@ -78,14 +78,32 @@ class ModelConfig:
         over = dict(solver="ddim", eta=0.0, num_steps=len(grid), sigma_max=grid[0], sigma_min=grid[-1])
         if "sigma_grid" in fields:                  # a relay stage: ρ grid from truncation_sigma
             over.update(sigma_grid="rho", truncation_sigma=grid[0])
+        g = self.distilled.get("guidance")
+        if g:                                       # guidance as an input: default 1 where distilled
+            over["cfg_scale"] = min(max(1.0, float(g[0])), float(g[1]))
         return self.kind.settings(**{k: v for k, v in over.items() if k in fields})
+
+    @property
+    def guidance_range(self) -> tuple[float, float] | None:
+        """The guidance scales a guidance-distilled stage takes as input (None: guidance, if any,
+        is classifier-free, two evaluations per step)."""
+        g = self.distilled.get("guidance") if self.distilled else None
+        return (float(g[0]), float(g[1])) if g else None
+
+    def evaluations_per_call(self, settings) -> int:
+        """Network evaluations per denoiser call: 2 under classifier-free guidance, else 1."""
+        return 2 if self.label_dim and settings.cfg_scale != 1 and not self.guidance_range else 1
 
     def check_settings(self, settings) -> None:
         """Refuse sampler settings a distilled stage was not distilled for (guidance may vary)."""
         if not self.distilled:
             return
+        g = self.guidance_range
+        if g and not g[0] <= settings.cfg_scale <= g[1]:
+            raise ValueError(f"this {self.stage} stage was distilled for guidance scales {g[0]:g} to {g[1]:g}, "
+                             f"got cfg_scale {settings.cfg_scale:g}")
         want = self.default_settings()
-        if dataclasses.replace(settings, cfg_scale=want.cfg_scale) != want:
+        if dataclasses.replace(settings, cfg_scale=want.cfg_scale) != want:       # all but the guidance scale
             changed = [f.name for f in dataclasses.fields(want) if f.name != "cfg_scale"
                        and getattr(settings, f.name) != getattr(want, f.name)]
             raise ValueError(f"this {self.stage} stage was distilled for {len(self.distilled_grid)} ddim steps on its "

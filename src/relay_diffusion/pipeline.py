@@ -126,11 +126,14 @@ class RelayChain:
 
     def nfe(self) -> list[int]:
         """Network evaluations per image of every stage (guided calls count twice)."""
-        return [s.nfe(m.schedule) * (2 if m.label_dim and s.cfg_scale != 1 else 1)
-                for m, s in zip(self.models, self.settings)]
+        return [s.nfe(m.schedule) * m.config.evaluations_per_call(s) for m, s in zip(self.models, self.settings)]
 
     def _denoiser(self, i: int):
         m, s = self.models[i], self.settings[i]
+        if m.config.guidance_range:                 # guidance distilled: w is the network's input
+            def guided(x, sigma, labels=None, w=float(s.cfg_scale)):
+                return m.denoiser(x, sigma, labels, guidance=torch.full((x.shape[0],), w, device=x.device))
+            return guided
         return classifier_free_guidance(m.denoiser, s.cfg_scale) if m.label_dim else m.denoiser
 
     @torch.no_grad()

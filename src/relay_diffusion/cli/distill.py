@@ -33,6 +33,8 @@ def add_parser(subparsers, help_text: str) -> None:
             kw["choices"] = sorted(CHAIN_RECIPES)
         elif f.name == "precision":
             kw["choices"] = PRECISIONS
+        elif f.name == "guidance_range":
+            kw.update(type=_scale_range, metavar="W_LO,W_HI")
         else:
             kw["type"] = type(defaults[f.name])
         if f.name in ("teacher", "data", "outdir"):
@@ -47,3 +49,13 @@ def run_distill(args) -> int:
     cfg = DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)})
     distill(cfg)
     return 0
+
+
+def _scale_range(text: str) -> tuple:
+    import argparse
+
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two guidance scales W_LO,W_HI, e.g. 1,3; got {text!r}") from None
+    return (lo, hi)

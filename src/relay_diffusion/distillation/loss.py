@@ -29,13 +29,17 @@ class DistillationLoss:
     Per sample: a student step j drawn uniformly, its start state (a relay stage's first step: the
     sampler's start, the nearest-upsampled box-downsampled image + σ₀·noise; every other step: the
     forward process at σ_{2j}), the teacher's two steps, the target (Eq. D2) and the weighted error
-    (Eq. D4). Draw order per call: the step index (one uniform per sample), the state's noise,
-    then label dropout."""
+    (Eq. D4). With `guidance`, each sample also gets a guidance scale w that the student takes as
+    input and the teacher applies (Eq. D6). Draw order per call: the step index (one uniform per
+    sample), the state's noise, w (with guidance), then label dropout."""
 
     frame: StepFrame
     teacher: Denoiser                      # frozen D(x, σ, labels)
     grid: tuple                            # the teacher's σ's of this round, 2N of them
     label_dropout: float = 0.0             # applied to teacher and student alike
+    guidance: tuple = ()                   # (w_lo, w_hi): distil guidance, w ~ U[w_lo, w_hi] per sample
+    teacher_takes_guidance: bool = False   # the teacher is a guidance-distilled student (later rounds);
+                                           # else it is guided by classifier-free guidance at w
 
     def __post_init__(self):
         self.grid = tuple(float(s) for s in self.grid)
@@ -44,6 +48,8 @@ class DistillationLoss:
         if any(a <= b for a, b in zip(self.grid, self.grid[1:])) or self.grid[-1] <= 0:
             raise ValueError("the teacher grid must be positive and strictly decreasing")
         self._weights = torch.stack([snr_weights(self.frame, s) for s in self.student_grid])   # [N, p, p]
+        if self.guidance and not (len(self.guidance) == 2 and 0 <= self.guidance[0] <= self.guidance[1]):
+            raise ValueError(f"guidance must be a range (w_lo, w_hi) with 0 ≤ w_lo ≤ w_hi, got {self.guidance}")
 
     @property
     def student_grid(self) -> tuple:
@@ -58,6 +64,13 @@ class DistillationLoss:
         step = (draws.rand(images.shape[0], torch.float64) * n).long().clamp_(max=n - 1).cpu()
         sigma_s = torch.tensor(self.student_grid, dtype=torch.float64)[step]
         states = self._states(images, step, sigma_s, draws)
+        w = None
+        if self.guidance:                        # Eq. D6: one scale per sample, drawn after the states
+            if labels is None:
+                raise ValueError("guidance distillation needs class labels")
+            lo, hi = self.guidance
+            w = (lo + (hi - lo) * draws.rand(images.shape[0], torch.float64)).to(images.device, images.dtype)
+            net_kwargs = {**net_kwargs, "guidance": w}
         labels = drop_labels(labels, self.label_dropout, generator)
         targets = torch.empty_like(images)
         with torch.no_grad():
@@ -66,10 +79,7 @@ class DistillationLoss:
                 s, m = self.grid[2 * j], self.grid[2 * j + 1]
                 t = self.grid[2 * j + 2] if 2 * j + 2 < len(self.grid) else 0.0
                 lab = labels[rows] if labels is not None else None
-
-                def evaluate(x, sigma, lab=lab):
-                    return self.teacher(x, torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device),
-                                        lab).to(x.dtype)
+                evaluate = self._teacher_at(lab, w[rows] if w is not None else None)
                 x_t, _ = teacher_steps(self.frame, evaluate, states[rows], s, m, t)
                 targets[rows] = distillation_target(self.frame, states[rows], x_t, s, t).to(images.dtype)
         pred = denoise(states, sigma_s.to(images.device, images.dtype), labels, **net_kwargs)
@@ -79,6 +89,21 @@ class DistillationLoss:
         b, c, h, w = err.shape
         p = basis.p
         return (err.view(b, c, h // p, p, w // p, p) * weights[:, None, None, :, None, :]).view(b, c, h, w)
+
+    def _teacher_at(self, labels, w):
+        """evaluate(x, σ) of the teacher for these rows: plain, guided by classifier-free guidance at
+        each row's w (one 2B batch), or given w as its input (a guidance-distilled teacher)."""
+        def evaluate(x, sigma):
+            sig = torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
+            if w is None:
+                return self.teacher(x, sig, labels).to(x.dtype)
+            if self.teacher_takes_guidance:
+                return self.teacher(x, sig, labels, guidance=w).to(x.dtype)
+            both = self.teacher(torch.cat([x, x]), torch.cat([sig, sig]),
+                                torch.cat([labels, torch.zeros_like(labels)])).to(x.dtype)
+            cond, uncond = both.chunk(2)
+            return uncond + w.reshape(-1, 1, 1, 1) * (cond - uncond)
+        return evaluate
 
     def _states(self, images, step, sigma_s, draws) -> torch.Tensor:
         """Each sample's student state at σ_{2j}: the forward process there, except the first step

@@ -38,6 +38,8 @@ class DistillConfig:
     lr: float = 1e-4                   # Adam learning rate (no warm-up: the student starts trained)
     ema_halflife: int = 2_000          # EMA half-life in images
     label_dropout: float = 0.0         # for a conditional teacher: P(a sample is distilled unconditionally)
+    guidance_range: tuple = ()         # (w_lo, w_hi): also distil classifier-free guidance, the scale as
+                                       # the student's input (one evaluation per step at any w there)
     seed: int = 0                      # every random draw derives from it
     status_every: int = 2_000          # images between status lines
     snapshot_every: int = 10_000       # images between snapshots (each round also ends with one)
@@ -64,6 +66,10 @@ class DistillConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.label_dropout <= 1:
             raise ValueError(f"label_dropout must be in [0, 1], got {self.label_dropout}")
+        self.guidance_range = tuple(float(w) for w in self.guidance_range)
+        if self.guidance_range and not (len(self.guidance_range) == 2
+                                        and 0 <= self.guidance_range[0] <= self.guidance_range[1]):
+            raise ValueError(f"guidance_range must be two scales w_lo ≤ w_hi, both ≥ 0, got {self.guidance_range}")
         return self
 
     @property
@@ -90,7 +96,8 @@ def round_config(cfg: DistillConfig, k: int, teacher: str, grid: list[float], so
     """Round k's training run (1-based): the teacher's grid halved k − 1 times."""
     return TrainConfig(data=cfg.data, outdir=str(Path(cfg.outdir) / f"round-{k}"), duration=cfg.round_images,
                        batch=cfg.batch, lr=cfg.lr, lr_rampup=0, ema_halflife=cfg.ema_halflife, ema_rampup=0.0,
-                       label_dropout=cfg.label_dropout, seed=cfg.seed + k - 1, status_every=cfg.status_every,
+                       label_dropout=cfg.label_dropout, guidance_range=tuple(cfg.guidance_range),
+                       seed=cfg.seed + k - 1, status_every=cfg.status_every,
                        snapshot_every=cfg.snapshot_every, sample_every=0, keep_snapshots=2,
                        precision=cfg.precision, device=cfg.device, dropout=0.0, teacher=teacher,
                        teacher_grid=tuple(grid[::2 ** (k - 1)]), teacher_solver=solver if k == 1 else "ddim")
@@ -103,16 +110,16 @@ def distill(cfg: DistillConfig, echo=print) -> Path:
     cfg.validate()
     out = Path(cfg.outdir)
     record = out / "distill.json"
-    if record.exists() and read_json(record, "distillation config") != dataclasses.asdict(cfg):
+    if record.exists() and read_json(record, "distillation config") != _jsonable(dataclasses.asdict(cfg)):
         raise ValueError(f"{out} holds a distillation with other settings; resume it with the same command "
                          "or choose a new --outdir")
     grid, solver = teacher_grid(cfg)
     teacher = read_config(cfg.teacher)
-    if cfg.label_dropout and not teacher.label_dim:
-        raise ValueError("--label-dropout needs a conditional teacher")
+    if (cfg.label_dropout or cfg.guidance_range) and not teacher.label_dim:
+        raise ValueError("--label-dropout and --guidance-range need a class-conditional teacher")
     prepare(round_config(cfg, 1, cfg.teacher, grid, solver))       # data, classes, sizes: before writing
     out.mkdir(parents=True, exist_ok=True)
-    write_json(record, dataclasses.asdict(cfg))
+    write_json(record, _jsonable(dataclasses.asdict(cfg)))
     source = cfg.teacher
     for k in range(1, cfg.rounds + 1):
         rc = round_config(cfg, k, source, grid, solver)
@@ -127,3 +134,7 @@ def distill(cfg: DistillConfig, echo=print) -> Path:
                 shutil.copy2(Path(source) / name, tmp / name)
     echo(f"wrote {final}: {cfg.steps} evaluation(s) per image")
     return final
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

@@ -48,6 +48,7 @@ class ADMUNet(nn.Module):
                  attn_resolutions: Sequence[int] = (32, 16, 8),  # resolutions [pixels] with self-attention
                  dropout: float = 0.10,                          # dropout probability inside the blocks
                  label_dropout: float = 0,                       # must be 0: see the docstring
+                 guidance_embed: bool = False,                   # takes a guidance scale w (distilled CFG)
                  ):
         super().__init__()
         channel_mult, attn_resolutions = list(channel_mult), list(attn_resolutions)
@@ -102,12 +103,17 @@ class ADMUNet(nn.Module):
                 cout = ch
         self.out_norm = GroupNorm(cout)
         self.out_conv = Conv2d(cout, out_channels, 3, gain=0)  # zero-init → initial output is 0
+        # Guidance scale w of a guidance-distilled student (docs/distillation.md §6): its sinusoidal
+        # embedding through a zero-initialised layer, added like the class labels' — a student made
+        # from a teacher starts as the teacher. Built last: the other weights draw as without it.
+        self.map_guidance = Linear(model_channels, emb_channels, gain=0) if guidance_embed else None
 
     def forward(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None = None,
-                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+                augment_labels: torch.Tensor | None = None, guidance: torch.Tensor | None = None) -> torch.Tensor:
         """x: [N, in_channels, H, W]; noise_labels: [N] (EDM's c_noise = ln(σ)/4); class_labels:
         [N, label_dim] or None (= the all-zero "no label" vector, whose embedding is exactly zero
-        because map_label has no bias); augment_labels: [N, augment_dim] or None (= no augmentation)."""
+        because map_label has no bias); augment_labels: [N, augment_dim] or None (= no augmentation);
+        guidance: [N] guidance scales of a guidance-distilled network (None = 1)."""
         self._check_inputs(x, noise_labels, class_labels, augment_labels)
         emb = self.map_noise(noise_labels)
         if self.map_augment is not None and augment_labels is not None:
@@ -115,6 +121,11 @@ class ADMUNet(nn.Module):
         emb = self.map_layer1(F.silu(self.map_layer0(emb)))
         if self.map_label is not None and class_labels is not None:
             emb = emb + self.map_label(class_labels.to(emb.dtype))
+        if self.map_guidance is not None:                     # w = 1 (no guidance) unless given
+            w = guidance.to(emb.dtype).reshape(-1) if guidance is not None else emb.new_ones(emb.shape[0])
+            emb = emb + self.map_guidance(self.map_noise(w.expand(emb.shape[0]) - 1))
+        elif guidance is not None:
+            raise ValueError("this network takes no guidance scale (it was not distilled with guidance)")
         emb = F.silu(emb)
 
         skips = []

@@ -27,6 +27,8 @@ class NetworkConfig:
     num_blocks: int = 3                               # residual blocks per encoder level
     attn_resolutions: tuple[int, ...] = (32, 16, 8)   # resolutions [pixels] with self-attention
     dropout: float = 0.10                             # dropout probability inside the blocks
+    guidance_embed: bool = False                      # takes a guidance scale w (distilled guidance,
+                                                      # docs/distillation.md): embedding added to σ's
 
     def __post_init__(self):
         if self.arch != "adm":
@@ -51,10 +53,14 @@ class NetworkConfig:
                              f"({len(self.channel_mult)} levels of channel_mult)")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout <= 1:
             raise ValueError(f"network dropout must be in [0, 1], got {self.dropout!r}")
+        if not isinstance(self.guidance_embed, bool):
+            raise ValueError(f"network guidance_embed must be true or false, got {self.guidance_embed!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["channel_mult"], d["attn_resolutions"] = list(self.channel_mult), list(self.attn_resolutions)
+        if not self.guidance_embed:                   # configs without it read and write as before
+            del d["guidance_embed"]
         return d
 
     @classmethod

@@ -63,6 +63,8 @@ class TrainConfig:
                                          # stage, network, classes and schedule are the student's
     teacher_grid: tuple = ()             # the teacher's σ's this round (2N); the student takes every other
     teacher_solver: str = "ddim"         # the teacher's steps (Eq. D5): its best solver in round 1
+    guidance_range: tuple = ()           # (w_lo, w_hi): the student also learns guided sampling at any w
+                                         # there, as an input (Eq. D6); () = no guidance distillation
     # execution
     precision: str = "fp32"              # network math: "fp32", "bf16" (CUDA or CPU) or "fp16" (CUDA) autocast,
                                          # or "auto" (bf16 where the hardware has it, else fp32)
@@ -111,6 +113,10 @@ class TrainConfig:
                  f"a distillation round needs an even teacher grid of ≥ 2 σ's, got {len(self.teacher_grid)}")
             need(not self.teacher_solver.startswith("heun") and self.teacher_solver != "heun",
                  "the teacher's solver must take one evaluation per σ (ddim, ddim-pc, dpmpp-2m-pc, …)")
+        need(not self.guidance_range or bool(self.teacher), "guidance_range is for distillation (needs teacher)")
+        need(not self.guidance_range or (len(self.guidance_range) == 2
+                                         and 0 <= self.guidance_range[0] <= self.guidance_range[1]),
+             f"guidance_range must be two scales w_lo ≤ w_hi, both ≥ 0, got {self.guidance_range}")
         return self
 
     def to_json(self) -> str:
@@ -139,7 +145,7 @@ class TrainConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
-        for name in ("betas", "teacher_grid"):
+        for name in ("betas", "teacher_grid", "guidance_range"):
             if name in d:
                 d[name] = tuple(d[name])
         return cls(schedule=schedule, **d)

@@ -68,8 +68,9 @@ class Setup:
         with `ddim` steps, and its teacher."""
         if not self.cfg.teacher:
             return None
-        return {"grid": list(self.cfg.teacher_grid[::2]), "teacher": str(Path(self.cfg.teacher).resolve()),
-                "teacher_grid": list(self.cfg.teacher_grid), "teacher_solver": self.cfg.teacher_solver}
+        record = {"grid": list(self.cfg.teacher_grid[::2]), "teacher": str(Path(self.cfg.teacher).resolve()),
+                  "teacher_grid": list(self.cfg.teacher_grid), "teacher_solver": self.cfg.teacher_solver}
+        return {**record, "guidance": list(self.cfg.guidance_range)} if self.cfg.guidance_range else record
 
 
 def prepare(cfg: TrainConfig, dataset=None) -> Setup:
@@ -101,6 +102,10 @@ def prepare(cfg: TrainConfig, dataset=None) -> Setup:
     ncfg = NETWORK_PRESETS[cfg.network].with_data(res, dataset.num_channels, label_dim)
     if cfg.teacher:
         ncfg = teacher.network
+        if cfg.guidance_range:
+            if not teacher.label_dim:
+                raise ValueError("guidance distillation (guidance_range) needs a class-conditional teacher")
+            ncfg = dataclasses.replace(ncfg, guidance_embed=True)
         if (teacher.channels, teacher.label_dim) != (dataset.num_channels, label_dim):
             raise ValueError(f"the teacher makes {teacher.channels}-channel images with {teacher.label_dim} classes; "
                              f"{cfg.data} has {dataset.num_channels} channels and {label_dim} classes")
@@ -115,7 +120,7 @@ def _loss_fn(setup: Setup, teacher: RelayModel | None = None):
     cfg = setup.cfg
     settings = teacher.kind.settings(solver=cfg.teacher_solver, eta=0.0)
     return DistillationLoss(StepFrame(settings, teacher.schedule), teacher.denoiser, cfg.teacher_grid,
-                            cfg.label_dropout)
+                            cfg.label_dropout, tuple(cfg.guidance_range), teacher.config.network.guidance_embed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,8 +215,10 @@ class Trainer:
         teacher = None
         if cfg.teacher:                                  # the student starts as the teacher (EMA weights)
             teacher = RelayModel.from_pretrained(cfg.teacher, "ema", device, channels_last=cfg.channels_last)
-            self.net.load_state_dict(teacher.denoiser.net.state_dict())
-            self.ema_net.load_state_dict(teacher.denoiser.net.state_dict())
+            for net in (self.net, self.ema_net):        # a new guidance embedding starts at zero
+                missing, unexpected = net.load_state_dict(teacher.denoiser.net.state_dict(), strict=False)
+                if unexpected or any(not k.startswith("map_guidance.") for k in missing):
+                    raise ValueError(f"{cfg.teacher}: its weights do not fit the student ({missing + unexpected})")
         self.loss_fn = _loss_fn(setup, teacher)
         self.source = ImageSource(setup.dataset, setup.resolution, cfg.xflip, cfg.cache)
         self.schedule = BatchSchedule(len(self.source), cfg.batch, cfg.seed)
