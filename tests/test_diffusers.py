@@ -19,7 +19,7 @@ from relay_diffusion import RelaySchedule, SeededNoise, relay_sampler, upsample_
 from relay_diffusion.cli import main  # noqa: E402
 from relay_diffusion.integrations.diffusers import (RelayDiffusionPipeline, RelayScheduler, export_diffusers,  # noqa: E402
                                                     import_diffusers)
-from relay_diffusion.weights import load_weights, read_model_config# noqa: E402
+from relay_diffusion.weights import load_weights, read_model_config  # noqa: E402
 from relay_diffusion.pipeline import RelayChain, bundled_demo_chain  # noqa: E402
 
 SEEDS = [0, 1, 2, 13]
@@ -226,3 +226,36 @@ def test_the_fast_preset_exports(tmp_path):
     chain = RelayChain.from_pretrained(bundled_demo_chain(), channels_last=False)
     fast = RelayChain(chain.models, chain_recipe("fast"))
     assert torch.equal(fast(SEEDS), p(seeds=SEEDS, output_type="pt").images)   # the recipe's step counts
+
+
+def test_distilled_stages_export_and_sample_like_the_chain(tmp_path):
+    """A distilled base (guidance distilled) + distilled relay chain exports; the pipeline runs
+    their own ddim steps and the guidance input, and its images are the chain's."""
+    from relay_diffusion.distillation.run import DistillConfig, distill
+    from relay_diffusion.training import train
+    from relay_diffusion.training.checkpoint import list_snapshots
+
+    from helpers.training import small, write_edm_zip
+
+    data = write_edm_zip(tmp_path / "d.zip", 16, 16, 1, classes=2)
+    quiet = dict(echo=lambda s: None)
+    train(small(data=str(data), outdir=str(tmp_path / "b"), resolution=8, duration=16, cond=True), **quiet)
+    train(small(stage="relay", network="tiny-16", up_scale=2, data=str(data), outdir=str(tmp_path / "r"),
+                duration=16, cond=True), **quiet)
+    common = dict(data=str(data), steps=1, teacher_steps=2, round_images=8, batch=8, device="cpu")
+    base = distill(DistillConfig(teacher=str(list_snapshots(tmp_path / "b")[-1]), outdir=str(tmp_path / "db"),
+                                 guidance_range=(1.0, 3.0), **common), **quiet)
+    relay = distill(DistillConfig(teacher=str(list_snapshots(tmp_path / "r")[-1]), outdir=str(tmp_path / "dr"),
+                                  **common), **quiet)
+    export_diffusers([base, relay], tmp_path / "x")
+    pipe = RelayDiffusionPipeline.from_pretrained(tmp_path / "x")
+    chain = RelayChain.from_pretrained([base, relay], channels_last=False)
+    assert torch.equal(pipe(seeds=SEEDS, output_type="pt").images, chain(SEEDS))
+    guided = RelayChain(chain.models, [s.with_overrides({"cfg_scale": 2.0}) for s in chain.settings])
+    assert torch.equal(pipe(seeds=SEEDS, guidance_scale=2.0, output_type="pt").images, guided(SEEDS))
+    assert guided.nfe() == [1, 2]                          # the base takes w as input, the relay stage CFG
+    with pytest.raises(ValueError, match="distilled for guidance scales 1 to 3"):
+        pipe(seeds=SEEDS, guidance_scale=5.0, output_type="pt")
+    assert list(pipe.base_scheduler.config.sigmas) == read_model_config(base)["distilled"]["grid"]
+    with pytest.raises(ValueError, match="distilled for 1 steps"):
+        pipe(seeds=SEEDS, num_inference_steps=(4, 4), output_type="pt")

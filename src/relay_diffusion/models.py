@@ -75,7 +75,11 @@ class ModelConfig:
             return self.kind.settings()
         grid = self.distilled_grid
         fields = {f.name for f in dataclasses.fields(self.kind.settings)}
-        over = dict(solver="ddim", eta=0.0, num_steps=len(grid), sigma_max=grid[0], sigma_min=grid[-1])
+        # the grid fields only describe the grid (sampling takes it from here); a one-σ grid keeps the
+        # default σ_min, which a ρ grid needs below its start
+        over = dict(solver="ddim", eta=0.0, num_steps=len(grid), sigma_max=grid[0])
+        if len(grid) > 1:
+            over["sigma_min"] = grid[-1]
         if "sigma_grid" in fields:                  # a relay stage: ρ grid from truncation_sigma
             over.update(sigma_grid="rho", truncation_sigma=grid[0])
         g = self.distilled.get("guidance")
@@ -89,6 +93,11 @@ class ModelConfig:
         is classifier-free, two evaluations per step)."""
         g = self.distilled.get("guidance") if self.distilled else None
         return (float(g[0]), float(g[1])) if g else None
+
+    def nfe(self, settings) -> int:
+        """Network evaluations per image of the stage under `settings` (guided calls count twice)."""
+        calls = len(self.distilled_grid) if self.distilled else settings.nfe(self.schedule)
+        return calls * self.evaluations_per_call(settings)
 
     def evaluations_per_call(self, settings) -> int:
         """Network evaluations per denoiser call: 2 under classifier-free guidance, else 1."""

@@ -126,7 +126,7 @@ class RelayChain:
 
     def nfe(self) -> list[int]:
         """Network evaluations per image of every stage (guided calls count twice)."""
-        return [s.nfe(m.schedule) * m.config.evaluations_per_call(s) for m, s in zip(self.models, self.settings)]
+        return [m.config.nfe(s) for m, s in zip(self.models, self.settings)]
 
     def _denoiser(self, i: int):
         m, s = self.models[i], self.settings[i]

@@ -63,7 +63,7 @@ _FIELD_DEFAULTS = {f.name: f.default for kind in reversed(STAGE_KINDS.values())
 
 
 # the ModelConfig fields a RelayUNet's config carries (not an imported model's provenance records)
-UNET_CONFIG_KEYS = ("stage", "resolution", "channels", "label_dim", "sigma_data", "network", "schedule")
+UNET_CONFIG_KEYS = ("stage", "resolution", "channels", "label_dim", "sigma_data", "network", "schedule", "distilled")
 
 
 class RelayUNet(ModelMixin, ConfigMixin):
@@ -71,15 +71,18 @@ class RelayUNet(ModelMixin, ConfigMixin):
 
     @register_to_config
     def __init__(self, stage: str = "base", resolution: int = 32, channels: int = 3, label_dim: int = 0,
-                 sigma_data: float = 0.5, network: dict | None = None, schedule: dict | None = None):
+                 sigma_data: float = 0.5, network: dict | None = None, schedule: dict | None = None,
+                 distilled: dict | None = None):
         super().__init__()
         net = NetworkConfig.from_dict(network or {}).build()
         self.denoiser = EDMPrecond(net, sigma_data, label_dim)
 
-    def forward(self, sample: torch.Tensor, sigma: torch.Tensor, class_labels: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        """The denoised image; `sigma` is a [B] tensor, `class_labels` one-hot [B, label_dim]."""
-        return self.denoiser(sample, sigma, class_labels)
+    def forward(self, sample: torch.Tensor, sigma: torch.Tensor, class_labels: torch.Tensor | None = None,
+                guidance: torch.Tensor | None = None) -> torch.Tensor:
+        """The denoised image; `sigma` is a [B] tensor, `class_labels` one-hot [B, label_dim],
+        `guidance` the [B] guidance scales of a guidance-distilled stage."""
+        extra = {"guidance": guidance} if guidance is not None else {}
+        return self.denoiser(sample, sigma, class_labels, **extra)
 
     def model_config(self) -> ModelConfig:
         c = self.config
@@ -89,7 +92,7 @@ class RelayUNet(ModelMixin, ConfigMixin):
     def from_model_dir(cls, directory, which: str = "ema") -> "RelayUNet":
         model = RelayModel.from_pretrained(directory, which, channels_last=False)
         cfg = model.config.to_dict()
-        unet = cls(**{k: cfg[k] for k in UNET_CONFIG_KEYS})
+        unet = cls(**{k: cfg.get(k) for k in UNET_CONFIG_KEYS})
         unet.denoiser.net.load_state_dict(model.denoiser.net.state_dict())
         return unet.eval().requires_grad_(False)
 
@@ -101,7 +104,7 @@ class RelaySchedulerOutput(BaseOutput):
 
 
 def _scheduler_init(self, stage: str = "relay", num_train_timesteps: int = 1000, schedule: dict | None = None,
-                    **settings):
+                    sigmas: list | None = None, **settings):
     kind = stage_kind(stage)
     unknown = sorted(set(settings) - set(SCHEDULER_FIELDS))
     if unknown:
@@ -151,10 +154,13 @@ class RelayScheduler(SchedulerMixin, ConfigMixin):
         """The grid of `num_inference_steps` (default: the config's num_steps; relay: nominal steps
         of the truncated grid, σ's run for the "rho"/"lambda" grids); `timesteps` lists the σ of
         every network evaluation (Heun: σ̂₀, then (σ_{i+1}, σ̂_{i+1}) per step)."""
-        settings = self.settings
-        if num_inference_steps is not None:
+        settings, grid = self.settings, self.config.sigmas
+        if grid and num_inference_steps not in (None, len(grid)):
+            raise ValueError(f"this stage was distilled for {len(grid)} steps on its own σ grid, "
+                             f"got num_inference_steps={num_inference_steps}")
+        if num_inference_steps is not None and not grid:
             settings = settings.with_overrides({"num_steps": num_inference_steps})
-        self._stepper = make_stepper(settings, self.model_schedule, None,
+        self._stepper = make_stepper(settings, self.model_schedule, list(grid) if grid else None,
                                      lambda like: _randn_like(self._generator)(like))
         self.sigmas = torch.tensor(self._stepper.sigmas, dtype=torch.float64)
         self.timesteps = torch.tensor(self._stepper.eval_sigmas, dtype=torch.float64, device=device)
@@ -268,7 +274,15 @@ class RelayDiffusionPipeline(DiffusionPipeline):
         x = scheduler.start(x, generator=generators)
         labels = onehot if unet.config.label_dim else None
         denoise = unet.denoiser
-        if labels is not None and guidance_scale != 1:
+        guidance = (unet.config.distilled or {}).get("guidance")
+        if guidance:                                 # guidance distilled: the scale is an input
+            if not guidance[0] <= guidance_scale <= guidance[1]:
+                raise ValueError(f"this stage was distilled for guidance scales {guidance[0]:g} to {guidance[1]:g}, "
+                                 f"got guidance_scale {guidance_scale:g}")
+
+            def denoise(x, sigma, labels, w=float(guidance_scale)):
+                return unet.denoiser(x, sigma, labels, guidance=torch.full((x.shape[0],), w, device=x.device))
+        elif labels is not None and guidance_scale != 1:
             denoise = classifier_free_guidance(denoise, guidance_scale)
         for t in self.progress_bar(scheduler.timesteps):
             sigma = torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
@@ -312,13 +326,15 @@ def _scheduler_for(unet: RelayUNet, settings) -> RelayScheduler:
     if not isinstance(settings, want):
         raise TypeError(f"a {stage} stage takes {want.__name__}, got {type(settings).__name__}")
     values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.name in SCHEDULER_FIELDS}
-    return RelayScheduler(stage, schedule=unet.config.schedule and dict(unet.config.schedule), **values)
+    distilled = unet.config.distilled
+    return RelayScheduler(stage, schedule=unet.config.schedule and dict(unet.config.schedule),
+                          sigmas=list(distilled["grid"]) if distilled else None, **values)
 
 
 def export_diffusers(model_dirs, out_dir, which: str = "ema", settings=None) -> Path:
     """Write a diffusers folder for a chain of model directories ([base,] relay): model_index.json
-    and one subfolder per component. `settings`: per-stage sampler settings (default: the
-    official defaults) that the schedulers carry — any recipe, e.g. `chain_recipe("celebahq256", …)`."""
+    and one subfolder per component. `settings`: per-stage sampler settings (default: each
+    stage's own — the official defaults, a distilled stage's steps) that the schedulers carry — any recipe, e.g. `chain_recipe("celebahq256", …)`."""
     dirs = [Path(d) for d in model_dirs]
     if len(dirs) not in (1, 2):
         raise ValueError(f"give a relay model directory, or a base and a relay one; got {len(dirs)}")
@@ -328,7 +344,7 @@ def export_diffusers(model_dirs, out_dir, which: str = "ema", settings=None) -> 
     # the pipeline's slots: a stage from noise (optional), then one that continues it
     if not kinds[-1].continues or (len(kinds) == 2 and kinds[0].continues):
         raise ValueError(f"expected [base,] relay model directories, got stages {stages}")
-    settings = settings or [k.settings() for k in kinds]
+    settings = settings or [u.model_config().default_settings() for u in unets]   # a distilled stage's own
     if len(settings) != len(stages):
         raise ValueError(f"{len(settings)} sampler settings for {len(stages)} stages")
     base = (unets[0], _scheduler_for(unets[0], settings[0])) if len(unets) == 2 else (None, None)
