@@ -47,6 +47,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# CPU features that change our speed figures: vector width and native bf16 / AMX
+SPEED_FLAGS = frozenset({"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile",
+                         "amx_bf16", "amx_int8", "asimd", "sve", "bf16"})
+
+
 def machine(device: str = "cpu") -> dict:
     """Where the numbers were measured. `device` is what the benchmark ran on."""
     try:
@@ -54,9 +59,13 @@ def machine(device: str = "cpu") -> dict:
     except AttributeError:                              # not on Linux
         usable = os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    from relay_diffusion.networks.runtime import cpu_flags, native_bf16
+
     return {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-            "cpu_model": cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable,
+            "cpu_model": cpu_model(), "cpu_flags": sorted(cpu_flags() & SPEED_FLAGS),
+            "native_bf16": native_bf16("cpu"),
+            "logical_cores": os.cpu_count(), "usable_cores": usable,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "gpu": gpu,
             "python": platform.python_version()}
 

@@ -139,3 +139,39 @@ def test_the_first_guided_round_teaches_the_teachers_classifier_free_guidance():
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="guidance distillation needs class labels"):
         guided(student_ignoring_w, images, None, generator=SeededNoise(range(6)))
+
+
+@pytest.mark.slow
+def test_a_killed_distillation_resumes_to_the_same_model(base_teacher, tmp_path):
+    """SIGKILL in the middle of round 2's snapshot; the same command then finishes with weights
+    bit-identical to an uninterrupted run's."""
+    import dataclasses
+    import signal
+    import subprocess
+    import sys
+
+    from helpers.training import ROOT
+
+    data, teacher = base_teacher
+    reference = distill(config(data, teacher, tmp_path / "ref", snapshot_every=8), echo=lambda s: None)
+    cfg = config(data, teacher, tmp_path / "run", snapshot_every=8)
+    script = f"""
+import os, signal
+from relay_diffusion.distillation.run import DistillConfig, distill
+from relay_diffusion.training import checkpoint
+real = checkpoint.save_tensors
+def dying(tensors, path):
+    real(tensors, path)
+    if "round-2" in str(path) and str(path).endswith("training-state.safetensors"):
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpoint.save_tensors = dying
+distill(DistillConfig(**{dataclasses.asdict(cfg)!r}), echo=lambda s: None)
+"""
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True)
+    assert r.returncode == -signal.SIGKILL, r.stderr.decode()[-2000:]
+    assert not (tmp_path / "run" / "model").exists()
+    lines = []
+    final = distill(cfg, echo=lines.append)
+    assert any("resuming from" in line for line in lines)
+    for name in ("model.safetensors", "ema.safetensors"):
+        assert (final / name).read_bytes() == (reference / name).read_bytes()
