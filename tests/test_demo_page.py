@@ -41,12 +41,21 @@ def test_render_is_rdm_sample_and_the_download_holds_everything(chain, tmp_path)
     assert r.base.size == (8, 8) and r.final.size == (32, 32)
     assert len(r.trajectory) == 2 * 7 and r.trajectory[-1][1] == "x̂₀ σ=0.008"   # 7 σ's: x and x̂₀ each
     assert "35 + 13 = 48" in r.report and [c for _, c in r.gallery] == ["seed 7", "seed 8", "seed 9"]
+    assert "class 3 (Dress)" in r.report                   # the names recorded in the demo's config.json
     with zipfile.ZipFile(download(r, tmp_path / "d.zip")) as z:
         assert sorted(z.namelist()) == ["base.png", "final.png", "seed-7.png", "seed-8.png", "seed-9.png",
                                         "settings.json"]
         assert json.loads(z.read("settings.json"))["labels"] == 3
     fast = render(chain, seed=7, class_index=3, relay_steps=6, solver="dpmpp-2m-pc", batch=1)
     assert "35 + 6 = 41" in fast.report
+
+
+def test_the_page_starts_with_the_fast_preset():
+    from relay_diffusion.integrations.demo_page import page_chain, render
+
+    chain = page_chain(bundled_demo_chain())
+    assert chain.nfe() == [12, 8] and chain.settings[1].solver == "dpmpp-2m-pc"
+    assert "12 + 8 = 20" in render(chain, seed=1, base_steps=12, relay_steps=8, solver="dpmpp-2m-pc", batch=1).report
 
 
 def test_bad_port_is_refused(capsys):

@@ -24,7 +24,7 @@ from .stages import StageKind, stage_kind
 
 
 # provenance and recipe records a config.json may carry beside the model itself
-RECORDS = ("source", "training", "distilled")
+RECORDS = ("source", "training", "distilled", "class_names")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +44,7 @@ class ModelConfig:
     training: dict | None = None            # how it was trained, where recorded (command, images)
     distilled: dict | None = None           # a distilled stage: the σ grid it samples on with ddim steps
                                             # (and its teacher); docs/distillation.md
+    class_names: list | None = None         # the classes' names, from the training data where it had them
 
     def __post_init__(self):
         kind = stage_kind(self.stage)
@@ -56,6 +57,8 @@ class ModelConfig:
             raise ValueError(f"a {self.stage} model needs its schedule in config.json")
         if not kind.continues and self.schedule is not None:
             raise ValueError(f"a {self.stage} model has no schedule, but config.json gives one")
+        if self.class_names is not None and len(self.class_names) != self.label_dim:
+            raise ValueError(f"{len(self.class_names)} class names for {self.label_dim} classes")
         if self.schedule is not None and self.resolution % self.schedule.up_scale:
             raise ValueError(f"resolution {self.resolution} is not divisible by up_scale {self.schedule.up_scale}")
 
@@ -142,7 +145,8 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"{where}: unknown keys {unknown}")
         for key, kind in (("network", dict), ("schedule", (dict, type(None))), ("source", (dict, type(None))),
-                          ("training", (dict, type(None))), ("distilled", (dict, type(None)))):
+                          ("training", (dict, type(None))), ("distilled", (dict, type(None))),
+                          ("class_names", (list, type(None)))):
             if not isinstance(d.get(key), kind):
                 raise ValueError(f"{where}: {key!r} must be an object, got {d.get(key)!r}")
         try:

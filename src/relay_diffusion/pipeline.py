@@ -116,6 +116,11 @@ class RelayChain:
         return max(m.label_dim for m in self.models)
 
     @property
+    def class_names(self) -> list | None:
+        """The classes' names where a stage's config.json records them (None otherwise)."""
+        return next((m.config.class_names for m in self.models if m.config.class_names), None)
+
+    @property
     def resolution(self) -> int:
         return self.models[-1].resolution
 

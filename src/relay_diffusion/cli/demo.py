@@ -10,8 +10,9 @@ def add_parser(subparsers, help_text: str) -> None:
         "demo", help=help_text,
         description="Serve an interactive page (Gradio; extra relay-diffusion[demo]) that samples a chain and "
                     "shows the base sample, the relay stage's trajectory step by step, the final image, timing "
-                    "and network evaluations, and a gallery; PNGs and settings download as a zip. Works "
-                    "offline; binds to localhost unless --host says otherwise.")
+                    "and network evaluations, and a gallery; PNGs and settings download as a zip. It starts "
+                    "with the fastest settings we measured (distilled stages' own steps, else --preset fast). "
+                    "Works offline; binds to localhost unless --host says otherwise.")
     add_model_flag(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -30,11 +31,10 @@ def run(args) -> int:
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")             # offline: no usage pings
     from ..distributed import resolve_device
-    from ..integrations.demo_page import build_page
-    from ..pipeline import RelayChain, bundled_demo_chain
+    from ..integrations.demo_page import build_page, page_chain
+    from ..pipeline import bundled_demo_chain
 
-    models = args.models or [str(p) for p in bundled_demo_chain()]
-    chain = RelayChain.from_pretrained(models, device=resolve_device(args.device))
+    chain = page_chain(args.models or [str(p) for p in bundled_demo_chain()], resolve_device(args.device))
     page = build_page(chain)
     print(f"rdm demo: http://{args.host}:{args.port} (Ctrl-C stops)")
     page.launch(server_name=args.host, server_port=args.port, show_error=True, **page.rdm_launch_options)

@@ -37,10 +37,25 @@ class Rendering:
     settings: dict                     # what produced the images (for the download)
 
 
+def page_chain(models, device="cpu") -> RelayChain:
+    """The chain the page starts with: the fastest settings measured — a distilled stage's own
+    steps, every other stage with `--preset fast` (docs/solvers-quality.md)."""
+    from ..models import read_config
+    from ..sampling.presets import chain_recipe
+
+    configs = [read_config(m) for m in models]
+    fast = chain_recipe("fast", [c.kind.settings for c in configs])
+    settings = [c.default_settings() if c.distilled else f for c, f in zip(configs, fast)]
+    return RelayChain.from_pretrained(models, settings, device=device)
+
+
 def chain_with(chain: RelayChain, base_steps: int, relay_steps: int, solver: str, guidance: float) -> RelayChain:
     """The chain with the page's settings: steps per stage, the relay solver, the guidance weight."""
     settings = []
     for m, s in zip(chain.models, chain.settings):
+        if m.config.distilled:                          # its own steps; only guidance can change
+            settings.append(s.with_overrides({"cfg_scale": float(guidance)}))
+            continue
         over = {"num_steps": int(relay_steps if m.kind.continues else base_steps), "cfg_scale": float(guidance)}
         if m.kind.continues:
             over["solver"] = solver
@@ -72,7 +87,9 @@ def render(chain: RelayChain, seed: int, class_index: int | None = None, base_st
         trajectory += [(pil(info["x"]), f"x σ={info['sigma']:.3g}"),
                        (pil(info["denoised"]), f"x̂₀ σ={info['sigma']:.3g}")]
     nfe = run.nfe()
-    report = (f"**seed {seed}**, class {labels}: {seconds:.2f} s on {next(chain.models[0].denoiser.parameters()).device}"
+    names = chain.class_names
+    label_text = f"{labels} ({names[labels]})" if names and isinstance(labels, int) else labels
+    report = (f"**seed {seed}**, class {label_text}: {seconds:.2f} s on {next(chain.models[0].denoiser.parameters()).device}"
               f"; network evaluations per image: {' + '.join(map(str, nfe))} = {sum(nfe)}")
     settings = run_record(run, seed=seed, labels=labels)
     return Rendering(pil(base[0]) if not run.models[0].kind.continues and len(run.models) > 1 else None,
@@ -98,9 +115,10 @@ def build_page(chain: RelayChain):
 
     import gradio as gr
 
-    classes = chain.label_dim
-    relay = [s for m, s in zip(chain.models, chain.settings) if m.kind.continues]
-    base = [s for m, s in zip(chain.models, chain.settings) if not m.kind.continues]
+    classes, names = chain.label_dim, chain.class_names
+    relay = [s for m, s in zip(chain.models, chain.settings) if m.kind.continues and not m.config.distilled]
+    base = [s for m, s in zip(chain.models, chain.settings) if not m.kind.continues and not m.config.distilled]
+    class_help = (", ".join(f"{i} {n}" for i, n in enumerate(names)) if names else f"0–{classes - 1}")
     css = ("img { image-rendering: pixelated; } "                          # small images, sharp pixels
            "#rdm-base img, #rdm-final img { width: 100%; height: 100%; object-fit: contain; }")
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
@@ -111,15 +129,16 @@ def build_page(chain: RelayChain):
         with gr.Row():
             seed = gr.Number(value=0, precision=0, minimum=0, label="seed", elem_id="rdm-seed")
             klass = gr.Number(value=-1, precision=0, minimum=-1, maximum=max(classes - 1, -1),
-                              label=f"class (0–{classes - 1}; −1 = seed mod {classes})" if classes else
+                              label=f"class (−1 = seed mod {classes}): {class_help}" if classes else
                               "class (unconditional model)", interactive=bool(classes), elem_id="rdm-class")
             batch = gr.Slider(1, 16, value=8, step=1, label="gallery: seeds from seed on", elem_id="rdm-batch")
         with gr.Row():
             base_steps = gr.Slider(2, 64, value=base[0].num_steps if base else 18, step=1,
                                    label="base steps", visible=bool(base), elem_id="rdm-base-steps")
-            relay_steps = gr.Slider(2, 64, value=relay[0].num_steps if relay else 18, step=1,
+            relay_steps = gr.Slider(2, 64, value=relay[0].num_steps if relay else 18, step=1, visible=bool(relay),
                                     label="relay steps (heun: nominal grid; others: σ's)", elem_id="rdm-relay-steps")
-            solver = gr.Dropdown(list(SOLVERS), value="heun", label="relay solver", elem_id="rdm-solver")
+            solver = gr.Dropdown(list(SOLVERS), value=relay[0].solver if relay else "heun", label="relay solver",
+                                 visible=bool(relay), elem_id="rdm-solver")
             guidance = gr.Slider(1.0, 5.0, value=1.0, step=0.1, label="guidance", visible=bool(classes),
                                  elem_id="rdm-guidance")
         run = gr.Button("Generate", variant="primary", elem_id="rdm-run")

@@ -59,8 +59,10 @@ class Setup:
     @property
     def model_config(self) -> ModelConfig:
         """What a snapshot's config.json says (models.ModelConfig)."""
+        names = getattr(self.dataset, "label_names", None) if self.label_dim else None
         return ModelConfig(self.cfg.stage, self.resolution, self.channels, self.network_config, self.label_dim,
-                           self.cfg.sigma_data, self.schedule, distilled=self.distilled)
+                           self.cfg.sigma_data, self.schedule, distilled=self.distilled,
+                           class_names=list(names) if names and len(names) == self.label_dim else None)
 
     @property
     def distilled(self) -> dict | None:
