@@ -175,3 +175,32 @@ distill(DistillConfig(**{dataclasses.asdict(cfg)!r}), echo=lambda s: None)
     assert any("resuming from" in line for line in lines)
     for name in ("model.safetensors", "ema.safetensors"):
         assert (final / name).read_bytes() == (reference / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_two_processes_distil_like_one(base_teacher, tmp_path):
+    """`torchrun --nproc_per_node=2 rdm distill` (gloo, 2 rounds): the same rounds and snapshots,
+    and weights equal to one process's to float32 all-reduce rounding (Adam ε raised as in
+    test_training.test_two_processes_equal_one; the learning rate makes the weights move ≫ that)."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    data, teacher = base_teacher
+    args = ["-m", "relay_diffusion", "distill", "--teacher", str(teacher), "--data", str(data), "--steps", "1",
+            "--teacher-steps", "4", "--round-images", "32", "--batch", "8", "--lr", "1e-2", "--eps", "1e-4",
+            "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, *args, "--outdir", str(tmp_path / "one")], check=True, capture_output=True,
+                   env=env)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args,
+                        "--outdir", str(tmp_path / "two")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "2 process(es)" in (tmp_path / "two" / "round-2" / "log.txt").read_text()
+    a, b = (load_file(str(tmp_path / d / "model" / "model.safetensors")) for d in ("one", "two"))
+    start = load_file(str(teacher / "model.safetensors"))
+    assert max(float((a[k] - start[k]).abs().max()) for k in a) > 1e-3
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0)

@@ -15,6 +15,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+from ..distributed import init_distributed, shutdown_distributed
 from ..files import atomic_directory, read_json, write_json
 from ..models import read_config
 from ..sampling.presets import CHAIN_RECIPES, chain_recipe
@@ -36,6 +37,7 @@ class DistillConfig:
     round_images: int = 20_000         # training images per round
     batch: int = 32                    # images per optimisation step
     lr: float = 1e-4                   # Adam learning rate (no warm-up: the student starts trained)
+    eps: float = 1e-8                  # Adam epsilon
     ema_halflife: int = 2_000          # EMA half-life in images
     label_dropout: float = 0.0         # for a conditional teacher: P(a sample is distilled unconditionally)
     guidance_range: tuple = ()         # (w_lo, w_hi): also distil classifier-free guidance, the scale as
@@ -95,7 +97,7 @@ def teacher_grid(cfg: DistillConfig) -> tuple[list[float], str]:
 def round_config(cfg: DistillConfig, k: int, teacher: str, grid: list[float], solver: str) -> TrainConfig:
     """Round k's training run (1-based): the teacher's grid halved k − 1 times."""
     return TrainConfig(data=cfg.data, outdir=str(Path(cfg.outdir) / f"round-{k}"), duration=cfg.round_images,
-                       batch=cfg.batch, lr=cfg.lr, lr_rampup=0, ema_halflife=cfg.ema_halflife, ema_rampup=0.0,
+                       batch=cfg.batch, lr=cfg.lr, eps=cfg.eps, lr_rampup=0, ema_halflife=cfg.ema_halflife, ema_rampup=0.0,
                        label_dropout=cfg.label_dropout, guidance_range=tuple(cfg.guidance_range),
                        seed=cfg.seed + k - 1, status_every=cfg.status_every,
                        snapshot_every=cfg.snapshot_every, sample_every=0, keep_snapshots=2,
@@ -104,10 +106,19 @@ def round_config(cfg: DistillConfig, k: int, teacher: str, grid: list[float], so
 
 
 def distill(cfg: DistillConfig, echo=print) -> Path:
-    """Run (or resume) every round; returns the final model directory, OUT/model."""
+    """Run (or resume) every round; returns the final model directory, OUT/model. Under torchrun
+    every process runs it; the process group is joined once for all rounds."""
+    cfg.validate()
+    d, _ = init_distributed(cfg.device)
+    try:
+        return _distill(cfg, d, echo if d.is_main else (lambda s: None))
+    finally:
+        shutdown_distributed()
+
+
+def _distill(cfg: DistillConfig, d, echo) -> Path:
     from ..training.loop import prepare, train
 
-    cfg.validate()
     out = Path(cfg.outdir)
     record = out / "distill.json"
     if record.exists() and read_json(record, "distillation config") != _jsonable(dataclasses.asdict(cfg)):
@@ -118,8 +129,9 @@ def distill(cfg: DistillConfig, echo=print) -> Path:
     if (cfg.label_dropout or cfg.guidance_range) and not teacher.label_dim:
         raise ValueError("--label-dropout and --guidance-range need a class-conditional teacher")
     prepare(round_config(cfg, 1, cfg.teacher, grid, solver))       # data, classes, sizes: before writing
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(record, _jsonable(dataclasses.asdict(cfg)))
+    if d.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(record, _jsonable(dataclasses.asdict(cfg)))
     source = cfg.teacher
     for k in range(1, cfg.rounds + 1):
         rc = round_config(cfg, k, source, grid, solver)
@@ -128,10 +140,12 @@ def distill(cfg: DistillConfig, echo=print) -> Path:
         train(rc, echo=echo)
         source = str(list_snapshots(rc.outdir)[-1])
     final = out / "model"
-    with atomic_directory(final) as tmp:
-        for name in MODEL_FILES:
-            if (Path(source) / name).exists():
-                shutil.copy2(Path(source) / name, tmp / name)
+    if d.is_main:
+        with atomic_directory(final) as tmp:
+            for name in MODEL_FILES:
+                if (Path(source) / name).exists():
+                    shutil.copy2(Path(source) / name, tmp / name)
+    d.barrier()
     echo(f"wrote {final}: {cfg.steps} evaluation(s) per image")
     return final
 

@@ -296,13 +296,17 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, echo=print) -> dict:
-    """Train (or resume) the run described by `cfg`; returns a summary dict."""
+    """Train (or resume) the run described by `cfg`; returns a summary dict. Under torchrun it
+    joins the process group, and leaves it at the end unless a caller had joined it already (as
+    `distill` does for all its rounds: a process group cannot be joined twice)."""
+    owner = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     dist_info, device = init_distributed(cfg.device)
     try:
         with RunLock(cfg.outdir) if dist_info.is_main else contextlib.nullcontext():   # one writer per run
             return _train(cfg, dist_info, device, echo)
     finally:
-        shutdown_distributed()
+        if owner:
+            shutdown_distributed()
 
 
 def short_run_warnings(cfg: TrainConfig) -> list[str]:
