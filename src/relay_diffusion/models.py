@@ -42,8 +42,8 @@ class ModelConfig:
     schedule: RelaySchedule | None = None   # forward process of a stage that continues another
     source: dict | None = None              # where an imported model came from (file, sha256, …)
     training: dict | None = None            # how it was trained, where recorded (command, images)
-    distilled: dict | None = None           # a distilled stage: the σ grid it samples on with ddim steps
-                                            # (and its teacher); docs/distillation.md
+    distilled: dict | None = None           # a distilled stage: the σ grid it samples on, its step kind
+                                            # ("ddim") and its teacher; docs/distillation.md
     class_names: list | None = None         # the classes' names, from the training data where it had them
 
     def __post_init__(self):
@@ -80,7 +80,7 @@ class ModelConfig:
         fields = {f.name for f in dataclasses.fields(self.kind.settings)}
         # the grid fields only describe the grid (sampling takes it from here); a one-σ grid keeps the
         # default σ_min, which a ρ grid needs below its start
-        over = dict(solver="ddim", eta=0.0, num_steps=len(grid), sigma_max=grid[0])
+        over = dict(solver=self.distilled.get("solver", "ddim"), eta=0.0, num_steps=len(grid), sigma_max=grid[0])
         if len(grid) > 1:
             over["sigma_min"] = grid[-1]
         if "sigma_grid" in fields:                  # a relay stage: ρ grid from truncation_sigma

@@ -70,7 +70,8 @@ class Setup:
         with `ddim` steps, and its teacher."""
         if not self.cfg.teacher:
             return None
-        record = {"grid": list(self.cfg.teacher_grid[::2]), "teacher": str(Path(self.cfg.teacher).resolve()),
+        record = {"grid": list(self.cfg.teacher_grid[::2]), "solver": "ddim",        # the student's steps (Eq. D1)
+                  "teacher": str(Path(self.cfg.teacher).resolve()),
                   "teacher_grid": list(self.cfg.teacher_grid), "teacher_solver": self.cfg.teacher_solver}
         return {**record, "guidance": list(self.cfg.guidance_range)} if self.cfg.guidance_range else record
 
