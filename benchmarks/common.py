@@ -52,6 +52,40 @@ SPEED_FLAGS = frozenset({"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vn
                          "amx_bf16", "amx_int8", "asimd", "sve", "bf16"})
 
 
+def _threads_per_core() -> int:
+    """SMT siblings share a core's FMA pipes: logical CPUs per physical core (1 if unknown)."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list") as f:
+            text = f.read().strip()
+    except OSError:
+        return 1
+    count = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        count += int(hi) - int(lo) + 1 if hi else 1
+    return max(count, 1)
+
+
+def fp32_peak(cores: int) -> dict:
+    """The CPU's fp32 peak by the textbook formula: cores × clock × FLOPs per cycle per core, with
+    two FMA pipes of the widest vector the flags report (AVX-512: 2 × 16 × 2 = 64 FLOPs/cycle;
+    AVX2 + FMA: 32; AVX without FMA: 16; SSE: 8). The clock is the current one from
+    /proc/cpuinfo (turbo and AVX-512 down-clocking move it): an upper bound to measure against."""
+    from relay_diffusion.networks.runtime import cpu_flags
+
+    flags = cpu_flags()
+    per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 16 if "avx" in flags else 8
+    mhz = []
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = [float(line.split(":")[1]) for line in f if line.lower().startswith("cpu mhz")]
+    except (OSError, ValueError):
+        pass
+    ghz = max(mhz) / 1000 if mhz else None
+    return {"fp32_peak_gflops": round(cores * ghz * per_cycle, 1) if ghz else None, "flops_per_cycle": per_cycle,
+            "clock_ghz": round(ghz, 3) if ghz else None, "peak_cores": cores}
+
+
 def machine(device: str = "cpu") -> dict:
     """Where the numbers were measured. `device` is what the benchmark ran on."""
     try:
@@ -66,6 +100,7 @@ def machine(device: str = "cpu") -> dict:
             "cpu_model": cpu_model(), "cpu_flags": sorted(cpu_flags() & SPEED_FLAGS),
             "native_bf16": native_bf16("cpu"),
             "logical_cores": os.cpu_count(), "usable_cores": usable,
+            **fp32_peak(max(1, usable // _threads_per_core())),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "gpu": gpu,
             "python": platform.python_version()}
 

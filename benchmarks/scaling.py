@@ -153,6 +153,8 @@ def main(argv=None) -> dict:
         print(f"scaling: {name} @ {res} {mode} (batch {batch})", file=sys.stderr, flush=True)
         return run_child([__file__, "--one", json.dumps(spec)])
 
+    peak = machine(args.device).get("fp32_peak_gflops")
+
     def network_rows(name, batch, repeats, warmup, run=True):
         """One row per resolution: params and FLOPs (always), then forward and training-step seconds
         and peak memory per image when `run`, and growth ratios vs the first resolution."""
@@ -166,6 +168,9 @@ def main(argv=None) -> dict:
                 row[f"{mode}_peak_mib"] = m.get("peak_mib")
                 row[f"{mode}_peak_mib_per_image"] = m.get("peak_mib_per_image")
             row["forward_gflops_per_s"] = _ratio(row["flops_per_image"] / 1e9, row["forward_s_per_image"])
+            # the share of the machine's fp32 peak (common.fp32_peak) the forward pass reaches
+            row["forward_fraction_of_fp32_peak"] = (_ratio(row["forward_gflops_per_s"], peak)
+                                                    if args.device == "cpu" and peak else None)
             rows.append(row)
         for r in rows:
             r["growth_vs_base"] = {
