@@ -13,7 +13,7 @@ from .._validate import check_image
 from ..losses import _Draws, drop_labels
 from ..relay import upsample_nearest
 from ..seeds import SeededNoise
-from .targets import StepFrame, distillation_target, snr_weights, teacher_steps
+from .targets import StepFrame, distillation_target, frequency_weighted_squares, snr_weights, teacher_steps
 
 Denoiser = Callable[..., torch.Tensor]
 
@@ -83,12 +83,7 @@ class DistillationLoss:
                 x_t, _ = teacher_steps(self.frame, evaluate, states[rows], s, m, t)
                 targets[rows] = distillation_target(self.frame, states[rows], x_t, s, t).to(images.dtype)
         pred = denoise(states, sigma_s.to(images.device, images.dtype), labels, **net_kwargs)
-        basis = self.frame.basis
-        weights = self._weights[step].to(images)                            # [B, p, p], Eq. D4
-        err = basis.analyse(pred - targets) ** 2
-        b, c, h, w = err.shape
-        p = basis.p
-        return (err.view(b, c, h // p, p, w // p, p) * weights[:, None, None, :, None, :]).view(b, c, h, w)
+        return frequency_weighted_squares(self.frame, pred - targets, self._weights[step].to(images))   # Eq. D4
 
     def _teacher_at(self, labels, w):
         """evaluate(x, σ) of the teacher for these rows: plain, guided by classifier-free guidance at

@@ -90,16 +90,22 @@ def snr_weights(frame: StepFrame, sigma_s: float) -> torch.Tensor:
     return snr.clamp(min=1.0)
 
 
+def frequency_weighted_squares(frame: StepFrame, diff: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(U diff)² with coefficient k of every patch of sample b weighted by weights[b, k] ([B, p, p]
+    tables tiled over the patches): the terms of Eq. D4, [B, C, H, W] in patch-DCT order."""
+    basis = frame.basis
+    err = basis.analyse(diff) ** 2
+    b, c, h, w = err.shape
+    p = basis.p
+    return (err.view(b, c, h // p, p, w // p, p) * weights[:, None, None, :, None, :]).view(b, c, h, w)
+
+
 def weighted_error(frame: StepFrame, pred: torch.Tensor, target: torch.Tensor, sigma_s) -> torch.Tensor:
     """Per-sample loss of Eq. D4: mean over pixels of Σ_k w_k(σ_s) (U(pred − target))_k², w the
     `snr_weights` (one σ_s per sample: a float or a [B] sequence)."""
-    basis = frame.basis
-    err = basis.analyse(pred - target) ** 2
-    sig = [float(sigma_s)] * err.shape[0] if isinstance(sigma_s, (int, float)) else [float(s) for s in sigma_s]
-    out = []
-    for b, s in enumerate(sig):
-        out.append(basis.combine(snr_weights(frame, s)[None], [err[b:b + 1]]).mean())
-    return torch.stack(out)
+    sig = [float(sigma_s)] * pred.shape[0] if isinstance(sigma_s, (int, float)) else [float(s) for s in sigma_s]
+    weights = torch.stack([snr_weights(frame, s) for s in sig]).to(pred)
+    return frequency_weighted_squares(frame, pred - target, weights).flatten(1).mean(1)
 
 
 def teacher_steps(frame: StepFrame, evaluate: Evaluate, x_s: torch.Tensor, sigma_s: float, sigma_m: float,
