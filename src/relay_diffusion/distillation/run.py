@@ -95,8 +95,12 @@ def teacher_grid(cfg: DistillConfig) -> tuple[list[float], str]:
 
 
 def round_config(cfg: DistillConfig, k: int, teacher: str, grid: list[float], solver: str) -> TrainConfig:
-    """Round k's training run (1-based): the teacher's grid halved k − 1 times."""
+    """Round k's training run (1-based): the teacher's grid halved k − 1 times. Stage, resolution
+    and network come from the teacher; `cond` is stated here too so that the run's own checks
+    (label dropout needs a conditional model) see the teacher's."""
+    cond = read_config(teacher).label_dim > 0
     return TrainConfig(data=cfg.data, outdir=str(Path(cfg.outdir) / f"round-{k}"), duration=cfg.round_images,
+                       cond=cond,
                        batch=cfg.batch, lr=cfg.lr, eps=cfg.eps, lr_rampup=0, ema_halflife=cfg.ema_halflife, ema_rampup=0.0,
                        label_dropout=cfg.label_dropout, guidance_range=tuple(cfg.guidance_range),
                        seed=cfg.seed + k - 1, status_every=cfg.status_every,
