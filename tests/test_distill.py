@@ -90,8 +90,10 @@ def test_a_relay_stage_distils_and_continues_a_low_resolution_image(tmp_path):
     train(small(stage="relay", network="tiny-16", data=str(data), outdir=str(tmp_path / "run"), duration=16,
                 cond=True), echo=lambda s: None)
     teacher = list_snapshots(tmp_path / "run")[-1]
+    lines = []
     final = distill(config(data, teacher, tmp_path / "d", steps=2, teacher_steps=4, round_images=8),
-                    echo=lambda s: None)
+                    echo=lines.append)
+    assert any(line.startswith(f"relay stage, network the teacher's ({teacher})") for line in lines)
     cfg = read_config(final)
     assert cfg.stage == "relay" and cfg.schedule == read_config(teacher).schedule and len(cfg.distilled_grid) == 2
     chain = RelayChain.from_pretrained([final])

@@ -352,7 +352,8 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, echo) -> dict:
         log.line(f"starting a new run in {outdir}")
     if nimg % cfg.batch:
         raise ValueError(f"the snapshot at {nimg} images does not fall on a step boundary of batch {cfg.batch}")
-    log.line(f"{cfg.stage} stage, network {cfg.network}: {count_parameters(trainer.net) / 1e6:.2f} M parameters, "
+    network = f"the teacher's ({cfg.teacher})" if cfg.teacher else cfg.network
+    log.line(f"{setup.cfg.stage} stage, network {network}: {count_parameters(trainer.net) / 1e6:.2f} M parameters, "
              f"{setup.resolution}×{setup.resolution}×{setup.channels}, "
              f"{'%d classes' % setup.label_dim if setup.label_dim else 'unconditional'}, "
              f"{d.world_size} process(es) on {device}, "
