@@ -114,6 +114,13 @@ def test_classifier_free_guidance_wrapper():
     torch.testing.assert_close(classifier_free_guidance(denoise, 0.0)(x, sigma, y), uncond, atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match="labels"):
         classifier_free_guidance(denoise, 2.0)(x, sigma, None)
+    # one scale per sample: each row as if guided alone at its own w
+    per_row = classifier_free_guidance(denoise, torch.tensor([3.5, 1.0], dtype=torch.float64))(x, sigma, y)
+    torch.testing.assert_close(per_row, torch.stack([guided[0], cond[1]]), atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="3 guidance scales for a batch of 2"):
+        classifier_free_guidance(denoise, torch.ones(3, dtype=torch.float64))(x, sigma, y)
+    with pytest.raises(ValueError, match="scales >= 0"):
+        classifier_free_guidance(denoise, torch.tensor([1.0, -1.0]))
     # the wrapper slots into any sampler
     out = relay_sampler(classifier_free_guidance(denoise, 2.0), upsample_nearest(x[:, :, :2, :2], 4), y,
                         num_steps=10, dtype=torch.float64)

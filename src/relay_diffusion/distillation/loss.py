@@ -12,6 +12,7 @@ import torch
 from .._validate import check_image
 from ..losses import _Draws, drop_labels
 from ..relay import upsample_nearest
+from ..sampling.guidance import classifier_free_guidance
 from ..seeds import SeededNoise
 from .targets import StepFrame, distillation_target, frequency_weighted_squares, snr_weights, teacher_steps
 
@@ -88,16 +89,15 @@ class DistillationLoss:
     def _teacher_at(self, labels, w):
         """evaluate(x, σ) of the teacher for these rows: plain, guided by classifier-free guidance at
         each row's w (one 2B batch), or given w as its input (a guidance-distilled teacher)."""
+        teacher = self.teacher
+        if w is not None and not self.teacher_takes_guidance:
+            teacher = classifier_free_guidance(self.teacher, w)
+
         def evaluate(x, sigma):
             sig = torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
-            if w is None:
-                return self.teacher(x, sig, labels).to(x.dtype)
-            if self.teacher_takes_guidance:
-                return self.teacher(x, sig, labels, guidance=w).to(x.dtype)
-            both = self.teacher(torch.cat([x, x]), torch.cat([sig, sig]),
-                                torch.cat([labels, torch.zeros_like(labels)])).to(x.dtype)
-            cond, uncond = both.chunk(2)
-            return uncond + w.reshape(-1, 1, 1, 1) * (cond - uncond)
+            if w is not None and self.teacher_takes_guidance:
+                return teacher(x, sig, labels, guidance=w).to(x.dtype)
+            return teacher(x, sig, labels).to(x.dtype)
         return evaluate
 
     def _states(self, images, step, sigma_s, draws) -> torch.Tensor:
