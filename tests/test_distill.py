@@ -206,3 +206,21 @@ def test_two_processes_distil_like_one(base_teacher, tmp_path):
     assert max(float((a[k] - start[k]).abs().max()) for k in a) > 1e-3
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0)
+
+
+def test_a_distillation_resumes_from_another_folder_with_other_paths(base_teacher, tmp_path, monkeypatch):
+    """distill.json records absolute paths: the same run given relative paths from elsewhere resumes
+    (trains nothing more) instead of being refused; other settings are still refused."""
+    data, teacher = base_teacher
+    monkeypatch.chdir(tmp_path)
+    final = distill(config(data, teacher, "d", teacher_steps=2), echo=lambda s: None)
+    before = (tmp_path / final / "ema.safetensors").read_bytes()
+    assert json.loads((tmp_path / "d" / "distill.json").read_text())["outdir"] == str(tmp_path / "d")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    lines = []
+    distill(config(data, teacher, "../d", teacher_steps=2, status_every=4), echo=lines.append)
+    assert not any("images  loss" in line for line in lines)                 # nothing trained again
+    assert (tmp_path / "d" / "model" / "ema.safetensors").read_bytes() == before
+    with pytest.raises(ValueError, match="other settings"):
+        distill(config(data, teacher, "../d", teacher_steps=2, lr=3e-4))

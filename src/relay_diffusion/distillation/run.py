@@ -99,6 +99,7 @@ def round_config(cfg: DistillConfig, k: int, teacher: str, grid: list[float], so
     and network come from the teacher; `cond` is stated here too so that the run's own checks
     (label dropout needs a conditional model) see the teacher's."""
     cond = read_config(teacher).label_dim > 0
+    teacher = str(Path(teacher).resolve())
     return TrainConfig(data=cfg.data, outdir=str(Path(cfg.outdir) / f"round-{k}"), duration=cfg.round_images,
                        cond=cond,
                        batch=cfg.batch, lr=cfg.lr, eps=cfg.eps, lr_rampup=0, ema_halflife=cfg.ema_halflife, ema_rampup=0.0,
@@ -125,7 +126,7 @@ def _distill(cfg: DistillConfig, d, echo) -> Path:
 
     out = Path(cfg.outdir)
     record = out / "distill.json"
-    if record.exists() and read_json(record, "distillation config") != _jsonable(dataclasses.asdict(cfg)):
+    if record.exists() and _comparable(read_json(record, "distillation config")) != _comparable(_record(cfg)):
         raise ValueError(f"{out} holds a distillation with other settings; resume it with the same command "
                          "or choose a new --outdir")
     grid, solver = teacher_grid(cfg)
@@ -135,7 +136,7 @@ def _distill(cfg: DistillConfig, d, echo) -> Path:
     prepare(round_config(cfg, 1, cfg.teacher, grid, solver))       # data, classes, sizes: before writing
     if d.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(record, _jsonable(dataclasses.asdict(cfg)))
+        write_json(record, _record(cfg))
     source = cfg.teacher
     for k in range(1, cfg.rounds + 1):
         rc = round_config(cfg, k, source, grid, solver)
@@ -154,5 +155,17 @@ def _distill(cfg: DistillConfig, d, echo) -> Path:
     return final
 
 
-def _jsonable(d: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+PATH_FIELDS = ("teacher", "data", "outdir")
+
+
+def _record(cfg: DistillConfig) -> dict:
+    """distill.json: the config, its paths absolute (a resume from another folder is the same run)."""
+    d = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+    return {**d, **{k: str(Path(d[k]).resolve()) for k in PATH_FIELDS}}
+
+
+def _comparable(record: dict) -> dict:
+    """A record without the fields a resume may change (as rdm train: where snapshots and status
+    lines fall, the device) and with its paths resolved."""
+    out = {k: v for k, v in record.items() if k not in ("status_every", "snapshot_every", "device")}
+    return {**out, **{k: str(Path(out[k]).resolve()) for k in PATH_FIELDS if k in out}}

@@ -104,7 +104,8 @@ def check_resume(cfg: TrainConfig, outdir: Path) -> str | None:
     if not stored.exists():
         return None
     old = TrainConfig.from_dict(read_json(stored, "run config"))
-    diffs = [k for k in cfg.differences(old) if k != "data"]
+    # the data is compared by identity below; outdir is this folder, however it was spelt
+    diffs = [k for k in cfg.differences(old) if k not in ("data", "outdir")]
     if diffs:
         details = ", ".join(f"{k}: {getattr(old, k)!r} → {getattr(cfg, k)!r}" for k in diffs)
         raise ValueError(f"{outdir} holds a run with other settings ({details}); resume it with the same "
