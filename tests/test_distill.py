@@ -224,3 +224,16 @@ def test_a_distillation_resumes_from_another_folder_with_other_paths(base_teache
     assert (tmp_path / "d" / "model" / "ema.safetensors").read_bytes() == before
     with pytest.raises(ValueError, match="other settings"):
         distill(config(data, teacher, "../d", teacher_steps=2, lr=3e-4))
+
+
+def test_preset_distilled_runs_distilled_stages_on_their_own_steps(base_teacher, tmp_path, capsys):
+    data, teacher = base_teacher
+    final = distill(config(data, teacher, tmp_path / "d", teacher_steps=2), echo=lambda s: None)
+    assert main(["sample", "--model", str(final), "--preset", "distilled", "--seeds", "0-3",
+                 "--grid", str(tmp_path / "g.png"), "--settings", str(tmp_path / "s.json")]) == 0
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert record["nfe"] == 1 and record["stages"][0]["sampler"]["solver"] == "ddim"
+    assert main(["sample", "--model", str(teacher), "--preset", "distilled", "--seeds", "0",
+                 "--grid", str(tmp_path / "h.png")]) == 2
+    assert "stage 0 (base) is not distilled" in capsys.readouterr().err
+    assert not (tmp_path / "h.png").exists()

@@ -182,11 +182,14 @@ class RelayChain:
         return [to_pil(u8) for u8 in to_uint8(images.cpu())]
 
 
-def bundled_demo_chain() -> list[Path]:
+def bundled_demo_chain(distilled: bool = False) -> list[Path]:
     """Model directories of the Fashion-MNIST demo chain shipped with the package (8×8 base +
-    8→32 relay), lowest resolution first."""
+    8→32 relay), lowest resolution first; `distilled`: its distilled stages (rdm distill,
+    demo/MODEL_CARD.md), which sample with their own few steps."""
     root = Path(__file__).resolve().parent / "demo"
-    dirs = [root / "fmnist-base-8", root / "fmnist-relay-8to32"]
+    suffix = "-distilled" if distilled else ""
+    dirs = [root / f"fmnist-base-8{suffix}", root / f"fmnist-relay-8to32{suffix}"]
     if not all((p / "config.json").exists() for p in dirs):
-        raise ValueError("this installation has no bundled demo model; pass --model DIR (repeat per stage)")
+        raise ValueError(f"this installation has no bundled {'distilled ' if distilled else ''}demo model; "
+                         "pass --model DIR (repeat per stage)")
     return dirs

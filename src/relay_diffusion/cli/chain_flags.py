@@ -9,7 +9,7 @@ import dataclasses
 from ..models import read_config
 from ..networks.runtime import PRECISIONS
 from ..pipeline import LABEL_MODES, RelayChain, bundled_demo_chain
-from ..sampling.presets import CHAIN_RECIPES, chain_recipe
+from ..sampling.presets import CHAIN_PRESETS, DISTILLED_PRESET, chain_recipe
 from .common import add_quiet_flag, setting_flags
 
 # flag → (settings field, type, help, aliases); a value list has 1 entry (all stages) or one per
@@ -21,6 +21,12 @@ def stage_settings(configs, preset: str | None, args) -> list:
     """Per-stage sampler settings for the stages' `ModelConfig`s: each stage's defaults (a
     distilled stage's own steps) or the preset, then the flags."""
     kinds = [c.kind for c in configs]
+    if preset == DISTILLED_PRESET:
+        plain = [i for i, c in enumerate(configs) if not c.distilled]
+        if plain:
+            raise ValueError(f"--preset {DISTILLED_PRESET} runs distilled stages on their own steps, but stage "
+                             f"{plain[0]} ({kinds[plain[0]].name}) is not distilled (rdm distill makes one)")
+        preset = None
     out = chain_recipe(preset, [k.settings for k in kinds]) if preset else [c.default_settings() for c in configs]
     n = len(out)
     for flag, (field, typ, _, _) in STAGE_FLAGS.items():
@@ -60,9 +66,11 @@ def add_chain_arguments(p, default_seeds: str) -> None:
     p.add_argument("--class", dest="class_idx", type=int, help="class index for every image")
     p.add_argument("--labels", choices=LABEL_MODES, default="balanced",
                    help="class labels without --class: seed mod classes (official class balance) or random per seed")
-    p.add_argument("--preset", choices=sorted(CHAIN_RECIPES),
-                   help="sampler recipes: the official imagenet256 / celebahq256 ones, or fast (few-step "
-                        "solvers, docs/solvers-quality.md); flags override them")
+    p.add_argument("--preset", choices=CHAIN_PRESETS,
+                   help="sampler recipes: the official imagenet256 / celebahq256 ones, fast (few-step "
+                        "solvers, docs/solvers-quality.md), or distilled (distilled stages on their own "
+                        "steps; without --model the bundled distilled demo chain, docs/distillation.md); "
+                        "flags override them")
     for flag, (_, _, help_text, aliases) in STAGE_FLAGS.items():
         names = ["--" + flag.replace("_", "-"), *aliases]
         p.add_argument(*names, dest=flag, metavar="V[,V…]", help=help_text)
@@ -87,7 +95,7 @@ def build_chain(args, device) -> tuple[RelayChain, list]:
     """(chain with its per-stage settings, model paths) from `add_chain_arguments` flags."""
     if args.batch < 1:
         raise ValueError("--batch must be >= 1")
-    models = args.models or [str(p) for p in bundled_demo_chain()]
+    models = args.models or [str(p) for p in bundled_demo_chain(distilled=args.preset == DISTILLED_PRESET)]
     configs = [read_config(m) for m in models]                  # every check before any weights load
     settings = stage_settings(configs, args.preset, args)
     for i, (c, s) in enumerate(zip(configs, settings)):

@@ -68,6 +68,11 @@ CHAIN_RECIPES = {
     "fast": FAST_RECIPE,
 }
 
+# `--preset distilled`: not settings but distilled stages (rdm distill), each run on the σ grid it
+# was distilled for; without --model, the bundled distilled demo chain (docs/distillation.md)
+DISTILLED_PRESET = "distilled"
+CHAIN_PRESETS = (*sorted(CHAIN_RECIPES), DISTILLED_PRESET)
+
 
 def chain_recipe(name: str | None, classes=(BaseSamplerSettings, RelaySamplerSettings)) -> list:
     """Sampler settings of a chain recipe (CHAIN_RECIPES; None = the generate.py defaults) for a
