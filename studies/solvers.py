@@ -85,7 +85,8 @@ class Reference:
             extractor = load_extractor(space)
             feats, images = image_set_features(ImageSet(data), extractor, batch=500, cache_dir=work / "cache",
                                                keep_images=10_000)
-            first10k = FeatureSet("train[:10k]", 10_000, feats.extractor, {"pool": feats.arrays["pool"][:10_000]})
+            first = feats.arrays["pool"][:10_000]                 # fewer in a toy dataset (tests)
+            first10k = FeatureSet("train[:10k]", len(first), feats.extractor, {"pool": first})
             self.spaces[space] = (extractor, feats, first10k)
             self.images = images
         self.primary = spaces[0]
@@ -223,6 +224,13 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
     dirs = chain_dirs(spec["chain"], study)
     if dirs is None:
         return False
+    # stage_models: a model directory in place of a stage of the chain (e.g. a distilled stage,
+    # studies/distill.py); None keeps the chain's. Not there yet = not ready.
+    swapped = [i for i, m in enumerate(spec.get("stage_models") or []) if m is not None]
+    for i in swapped:
+        if not (Path(spec["stage_models"][i]) / "config.json").exists():
+            return False
+        dirs = dirs[:i] + [Path(spec["stage_models"][i])] + dirs[i + 1:]
     runtime = spec.get("runtime") or {}                   # how the networks run (networks/runtime.py)
     models = [RelayModel.from_pretrained(d, **runtime) for d in dirs]
     settings = [settings_for(m, o) for m, o in zip(models, spec["stages"])]
@@ -231,8 +239,8 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
     seeds = seeds_from.seeds(n)
     # a base point whose base settings are those of cached shared samples reuses them (per-seed noise:
     # the same images as sampling the chain whole)
-    if len(models) > 1 and (spec.get("shared_base", True)
-                            or base_cache_path(work, spec["chain"], settings[0], seeds, runtime).exists()):
+    if len(models) > 1 and 0 not in swapped and (
+            spec.get("shared_base", True) or base_cache_path(work, spec["chain"], settings[0], seeds, runtime).exists()):
         low = base_samples(work, spec["chain"], models, settings[0], seeds, batch, runtime)
         chain = RelayChain(models[1:], settings[1:])
         floats = torch.cat([chain(seeds[i:i + batch], "balanced", low_res=low[i:i + batch]).cpu()
@@ -275,7 +283,7 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
     record = {"name": name, "plan": spec["plan"], "chain": chain_name(spec["chain"]),
               "models": [str(d) for d in dirs], "weights_sha256": [weights_sha256(d) for d in dirs],
               "seeds": seeds_from.name, "seed_range": [seeds[0], seeds[-1]], "n": n,
-              "sampling_seconds": seconds, "shared_base": len(models) > 1 and spec.get("shared_base", True),
+              "sampling_seconds": seconds, "shared_base": len(models) > 1 and 0 not in swapped and spec.get("shared_base", True),
               "settings": [dataclasses.asdict(s) for s in settings], "runtime": runtime,
               "nfe": RelayChain(models, settings).nfe(), **extra, **metrics}
     out.parent.mkdir(parents=True, exist_ok=True)

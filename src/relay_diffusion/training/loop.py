@@ -321,8 +321,9 @@ def short_run_warnings(cfg: TrainConfig) -> list[str]:
     if halflife > cfg.duration / 4:
         left = 0.5 ** (cfg.duration / max(halflife, 1e-9))
         out.append(f"the EMA half-life ({_fmt_images(int(halflife))} images at the end) is long for a run of "
-                   f"{_fmt_images(cfg.duration)}: {left:.0%} of the EMA weights will still be the random "
-                   "initial weights; lower --ema or sample with --weights model")
+                   f"{_fmt_images(cfg.duration)}: {left:.0%} of the EMA weights will still be the "
+                   + ("teacher's (distillation starts from them)" if cfg.teacher else "random initial weights")
+                   + "; lower --ema or sample with --weights model")
     return out
 
 

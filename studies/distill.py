@@ -1,0 +1,287 @@
+"""The distillation study (docs/distillation.md "Study"): distilled relay chains against the
+best solvers at the same network evaluations, whether a relay stage distils more easily than a
+single-stage model, and what distillation costs against the teachers' training.
+
+    python studies/distill.py --workdir runs/distill --study runs/study-fmnist32 --phase distill
+    python studies/distill.py --workdir runs/distill --points-dir runs/solvers --chains demo --phase select
+    python studies/distill.py --workdir runs/distill --points-dir runs/solvers --chains demo --phase report
+    python studies/distill.py --workdir runs/distill --points-dir runs/solvers,runs/study-fmnist32/search --write-docs
+
+Phase distill runs `rdm distill`'s library call for each entry of DISTILLATIONS (resumable; one
+process, give it OMP_NUM_THREADS=1 beside other jobs) and writes each teacher's one-step sampler
+(the teacher's single denoise from the first σ of its grid: what one evaluation buys without
+distillation). Phases select and report run the plans of distill_points.py in the solver study's
+engine (studies/solvers.py: FID and precision/recall in two feature spaces, the radial spectra,
+RMSE to each stage's converged ODE; on the report seeds KID and a 95 % paired-bootstrap interval
+for each) into --points-dir, which should be the solver study's folder of the same chains so that
+the converged references and the shared base samples are reused: the demo chain's is the one of
+`studies/solvers.py`, the Fashion-MNIST study's models' is <study>/search. --write-docs writes
+docs/distillation-study.md from the records: the tables, the issue's targets as met / not met /
+not measurable, and the compute accounting (FLOPs counted per network evaluation; CPU hours
+from the rounds' logs).
+
+The single-stage model gets the same distillation compute as the RDM chain (base + relay) of the
+same study, in FLOPs: its rounds' images are chosen so (`equal_compute_images`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "distillation-study.md"
+
+# what is distilled: the teacher (chain, stage index), the first teacher's evaluations (the fast
+# preset's grid at that count) and the training images per round; every distillation ends at one
+# evaluation, so each round's last snapshot is the student with half the previous round's steps
+COMMON = dict(steps=1, preset="fast", batch=32, lr=1e-4, label_dropout=0.1, guidance_range=(1.0, 3.0), seed=0)
+DISTILLATIONS = {
+    "demo-relay": dict(teacher=("demo", 1), teacher_steps=8, round_images=20_000),
+    "demo-base": dict(teacher=("demo", 0), teacher_steps=16, round_images=20_000),
+    "rdm8-relay": dict(teacher=("rdm8", 1), teacher_steps=8, round_images=20_000),
+    "rdm8-base": dict(teacher=("rdm8", 0), teacher_steps=16, round_images=20_000),
+    # the same FLOPs as rdm8-relay + rdm8-base together
+    "single": dict(teacher=("single", 0), teacher_steps=16, round_images=("equal", "rdm8-relay", "rdm8-base")),
+}
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def teacher_dir(name: str, study: Path) -> Path | None:
+    """The teacher's model directory (None: its study snapshot is not trained yet)."""
+    from solvers import chain_dirs
+
+    chain, index = DISTILLATIONS[name]["teacher"]
+    dirs = chain_dirs(chain, study)
+    return None if dirs is None else Path(dirs[index])
+
+
+def distill_config(name: str, work: Path, study: Path, round_images: int | None = None):
+    from relay_diffusion.distillation.run import DistillConfig
+
+    spec = DISTILLATIONS[name]
+    teacher = teacher_dir(name, study)
+    if teacher is None:
+        return None
+    images = spec["round_images"] if round_images is None else round_images
+    if not isinstance(images, int):
+        images = equal_compute_images(name, work, study)
+    return DistillConfig(teacher=str(teacher), data=str(study / "fmnist32-train.zip"), outdir=str(work / name),
+                         teacher_steps=spec["teacher_steps"], round_images=images, **COMMON).validate()
+
+
+def student_dir(work: Path, name: str, steps: int) -> Path:
+    """The last snapshot of the round that made the `steps`-evaluation student, once that round
+    is complete (else a path that does not exist: points that need it wait)."""
+    from relay_diffusion.training.checkpoint import list_snapshots
+
+    k = (DISTILLATIONS[name]["teacher_steps"] // steps).bit_length() - 1
+    round_dir = Path(work) / name / f"round-{k}"
+    done = Path(work) / name / "pending" / f"round-{k}"
+    if not (round_dir / "config.json").exists():
+        return done
+    duration = json.loads((round_dir / "config.json").read_text())["duration"]
+    snaps = list_snapshots(round_dir)
+    if not snaps or int(snaps[-1].name.split("-")[1]) < duration:
+        return done
+    return snaps[-1]
+
+
+# ---- compute ------------------------------------------------------------------------------------
+
+def network_flops(model_dir: Path) -> dict:
+    from fmnist32_report import network_flops as count
+    from relay_diffusion.models import RelayModel
+
+    return count(RelayModel.from_pretrained(model_dir))
+
+
+def teacher_evaluations(cfg, k: int) -> float:
+    """Network evaluations of the teacher per training image in round k (1-based), averaged over
+    the student's steps (each drawn with equal probability): its solver's calls for two steps,
+    twice under classifier-free guidance (round 1 with --guidance-range; later teachers take the
+    scale as input)."""
+    import torch
+
+    from relay_diffusion.distillation import StepFrame, teacher_steps
+    from relay_diffusion.distillation.run import round_config, teacher_grid
+    from relay_diffusion.models import read_config
+
+    grid, solver = teacher_grid(cfg)
+    rc = round_config(cfg, k, cfg.teacher, grid, solver)
+    teacher = read_config(cfg.teacher)
+    frame = StepFrame(teacher.kind.settings(solver=rc.teacher_solver, eta=0.0), teacher.schedule)
+    g = rc.teacher_grid
+    state = torch.zeros(1, teacher.channels, teacher.resolution, teacher.resolution, dtype=torch.float64)
+    calls = []
+    for j in range(len(g) // 2):
+        t = g[2 * j + 2] if 2 * j + 2 < len(g) else 0.0            # as DistillationLoss pairs them
+        calls.append(teacher_steps(frame, lambda x, sigma: torch.zeros_like(x), state, g[2 * j], g[2 * j + 1], t)[1])
+    guided = 2 if (k == 1 and cfg.guidance_range) else 1
+    return guided * sum(calls) / len(calls)
+
+
+def distillation_flops(cfg, flops: dict, round_images: int | None = None) -> float:
+    """Σ over rounds of images × (student forward + backward + the teacher's evaluations)."""
+    images = cfg.round_images if round_images is None else round_images
+    return sum(images * (flops["train"] + teacher_evaluations(cfg, k) * flops["forward"])
+               for k in range(1, cfg.rounds + 1))
+
+
+def equal_compute_images(name: str, work: Path, study: Path) -> int:
+    """Round images that give distillation `name` the FLOPs of the distillations it is matched with."""
+    _, *others = DISTILLATIONS[name]["round_images"]
+    target = sum(distillation_flops(distill_config(o, work, study), network_flops(teacher_dir(o, study)))
+                 for o in others)
+    cfg = distill_config(name, work, study, round_images=COMMON["batch"])
+    per_image = distillation_flops(cfg, network_flops(teacher_dir(name, study)), round_images=1)
+    return int(target / per_image) // COMMON["batch"] * COMMON["batch"]
+
+
+def teacher_training(teacher: Path) -> int | None:
+    """Training images of a teacher: its snapshot's count, or a bundled model's training record."""
+    if teacher.name.startswith("snapshot-"):
+        return int(teacher.name.split("-")[1])
+    config = json.loads((teacher / "config.json").read_text())
+    return (config.get("training") or {}).get("images")
+
+
+def cpu_hours(outdir: Path) -> float:
+    """Seconds of training in every round, from the status lines (images ÷ rate per line), in hours."""
+    total = 0.0
+    for stats in sorted(outdir.glob("round-*/stats.jsonl")):
+        last = 0
+        for line in stats.read_text().splitlines():
+            r = json.loads(line)
+            if r["nimg"] < last:                               # a resume re-logs from its snapshot
+                last = 0
+            total += (r["nimg"] - last) / max(r["img_per_s"], 1e-9)
+            last = r["nimg"]
+    return total / 3600
+
+
+def accounting(work: Path, study: Path) -> dict:
+    """Per distillation: FLOPs of distilling, of the teacher's training, their ratio, CPU hours."""
+    out = {}
+    for name in DISTILLATIONS:
+        cfg = distill_config(name, work, study)
+        if cfg is None:
+            continue
+        flops = network_flops(Path(cfg.teacher))
+        trained = teacher_training(Path(cfg.teacher))
+        distil = distillation_flops(cfg, flops)
+        out[name] = {"round_images": cfg.round_images, "rounds": cfg.rounds,
+                     "teacher_evaluations_per_image": [teacher_evaluations(cfg, k) for k in range(1, cfg.rounds + 1)],
+                     "distill_pflop": distil / 1e15, "teacher_train_pflop": trained * flops["train"] / 1e15 if trained
+                     else None, "teacher_images": trained, "cpu_hours": cpu_hours(work / name),
+                     "forward_gflop": flops["forward"] / 1e9}
+        if trained:
+            out[name]["fraction_of_teacher"] = distil / (trained * flops["train"])
+    return out
+
+
+# ---- phases ---------------------------------------------------------------------------------------
+
+def one_step_teacher(cfg, work: Path, name: str) -> None:
+    """WORK/one-step/NAME: the teacher's weights with a config that samples one evaluation from the
+    first σ of the teacher's grid (x̂₀ = D(x; σ₀)), through the distilled-stage path."""
+    from relay_diffusion.distillation.run import MODEL_FILES, teacher_grid
+    from relay_diffusion.files import atomic_directory
+
+    out = work / "one-step" / name
+    if out.exists():
+        return
+    grid, _ = teacher_grid(cfg)
+    config = json.loads((Path(cfg.teacher) / "config.json").read_text())
+    config["distilled"] = {"grid": [grid[0]], "solver": "ddim", "one_step_of": str(Path(cfg.teacher).resolve())}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(out) as tmp:
+        for f in MODEL_FILES[1:]:
+            if (Path(cfg.teacher) / f).exists():
+                shutil.copy2(Path(cfg.teacher) / f, tmp / f)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def phase_distill(work: Path, study: Path, names: list[str]) -> None:
+    from relay_diffusion.distillation.run import distill
+
+    for name in names:
+        cfg = distill_config(name, work, study)
+        if cfg is None:
+            log(f"{name}: its teacher is not trained yet (python studies/fmnist32.py --phase train)")
+            continue
+        one_step_teacher(cfg, work, name)
+        log(f"{name}: {cfg.rounds} rounds of {cfg.round_images:,} images, {cfg.teacher_steps} → {cfg.steps} steps")
+        distill(cfg, echo=lambda s: log(f"{name}: {s}"))
+
+
+def run_plan(points: dict, work: Path, study: Path, points_dir: Path, batch: int) -> None:
+    from solvers import Reference, run_point
+
+    ref = Reference(study, points_dir)
+    waiting = [name for name, spec in points.items()
+               if not run_point(points_dir, study, name, dict(spec, plan="distill"), ref, batch)]
+    if waiting:
+        log(f"not run yet (their students or snapshots are not there): {', '.join(waiting)}")
+
+
+def docs_points_dirs(given: str | None, study: Path) -> dict[str, Path]:
+    """Where each chain's points are: --points-dir DEMO_DIR[,STUDY_DIR] (default runs/solvers and
+    <study>/search)."""
+    parts = (given or "").split(",")
+    demo = Path(parts[0]) if parts[0] else Path("runs/solvers")
+    studied = Path(parts[1]) if len(parts) > 1 else study / "search"
+    return {"demo": demo, "rdm8": studied, "single": studied}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", default="runs/distill", help="the distillations (one folder each) and one-step teachers")
+    ap.add_argument("--study", default="runs/study-fmnist32", help="the Fashion-MNIST study's workdir (data, models)")
+    ap.add_argument("--points-dir", help="the solver study's workdir of these chains (points, references, caches); "
+                                         "--write-docs: DEMO_DIR[,STUDY_DIR]")
+    ap.add_argument("--phase", choices=("distill", "select", "report"), help="what to run")
+    ap.add_argument("--only", help="distill: these DISTILLATIONS (comma list; default all)")
+    ap.add_argument("--chains", default="demo", help="select/report: comma list of demo, rdm8, single")
+    ap.add_argument("--batch", type=int, default=500, help="images per sampling batch")
+    ap.add_argument("--write-docs", action="store_true", help="write docs/distillation-study.md")
+    args = ap.parse_args(argv)
+    work, study = Path(args.workdir), Path(args.study)
+    chains = tuple(args.chains.split(","))
+    if set(chains) - {"demo", "rdm8", "single"}:
+        raise SystemExit(f"--chains takes demo, rdm8, single; got {args.chains!r}")
+    if args.phase == "distill":
+        names = args.only.split(",") if args.only else list(DISTILLATIONS)
+        unknown = sorted(set(names) - set(DISTILLATIONS))
+        if unknown:
+            raise SystemExit(f"unknown distillation(s) {unknown}; choose from {list(DISTILLATIONS)}")
+        phase_distill(work, study, names)
+    elif args.phase in ("select", "report"):
+        if not args.points_dir:
+            raise SystemExit("--points-dir is needed: the solver study's folder of these chains")
+        from distill_points import report_plan, selection_plan
+
+        points_dir = Path(args.points_dir)
+        plan = selection_plan(work, chains) if args.phase == "select" else \
+            report_plan(work, points_dir / "points", chains)
+        run_plan(plan, work, study, points_dir, args.batch)
+    if args.write_docs:
+        from distill_report import write_report
+
+        write_report(docs_points_dirs(args.points_dir, study), DOC, accounting(work, study))
+    if not (args.phase or args.write_docs):
+        ap.error("nothing to do: give --phase and/or --write-docs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""docs/distillation-study.md from the distillation study's records (studies/distill.py): tables
+per stage and chain with 95 % paired-bootstrap intervals, the issue's targets as met / not met /
+not measurable, the single-stage comparison and the compute accounting. Rows not measured yet say
+so; nothing here is typed in by hand."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from distill_points import CHAIN_STEPS, GUIDANCE, SOLVER_NFES, STAGES, TEACHER_STEPS, chosen_chain, student_steps
+from fmnist32_report import COLUMNS, Records, cell
+
+from relay_diffusion.evaluation import protocol
+
+
+class AllRecords:
+    """The point records of several solver-study folders (the demo chain's, the study's) as one."""
+
+    def __init__(self, folders: list[Path]):
+        self.parts = [Records(f / "points") for f in folders if (f / "points").exists()]
+        self.all = {k: v for part in self.parts for k, v in part.all.items()}
+
+    def __contains__(self, name):
+        return name in self.all
+
+    def __getitem__(self, name):
+        return self.all[name]
+
+    def estimate(self, name: str, metric: str) -> protocol.Estimate | None:
+        for part in self.parts:
+            if name in part:
+                return part.estimate(name, metric)
+        return None
+
+
+def relative(recs: Records, a: str, b: str, metric: str = "fid") -> protocol.Estimate | None:
+    """a / b − 1 with its paired-bootstrap replicates (both on the same seeds and resamples)."""
+    ea, eb = recs.estimate(a, metric), recs.estimate(b, metric)
+    if ea is None or eb is None:
+        return None
+    if ea.bootstrap != eb.bootstrap:
+        raise ValueError(f"{a} and {b} were not measured on the same seeds")
+    return protocol.Estimate(ea.value / eb.value - 1, ea.replicates / eb.replicates - 1, ea.bootstrap)
+
+
+def percent(e: protocol.Estimate | None) -> str:
+    if e is None:
+        return "not measured yet"
+    lo, hi = e.interval()
+    return f"{100 * e.value:+.1f} % [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def target(e: protocol.Estimate | None, limit: float = 0.05) -> str:
+    """'met' when the interval's upper end is at most +limit, 'not met' when its lower end is
+    above it, else 'not measurable'."""
+    if e is None:
+        return "not measured yet"
+    lo, hi = e.interval()
+    return "met" if hi <= limit else "not met" if lo > limit else "not measurable"
+
+
+def rows(recs: Records, names: list[tuple[str, str]]) -> str:
+    head = "| row | NFE | " + " | ".join(c[1] for c in COLUMNS) + " |\n|" + "---|" * (2 + len(COLUMNS)) + "\n"
+    out = []
+    for name, label in names:
+        if name not in recs:
+            out.append(f"| {label} | not measured yet |" + " |" * len(COLUMNS))
+            continue
+        r = recs[name]
+        out.append(f"| {label} | {' + '.join(map(str, r['nfe']))} | "
+                   + " | ".join(cell(r, c[0], c[2], c[3]) for c in COLUMNS) + " |")
+    return head + "\n".join(out) + "\n"
+
+
+def solver_rows(recs: Records, name: str, nfe: int) -> list[tuple[str, str]]:
+    """The report rows of the solvers chosen at `nfe` (by FID and by RMSE) for stage `name`."""
+    prefix = f"distill-rep-{name}-"
+    found = sorted(n for n in recs.all if n.startswith(prefix) and n.endswith(f"-nfe{nfe}")
+                   and "-distilled-" not in n and "-one-step-" not in n and "-teacher-" not in n
+                   and "-fast-" not in n)
+    return [(n, f"best solver: {n[len(prefix):]}") for n in found]
+
+
+def stage_section(recs: Records, chain: str, stage: str, name: str) -> list[str]:
+    out = [f"### {name}: the {stage} stage of {chain}", ""]
+    names = [(f"distill-rep-{name}-one-step-nfe1", "teacher, one denoise (1)")]
+    for steps in student_steps(stage):
+        names.append((f"distill-rep-{name}-distilled-nfe{steps}", f"distilled, {steps}"))
+        if steps in SOLVER_NFES:
+            names += solver_rows(recs, name, steps)
+    names.append((f"distill-rep-{name}-teacher-nfe{TEACHER_STEPS[stage]}", "teacher's sampler (round 1)"))
+    if chain != "single":
+        fast = f"distill-rep-{chain}-{stage}-fast-nfe{8 if stage == 'relay' else 12}"
+        names.append((fast, "--preset fast's stage"))
+    out += [rows(recs, names), "Distilled − best solver at the same evaluations (FID, paired):", ""]
+    for steps in student_steps(stage):
+        for sname, label in solver_rows(recs, name, steps):
+            d = recs.estimate(f"distill-rep-{name}-distilled-nfe{steps}", "fid")
+            b = recs.estimate(sname, "fid")
+            text = protocol.describe_difference(d - b) if d is not None and b is not None else "not measured yet"
+            out.append(f"- {steps} evaluations, vs {label[len('best solver: '):]}: {text}")
+    return out + [""]
+
+
+def chain_section(recs: Records, chain: str, points: Path) -> list[str]:
+    """The distilled chains of `chain`, the targets (demo) and the guidance scales; `points`: the
+    solver-study folder holding this chain's selection records."""
+    fast = f"distill-rep-{chain}-chain-fast"
+    names = [(f"distill-rep-{chain}-chain-b{b}r{r}", f"distilled {b} + {r}") for b, r in CHAIN_STEPS]
+    names += [(f"distill-rep-{chain}-chain-teacher", "teachers' samplers (16 + 8)"), (fast, "--preset fast (12 + 8)")]
+    out = [f"### {chain}: whole chains", "", rows(recs, names)]
+    pick = chosen_chain(points / "points", chain)
+    if chain == "demo":
+        out += ["Targets (relative FID difference, paired 95 % interval; met = upper end ≤ +5 %):", ""]
+        r1 = relative(recs, "distill-rep-demo-relay-distilled-nfe1", "distill-rep-demo-relay-fast-nfe8")
+        out.append(f"- relay stage at 1 evaluation vs the 8-evaluation dpmpp-2m-pc (same base samples): "
+                   f"{percent(r1)} — {target(r1)}")
+        b4 = relative(recs, "distill-rep-demo-base-distilled-nfe4", "distill-rep-demo-base-fast-nfe12")
+        out.append(f"- base stage at 4 evaluations vs the 12-evaluation fast base (same relay): {percent(b4)} — {target(b4)}")
+        if pick:
+            c = relative(recs, f"distill-rep-demo-chain-b{pick[0]}r{pick[1]}", fast)
+            out.append(f"- whole chain at {sum(pick)} evaluations ({pick[0]} + {pick[1]}, chosen on the selection "
+                       f"seeds among the chains of ≤ 4) vs --preset fast (20): {percent(c)} — {target(c)}")
+        c2 = relative(recs, "distill-rep-demo-chain-b1r1", fast)
+        out.append(f"- the 2-evaluation chain (1 + 1) vs --preset fast: {percent(c2)}")
+        out.append("")
+    if pick:
+        b, r = pick
+        gnames = []
+        for w in GUIDANCE:
+            gnames += [(f"distill-rep-{chain}-chain-b{b}r{r}-w{w:g}", f"distilled {b} + {r}, w = {w:g}"),
+                       (f"distill-rep-{chain}-chain-fast-w{w:g}", f"--preset fast with CFG, w = {w:g}")]
+        out += ["Guidance (distilled as an input, Eq. D6; fast: classifier-free, two evaluations per step):", "",
+                rows(recs, gnames)]
+    return out
+
+
+def single_section(recs: Records) -> list[str]:
+    """Does a relay stage distil more easily? The distilled single-stage model (same distillation
+    FLOPs as base + relay) against the distilled RDM chain at equal total evaluations, and each
+    against its own teacher's sampler."""
+    out = ["### Does a relay chain distil more easily than a single-stage model?", "",
+           rows(recs, [("distill-rep-single-distilled-nfe1", "single, distilled 1"),
+                       ("distill-rep-single-distilled-nfe2", "single, distilled 2"),
+                       ("distill-rep-single-distilled-nfe4", "single, distilled 4"),
+                       ("distill-rep-single-teacher-nfe16", "single, teacher's sampler (16)"),
+                       ("distill-rep-rdm8-chain-b1r1", "RDM 8→32, distilled 1 + 1"),
+                       ("distill-rep-rdm8-chain-b2r2", "RDM 8→32, distilled 2 + 2"),
+                       ("distill-rep-rdm8-chain-b4r1", "RDM 8→32, distilled 4 + 1"),
+                       ("distill-rep-rdm8-chain-teacher", "RDM 8→32, teachers' samplers (16 + 8)")]), ""]
+    for (a, b, what) in (("distill-rep-rdm8-chain-b1r1", "distill-rep-single-distilled-nfe2", "2 evaluations"),
+                         ("distill-rep-rdm8-chain-b2r2", "distill-rep-single-distilled-nfe4", "4 evaluations")):
+        ea, eb = recs.estimate(a, "fid"), recs.estimate(b, "fid")
+        text = protocol.describe_difference(ea - eb) if ea is not None and eb is not None else "not measured yet"
+        out.append(f"- RDM − single-stage FID at {what}: {text}")
+    gaps = [(recs.estimate(d, "fid"), recs.estimate(t, "fid")) for d, t in
+            (("distill-rep-rdm8-chain-b2r2", "distill-rep-rdm8-chain-teacher"),
+             ("distill-rep-single-distilled-nfe4", "distill-rep-single-teacher-nfe16"))]
+    if all(e is not None for pair in gaps for e in pair):
+        (rd, rt), (sd, st) = gaps
+        out.append(f"- loss to distillation at 4 evaluations, RDM (distilled − teacher) minus single-stage "
+                   f"(distilled − teacher): {protocol.describe_difference((rd - rt) - (sd - st))}")
+    else:
+        out.append("- loss to distillation at 4 evaluations: not measured yet")
+    return out + [""]
+
+
+def accounting_section(acc: dict) -> list[str]:
+    out = ["## Compute", "",
+           "FLOPs counted per network evaluation (torch.utils.flop_counter: convolutions, matmuls, attention); "
+           "a round image costs the student's forward + backward and the teacher's evaluations for two steps "
+           "(twice in round 1 under classifier-free guidance). CPU hours from the rounds' status lines.", "",
+           "| distillation | rounds × images | teacher evaluations / image per round | distill PFLOP | "
+           "teacher training PFLOP (images) | fraction | CPU h |", "|---|---|---|---|---|---|---|"]
+    for name, a in acc.items():
+        teacher = (f"{a['teacher_train_pflop']:.3f} ({a['teacher_images']:,})" if a["teacher_train_pflop"]
+                   else "unknown")
+        frac = f"{100 * a['fraction_of_teacher']:.0f} %" if "fraction_of_teacher" in a else "–"
+        out.append(f"| {name} | {a['rounds']} × {a['round_images']:,} | "
+                   f"{', '.join(f'{e:g}' for e in a['teacher_evaluations_per_image'])} | {a['distill_pflop']:.3f} | "
+                   f"{teacher} | {frac} | {a['cpu_hours']:.2f} |")
+    return out + [""]
+
+
+def write_report(points_dirs: dict[str, Path], doc: Path, acc: dict) -> None:
+    """points_dirs: chain (demo, rdm8, single) → the solver-study folder of its points."""
+    recs = AllRecords(list(dict.fromkeys(points_dirs.values())))
+    lines = ["# Distillation study (generated)", "",
+             f"Written by `python studies/distill.py --write-docs` on {time.strftime('%Y-%m-%d')} from "
+             f"{', '.join(map(str, dict.fromkeys(points_dirs.values())))}; the method is docs/distillation.md. Settings were chosen on the selection seeds "
+             f"({protocol.SELECTION.describe(1000)}); every row here is on the report seeds "
+             f"({protocol.REPORT.describe(10_000)}; RMSE on the first 1,000 against the stage's converged ODE). "
+             "Each value is followed by its 95 % bootstrap interval; differences are paired over the same seeds.",
+             "", "## Stages", ""]
+    for (chain, stage), name in STAGES.items():
+        if any(n.startswith(f"distill-rep-{name}-") for n in recs.all):
+            lines += stage_section(recs, chain, stage, name)
+    lines += ["## Chains", ""]
+    for chain in ("demo", "rdm8"):
+        if any(n.startswith(f"distill-rep-{chain}-chain") for n in recs.all):
+            lines += chain_section(recs, chain, points_dirs[chain])
+    if any(n.startswith("distill-rep-single-") for n in recs.all):
+        lines += single_section(recs)
+    lines += accounting_section(acc)
+    doc.write_text("\n".join(lines).rstrip() + "\n")
+    print(f"wrote {doc}")
+

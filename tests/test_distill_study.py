@@ -1,0 +1,98 @@
+"""The distillation study (studies/distill.py, distill_points.py, distill_report.py): its plans
+are valid chains with the evaluations they claim, choices read selection records only, the
+compute accounting counts the teacher's evaluations, and the whole study runs end to end on the
+bundled demo chain at a toy size (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import distill as study                    # studies/ is on pytest's path (pyproject.toml)
+import distill_points as plans
+import pytest
+
+from relay_diffusion.evaluation import protocol
+from relay_diffusion.models import read_config
+from relay_diffusion.pipeline import bundled_demo_chain
+
+from helpers.training import write_edm_zip
+
+
+def test_every_selection_and_report_point_is_a_valid_spec(tmp_path):
+    sel = plans.selection_plan(tmp_path, ("demo", "rdm8", "single"))
+    rep = plans.report_plan(tmp_path, tmp_path / "points", ("demo", "rdm8", "single"))
+    assert all(s["seeds"] == "selection" for s in sel.values())
+    assert all(s["seeds"] == "report" for s in rep.values())
+    assert not set(sel) & set(rep) - {n for n in sel if "reference" in n}
+    for name, spec in {**sel, **rep}.items():
+        models = spec.get("stage_models") or []
+        assert len(models) <= len(spec["stages"]), name
+        if "-distilled-nfe" in name:
+            steps = int(name.rsplit("nfe", 1)[1])
+            assert steps < plans.TEACHER_STEPS["relay" if "relay" in name else "base"]
+            assert "pending" in str([m for m in models if m][0])       # not distilled yet: the point waits
+    # students at 8 exist for the base stage only (the relay's first teacher takes 8)
+    assert "distill-sel-demo-base-distilled-nfe8" in sel and "distill-sel-demo-relay-distilled-nfe8" not in sel
+
+
+def test_choices_refuse_report_records(tmp_path):
+    points = tmp_path / "points"
+    points.mkdir()
+    (points / "distill-sel-demo-relay-ddim-rho2-nfe2.json").write_text(json.dumps(
+        {"name": "distill-sel-demo-relay-ddim-rho2-nfe2", "seeds": "report", "fid": 1.0, "rmse": 0.1}))
+    with pytest.raises(ValueError, match="only read selection-seed records"):
+        plans.best_solver(points, "demo-relay", "relay", 2, "fid")
+
+
+def test_teacher_evaluations_per_round_image(tmp_path):
+    """Round 1 of the relay stage: dpmpp-2m-pc takes the corrected pair (2 or 3 calls), twice
+    under classifier-free guidance; later rounds: two ddim calls, guidance as an input."""
+    cfg = study.distill_config("demo-relay", tmp_path, tmp_path)
+    assert cfg.rounds == 3 and cfg.teacher == str(bundled_demo_chain()[1])
+    first, *later = (study.teacher_evaluations(cfg, k) for k in range(1, 4))
+    assert 2 * 2 <= first <= 2 * 3 and later == [2.0, 2.0]
+    flops = study.network_flops(bundled_demo_chain()[1])
+    assert flops["train"] > 2 * flops["forward"] > 0
+    total = study.distillation_flops(cfg, flops)
+    assert total == pytest.approx(cfg.round_images * (3 * flops["train"] + (first + 4) * flops["forward"]))
+
+
+@pytest.mark.slow
+def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
+    """Distil the bundled demo chain for a few images per round, run the selection and report
+    plans on a handful of seeds, write the report: every target line and table is there."""
+    work, points_dir, data_dir = tmp_path / "distill", tmp_path / "points", tmp_path / "study"
+    data_dir.mkdir()
+    write_edm_zip(data_dir / "fmnist32-train.zip", 64, 32, 1, classes=10)
+    for name in ("demo-relay", "demo-base"):
+        monkeypatch.setitem(study.DISTILLATIONS, name, dict(study.DISTILLATIONS[name], round_images=16))
+    monkeypatch.setitem(study.COMMON, "batch", 8)
+    for name, value in (("SAMPLES_QUICK", 6), ("SAMPLES_FULL", 8), ("REFERENCE_SAMPLES", 4),
+                        ("MULTISTEP", ("ddim", "dpmpp-2m-pc")), ("SOLVER_NFES", (2,)),
+                        ("CHAIN_STEPS", [(1, 1), (2, 1)]), ("SMALL_CHAINS", [(1, 1), (2, 1)]), ("GUIDANCE", (2.0,))):
+        monkeypatch.setattr(plans, name, value)
+    monkeypatch.setattr(plans, "CONVERGED_RELAY", dict(plans.CONVERGED_RELAY, num_steps=6))
+    monkeypatch.setattr(plans, "CONVERGED_BASE", dict(plans.CONVERGED_BASE, num_steps=6))
+    args = ["--workdir", str(work), "--study", str(data_dir), "--points-dir", str(points_dir), "--batch", "4"]
+    assert study.main(args + ["--phase", "distill", "--only", "demo-relay,demo-base"]) == 0
+    final = read_config(work / "demo-relay" / "model")
+    assert len(final.distilled_grid) == 1 and final.guidance_range == (1.0, 3.0)
+    assert read_config(work / "one-step" / "demo-base").distilled_grid == [pytest.approx(80.0)]
+    assert study.main(args + ["--phase", "select"]) == 0
+    chosen = plans.chosen_chain(points_dir / "points", "demo")
+    assert chosen in [(1, 1), (2, 1)]
+    sel = json.loads((points_dir / "points" / "distill-sel-demo-relay-distilled-nfe1.json").read_text())
+    assert sel["nfe"] == [35, 1] and sel["seeds"] == "selection" and "rmse" in sel
+    assert sel["models"][1] == str(study.student_dir(work, "demo-relay", 1))
+    assert study.main(args + ["--phase", "report"]) == 0
+    rep = json.loads((points_dir / "points" / "distill-rep-demo-relay-distilled-nfe1.json").read_text())
+    assert rep["seeds"] == "report" and "fid_ci95" in rep and rep["seed_range"][0] == protocol.REPORT.start
+    guided = json.loads((points_dir / "points" / f"distill-rep-demo-chain-b{chosen[0]}r{chosen[1]}-w2.json")
+                        .read_text())
+    assert guided["nfe"] == list(chosen)                                     # guidance as an input: no extra calls
+    monkeypatch.setattr(study, "DOC", tmp_path / "report.md")
+    assert study.main(args[:4] + ["--points-dir", str(points_dir), "--write-docs"]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "relay stage at 1 evaluation vs the 8-evaluation dpmpp-2m-pc" in text
+    assert "| demo-relay | 3 × 16 | 5.5, 2, 2 |" in text and "### demo-base: the base stage of demo" in text
+    assert "Does a relay chain distil" not in text                  # the study's models: not distilled here
