@@ -125,6 +125,12 @@ def chain_throughput(repeats: int, demo_images: int = 100, chain_images: int = 4
         out["demo_fmnist_8_to_32_fast"] = {"images": n, "seconds": fast, "images_per_s": n / fast,
                                            "speedup_vs_default": sec / fast, "repeats": max(1, repeats // 2),
                                            "settings": f"--preset fast ({' + '.join(map(str, demo.nfe()))} NFE)"}
+        demo.settings = [BaseSamplerSettings(), RelaySamplerSettings()]          # the official defaults again
+        official = median_seconds(lambda: official_chain(demo, n), max(1, repeats // 2))
+        out["demo_fmnist_8_to_32_official_transcription"] = {
+            "images": n, "seconds": official, "images_per_s": n / official, "repeats": max(1, repeats // 2),
+            "settings": "the official samplers transcribed (float64, relay_diffusion.reference), same weights"}
+        out.update(distilled_throughput(n, repeats, device, {"default": sec, "fast": fast, "official": official}))
     except ValueError as e:
         out["demo_fmnist_8_to_32"] = {"skipped": str(e)}
     chain = RelayChain([_random_model("base", 64, "tiny-64", device=device),
@@ -135,6 +141,22 @@ def chain_throughput(repeats: int, demo_images: int = 100, chain_images: int = 4
     out["tiny_adm_64_to_256"] = {"images": n, "seconds": sec, "images_per_s": n / sec, "repeats": chain_repeats,
                                  "settings": "tiny-64 networks, base 18 steps + relay 7 steps"}
     return out
+
+
+def distilled_throughput(n: int, repeats: int, device, teacher_seconds: dict) -> dict:
+    """The bundled distilled demo chain (`--preset distilled`) against the teacher chain's
+    timings of the same run (`teacher_seconds`: default, fast, official → seconds for n images)."""
+    from relay_diffusion.pipeline import bundled_demo_chain
+
+    try:
+        chain = RelayChain.from_pretrained(bundled_demo_chain(distilled=True), device=device)
+    except ValueError as e:
+        return {"demo_fmnist_8_to_32_distilled": {"skipped": str(e)}}
+    sec = median_seconds(lambda: chain(range(n)), max(1, repeats // 2))
+    return {"demo_fmnist_8_to_32_distilled": {
+        "images": n, "seconds": sec, "images_per_s": n / sec, "repeats": max(1, repeats // 2),
+        "settings": f"--preset distilled ({' + '.join(map(str, chain.nfe()))} NFE)",
+        **{f"speedup_vs_{k}": v / sec for k, v in teacher_seconds.items() if v}}}
 
 
 # network runtimes timed against the official samplers (common.RUNTIMES)
