@@ -58,6 +58,21 @@ def test_the_page_starts_with_the_fast_preset():
     assert "12 + 8 = 20" in render(chain, seed=1, base_steps=12, relay_steps=8, solver="dpmpp-2m-pc", batch=1).report
 
 
+def test_the_page_offers_the_bundled_distilled_chain_first_and_the_fast_one():
+    from relay_diffusion.integrations.demo_page import page_chains
+
+    chains = page_chains()
+    labels = list(chains)
+    assert labels[-1] == "--preset fast: 12 + 8 evaluations per image"
+    try:
+        distilled = bundled_demo_chain(distilled=True)
+    except ValueError:                                       # an installation without it: fast only
+        assert len(labels) == 1
+        return
+    assert labels[0].startswith("distilled: ") and sum(chains[labels[0]].nfe()) <= 4
+    assert list(page_chains(distilled)) == labels[:1]
+
+
 def test_bad_port_is_refused(capsys):
     assert main(["demo", "--port", "0"]) == 2
     assert "--port must be in 1…65535" in capsys.readouterr().err

@@ -11,7 +11,9 @@ def add_parser(subparsers, help_text: str) -> None:
         description="Serve an interactive page (Gradio; extra relay-diffusion[demo]) that samples a chain and "
                     "shows the base sample, the relay stage's trajectory step by step, the final image, timing "
                     "and network evaluations, and a gallery; PNGs and settings download as a zip. It starts "
-                    "with the fastest settings we measured (distilled stages' own steps, else --preset fast). "
+                    "with the fastest settings we measured (distilled stages' own steps, else --preset fast); "
+                    "without --model it offers the bundled distilled demo chain first, then the demo chain "
+                    "with --preset fast. "
                     "Works offline; binds to localhost unless --host says otherwise.")
     add_model_flag(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -31,11 +33,9 @@ def run(args) -> int:
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")             # offline: no usage pings
     from ..distributed import resolve_device
-    from ..integrations.demo_page import build_page, page_chain
-    from ..pipeline import bundled_demo_chain
+    from ..integrations.demo_page import build_page, page_chains
 
-    chain = page_chain(args.models or [str(p) for p in bundled_demo_chain()], resolve_device(args.device))
-    page = build_page(chain)
+    page = build_page(page_chains(args.models, resolve_device(args.device)))
     print(f"rdm demo: http://{args.host}:{args.port} (Ctrl-C stops)")
     page.launch(server_name=args.host, server_port=args.port, show_error=True, **page.rdm_launch_options)
     return 0

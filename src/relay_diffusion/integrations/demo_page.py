@@ -5,7 +5,8 @@ final image, timing and network evaluations, a gallery of neighbouring seeds, an
 with the settings. The bundled demo chain by default; offline; localhost by default.
 
 `render(chain, seed, …)` is the page's computation without Gradio (what the tests compare with
-`rdm sample`); `build_page(chain)` makes the Gradio Blocks.
+`rdm sample`); `page_chains` the chains offered (the bundled distilled chain first where
+installed); `build_page(chains)` makes the Gradio Blocks.
 """
 
 from __future__ import annotations
@@ -47,6 +48,31 @@ def page_chain(models, device="cpu") -> RelayChain:
     fast = chain_recipe("fast", [c.kind.settings for c in configs])
     settings = [c.default_settings() if c.distilled else f for c, f in zip(configs, fast)]
     return RelayChain.from_pretrained(models, settings, device=device)
+
+
+def chain_label(chain: RelayChain) -> str:
+    """How the page names a chain: its kind of sampling and its evaluations per image."""
+    distilled = [bool(m.config.distilled) for m in chain.models]
+    kind = "distilled" if all(distilled) else "distilled + fast" if any(distilled) else "--preset fast"
+    return f"{kind}: {' + '.join(map(str, chain.nfe()))} evaluations per image"
+
+
+def page_chains(models=None, device="cpu") -> dict[str, RelayChain]:
+    """The chains the page offers, best first, by `chain_label`: the chain of `models`
+    (page_chain); without models, the bundled distilled demo chain where installed, then the
+    bundled demo chain with --preset fast."""
+    from ..pipeline import bundled_demo_chain
+
+    if models:
+        options = [models]
+    else:
+        options = [bundled_demo_chain()]
+        try:
+            options.insert(0, bundled_demo_chain(distilled=True))
+        except ValueError:                              # not installed: the fast chain only
+            pass
+    chains = [page_chain([str(m) for m in o], device) for o in options]
+    return {chain_label(c): c for c in chains}
 
 
 def chain_with(chain: RelayChain, base_steps: int, relay_steps: int, solver: str, guidance: float) -> RelayChain:
@@ -110,14 +136,19 @@ def download(rendering: Rendering, path) -> str:
     return str(path)
 
 
-def build_page(chain: RelayChain):
+def build_page(chains: RelayChain | dict[str, RelayChain]):
+    """The Gradio page for one chain, or for several (label → chain, the first shown first: a
+    choice of chain above the settings; steps and solver apply to stages that are not distilled)."""
     import tempfile
 
     import gradio as gr
 
-    classes, names = chain.label_dim, chain.class_names
-    relay = [s for m, s in zip(chain.models, chain.settings) if m.kind.continues and not m.config.distilled]
-    base = [s for m, s in zip(chain.models, chain.settings) if not m.kind.continues and not m.config.distilled]
+    chains = chains if isinstance(chains, dict) else {chain_label(chains): chains}
+    first = next(iter(chains.values()))
+    classes, names = first.label_dim, first.class_names
+    stages = [(m, s) for c in chains.values() for m, s in zip(c.models, c.settings) if not m.config.distilled]
+    relay = [s for m, s in stages if m.kind.continues]
+    base = [s for m, s in stages if not m.kind.continues]
     class_help = (", ".join(f"{i} {n}" for i, n in enumerate(names)) if names else f"0–{classes - 1}")
     css = ("img { image-rendering: pixelated; } "                          # small images, sharp pixels
            "#rdm-base img, #rdm-final img { width: 100%; height: 100%; object-fit: contain; }")
@@ -126,6 +157,8 @@ def build_page(chain: RelayChain):
     with gr.Blocks(title="relay-diffusion") as page:
         gr.Markdown("# Relay diffusion\nA base model makes a low-resolution image; the relay stage continues the "
                     "same diffusion at the higher resolution from its blurred, noised upsampling.")
+        choice = gr.Radio(list(chains), value=next(iter(chains)), label="chain", visible=len(chains) > 1,
+                          elem_id="rdm-chain")
         with gr.Row():
             seed = gr.Number(value=0, precision=0, minimum=0, label="seed", elem_id="rdm-seed")
             klass = gr.Number(value=-1, precision=0, minimum=-1, maximum=max(classes - 1, -1),
@@ -150,13 +183,15 @@ def build_page(chain: RelayChain):
         gallery = gr.Gallery(label="seeds", columns=8, elem_id="rdm-gallery")
         files = gr.File(label="download PNGs + settings.json", elem_id="rdm-download")
 
-        def on_run(seed_value, class_value, batch_value, base_value, relay_value, solver_value, guidance_value):
+        def on_run(chain_value, seed_value, class_value, batch_value, base_value, relay_value, solver_value,
+                   guidance_value):
+            chain = chains.get(chain_value, first)
             r = render(chain, int(seed_value or 0), None if class_value is None else int(class_value),
                        int(base_value), int(relay_value), solver_value, float(guidance_value), int(batch_value))
             path = download(r, tempfile.NamedTemporaryFile(suffix=".zip", delete=False).name)
             return r.report, r.base, r.final, r.trajectory, r.gallery, path
 
-        run.click(on_run, [seed, klass, batch, base_steps, relay_steps, solver, guidance],
+        run.click(on_run, [choice, seed, klass, batch, base_steps, relay_steps, solver, guidance],
                   [report, base_image, final_image, trajectory, gallery, files])
     page.rdm_launch_options = {"theme": theme, "css": css}
     return page
