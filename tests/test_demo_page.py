@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -27,9 +28,10 @@ def chain():
     return RelayChain.from_pretrained(bundled_demo_chain())
 
 
-def sampled(tmp_path, seed: int, klass: int) -> np.ndarray:
+def sampled(tmp_path, seed: int, klass: int, preset: str | None = None) -> np.ndarray:
+    """`rdm sample`'s image of one seed and class (the demo chain; with a --preset)."""
     assert main(["sample", "--seeds", str(seed), "--class", str(klass), "--npz", str(tmp_path / "s.npz"),
-                 "--quiet"]) == 0
+                 "--quiet"] + (["--preset", preset] if preset else [])) == 0
     return np.load(tmp_path / "s.npz")["images"][0].squeeze(-1)
 
 
@@ -78,20 +80,18 @@ def test_bad_port_is_refused(capsys):
     assert "--port must be in 1…65535" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
-                    reason="no Chromium/chromedriver here (apt-get install chromium chromium-driver)")
-@pytest.mark.slow
-def test_the_page_in_a_real_browser(chain, tmp_path):
+needs_browser = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                                   reason="no Chromium/chromedriver here (apt-get install chromium chromium-driver)")
+
+
+@contextlib.contextmanager
+def served(page):
+    """The page served on a free local port, and a headless Chromium on it: (driver, wait)."""
     pytest.importorskip("gradio", reason="the optional extra relay-diffusion[demo] is not installed")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from relay_diffusion.integrations.demo_page import build_page
-
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    page = build_page(chain)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -104,22 +104,61 @@ def test_the_page_in_a_real_browser(chain, tmp_path):
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)     # no driver download
     try:
         driver.get(f"http://127.0.0.1:{port}/")
-        wait = WebDriverWait(driver, 120)
-        seed = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#rdm-seed input"))
-        seed.clear()
-        seed.send_keys("7")
-        klass = driver.find_element(By.CSS_SELECTOR, "#rdm-class input")
-        klass.clear()
-        klass.send_keys("3")
-        driver.find_element(By.CSS_SELECTOR, "#rdm-run").click()
-        wait.until(lambda d: "seed 7" in d.find_element(By.CSS_SELECTOR, "#rdm-report").text)
-        src = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#rdm-final img")).get_attribute("src")
-        shown = np.asarray(Image.open(io.BytesIO(urllib.request.urlopen(src).read())))
-        assert np.array_equal(shown, sampled(tmp_path, 7, 3))
-        assert "35 + 13 = 48" in driver.find_element(By.CSS_SELECTOR, "#rdm-report").text
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#rdm-trajectory img")) == 14
-        driver.save_screenshot(str(tmp_path / "page.png"))
-        assert Image.open(tmp_path / "page.png").size[0] >= 1000
+        yield driver, WebDriverWait(driver, 120)
     finally:
         driver.quit()
         page.close()
+
+
+def run_page(driver, wait, seed: int, klass: int) -> np.ndarray:
+    """Set the seed and class, press Generate; the final image as served."""
+    from selenium.webdriver.common.by import By
+
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#rdm-seed input"))          # the page has loaded
+    before = driver.find_element(By.CSS_SELECTOR, "#rdm-report").text
+    for name, value in (("seed", seed), ("class", klass)):
+        field = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"#rdm-{name} input"))
+        field.clear()
+        field.send_keys(str(value))
+    driver.find_element(By.CSS_SELECTOR, "#rdm-run").click()
+    wait.until(lambda d: f"seed {seed}" in (t := d.find_element(By.CSS_SELECTOR, "#rdm-report").text) and t != before)
+    src = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#rdm-final img")).get_attribute("src")
+    return np.asarray(Image.open(io.BytesIO(urllib.request.urlopen(src).read())))
+
+
+@needs_browser
+@pytest.mark.slow
+def test_the_page_in_a_real_browser(chain, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from relay_diffusion.integrations.demo_page import build_page
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    with served(build_page(chain)) as (driver, wait):
+        assert np.array_equal(run_page(driver, wait, 7, 3), sampled(tmp_path, 7, 3))
+        assert "35 + 13 = 48" in driver.find_element(By.CSS_SELECTOR, "#rdm-report").text
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#rdm-trajectory img")) == 14
+        assert not any(e.is_displayed() for e in driver.find_elements(By.CSS_SELECTOR, "#rdm-chain"))  # no choice
+        driver.save_screenshot(str(tmp_path / "page.png"))
+        assert Image.open(tmp_path / "page.png").size[0] >= 1000
+
+
+@needs_browser
+@pytest.mark.slow
+def test_the_page_starts_with_the_distilled_chain_and_switches_to_fast(tmp_path):
+    """rdm demo's default page: the bundled distilled chain first (its image is `rdm sample
+    --preset distilled`'s), then the fast chain chosen in the page (`--preset fast`'s)."""
+    from selenium.webdriver.common.by import By
+
+    from relay_diffusion.integrations.demo_page import build_page, page_chains
+
+    try:
+        bundled_demo_chain(distilled=True)
+    except ValueError:
+        pytest.skip("this installation has no bundled distilled demo chain")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    with served(build_page(page_chains())) as (driver, wait):
+        assert np.array_equal(run_page(driver, wait, 5, 2), sampled(tmp_path, 5, 2, "distilled"))
+        driver.find_element(By.XPATH, "//*[@id='rdm-chain']//label[contains(., '--preset fast')]").click()
+        assert np.array_equal(run_page(driver, wait, 6, 4), sampled(tmp_path, 6, 4, "fast"))
+        assert "12 + 8 = 20" in driver.find_element(By.CSS_SELECTOR, "#rdm-report").text
