@@ -5,6 +5,7 @@ single-stage model, and what distillation costs against the teachers' training.
     python studies/distill.py --workdir runs/distill --study runs/study-fmnist32 --phase distill
     python studies/distill.py --workdir runs/distill --points-dir runs/solvers --chains demo --phase select
     python studies/distill.py --workdir runs/distill --points-dir runs/solvers --chains demo --phase report
+    python studies/distill.py --workdir runs/distill --points-dir runs/solvers --bundle
     python studies/distill.py --workdir runs/distill --points-dir runs/solvers,runs/study-fmnist32/search --write-docs
 
 Phase distill runs `rdm distill`'s library call for each entry of DISTILLATIONS (resumable; one
@@ -224,6 +225,40 @@ def phase_distill(work: Path, study: Path, names: list[str]) -> None:
         distill(cfg, echo=lambda s: log(f"{name}: {s}"))
 
 
+BUNDLE = {"demo-base": "fmnist-base-8-distilled", "demo-relay": "fmnist-relay-8to32-distilled"}
+
+
+def bundle(work: Path, points_dir: Path, dest: Path = ROOT / "src" / "relay_diffusion" / "demo") -> tuple[int, int]:
+    """Copy the demo chain's students chosen on the selection seeds (distill_points.chosen_chain:
+    the lowest FID among the chains of ≤ 4 evaluations) into the package as the bundled distilled
+    demo chain: EMA weights, config.json with the distillation recorded without this machine's
+    paths. Returns (base steps, relay steps)."""
+    import dataclasses
+
+    from distill_points import chosen_chain
+    from relay_diffusion.models import RelayModel
+
+    pick = chosen_chain(points_dir / "points", "demo")
+    if pick is None:
+        raise SystemExit("the demo chain's selection points are not complete (--phase select)")
+    for name, steps in zip(("demo-base", "demo-relay"), pick):
+        src = student_dir(work, name, steps)
+        model = RelayModel.from_pretrained(src, "ema")
+        spec = DISTILLATIONS[name]
+        teacher = Path(teacher_dir(name, Path("."))).name
+        rounds = (spec["teacher_steps"] // steps).bit_length() - 1
+        record = {**model.config.distilled, "teacher": f"{teacher} (bundled), distilled in {rounds} round(s)"}
+        options = " ".join(f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                           for k, v in COMMON.items() if k != "steps")
+        training = {"command": f"rdm distill --teacher {teacher} --data fmnist.zip --outdir {name} --steps {steps} "
+                               f"--teacher-steps {spec['teacher_steps']} --round-images {spec['round_images']} {options}",
+                    "images": rounds * spec["round_images"], "study": "studies/distill.py " + name}
+        model.config = dataclasses.replace(model.config, distilled=record, training=training)
+        model.save_pretrained(dest / BUNDLE[name])
+        log(f"bundled {src} as {dest / BUNDLE[name]} ({steps} evaluation(s))")
+    return pick
+
+
 def run_plan(points: dict, work: Path, study: Path, points_dir: Path, batch: int) -> None:
     from solvers import Reference, run_point
 
@@ -254,6 +289,8 @@ def main(argv=None) -> int:
     ap.add_argument("--chains", default="demo", help="select/report: comma list of demo, rdm8, single")
     ap.add_argument("--batch", type=int, default=500, help="images per sampling batch")
     ap.add_argument("--write-docs", action="store_true", help="write docs/distillation-study.md")
+    ap.add_argument("--bundle", action="store_true",
+                    help="copy the demo chain's chosen students into the package (rdm sample --preset distilled)")
     args = ap.parse_args(argv)
     work, study = Path(args.workdir), Path(args.study)
     chains = tuple(args.chains.split(","))
@@ -274,12 +311,14 @@ def main(argv=None) -> int:
         plan = selection_plan(work, chains) if args.phase == "select" else \
             report_plan(work, points_dir / "points", chains)
         run_plan(plan, work, study, points_dir, args.batch)
+    if args.bundle:
+        bundle(work, Path((args.points_dir or "runs/solvers").split(",")[0]))
     if args.write_docs:
         from distill_report import write_report
 
         write_report(docs_points_dirs(args.points_dir, study), DOC, accounting(work, study))
-    if not (args.phase or args.write_docs):
-        ap.error("nothing to do: give --phase and/or --write-docs")
+    if not (args.phase or args.write_docs or args.bundle):
+        ap.error("nothing to do: give --phase, --bundle and/or --write-docs")
     return 0
 
 

@@ -90,6 +90,11 @@ def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
     guided = json.loads((points_dir / "points" / f"distill-rep-demo-chain-b{chosen[0]}r{chosen[1]}-w2.json")
                         .read_text())
     assert guided["nfe"] == list(chosen)                                     # guidance as an input: no extra calls
+    assert study.bundle(work, points_dir, tmp_path / "pkg") == chosen
+    dirs = [tmp_path / "pkg" / study.BUNDLE[n] for n in ("demo-base", "demo-relay")]
+    assert str(tmp_path) not in "".join((d / "config.json").read_text() for d in dirs)   # no machine paths
+    from relay_diffusion.pipeline import RelayChain
+    assert RelayChain.from_pretrained(dirs).nfe() == list(chosen)
     monkeypatch.setattr(study, "DOC", tmp_path / "report.md")
     assert study.main(args[:4] + ["--points-dir", str(points_dir), "--write-docs"]) == 0
     text = (tmp_path / "report.md").read_text()
