@@ -86,6 +86,43 @@ def fp32_peak(cores: int) -> dict:
             "clock_ghz": round(ghz, 3) if ghz else None, "peak_cores": cores}
 
 
+def model_flops(model, backward: bool = False) -> float:
+    """FLOPs per image of one network evaluation of a loaded model (forward; with `backward`,
+    forward + backward), counted by torch.utils.flop_counter on one image: convolutions, matmuls
+    and attention, multiply-add = 2, element-wise operations not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = model.denoiser.net
+    device = next(net.parameters()).device
+    r, c = model.resolution, model.channels
+    x = torch.randn(1, c, r, r, device=device)
+    noise = torch.zeros(1, device=device)
+    labels = torch.zeros(1, model.label_dim, device=device) if model.label_dim else None
+    with FlopCounterMode(display=False) as counter, torch.set_grad_enabled(backward):
+        out = net(x, noise, labels)
+        if backward:
+            out.sum().backward()
+    if backward:
+        net.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def chain_flops(chain) -> float:
+    """FLOPs per image of a RelayChain under its settings: Σ stages evaluations × forward FLOPs."""
+    return sum(n * model_flops(m) for n, m in zip(chain.nfe(), chain.models))
+
+
+def peak_use(flops_per_item: float, items_per_s: float, record: dict) -> dict:
+    """Achieved GFLOP/s and its fraction of the fp32 peak of the cores torch may use (`machine()`'s
+    record: the machine's peak scaled by min(threads, cores) / cores)."""
+    gflops = flops_per_item * items_per_s / 1e9
+    peak = record.get("fp32_peak_gflops")
+    if peak and record.get("threads") and record.get("peak_cores"):
+        peak *= min(record["threads"], record["peak_cores"]) / record["peak_cores"]
+    return {"gflop_per_item": flops_per_item / 1e9, "gflops_per_s": gflops,
+            "fraction_of_fp32_peak": gflops / peak if peak else None}
+
+
 def machine(device: str = "cpu") -> dict:
     """Where the numbers were measured. `device` is what the benchmark ran on."""
     try:

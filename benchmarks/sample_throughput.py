@@ -8,7 +8,9 @@ target ≥ 1.5× with fp32 network math, ≥ 2× with bf16.
     python benchmarks/sample_throughput.py --json sample.json [--repeats 5] [--quick]
     python benchmarks/sample_throughput.py --device cuda --sections official --official-networks paper
 
-Medians of --repeats, measured in one run.
+Medians of --repeats, measured in one run. Every timing also gives its achieved GFLOP/s (network
+FLOPs per image: evaluations × a forward's convolutions, matmuls and attention) and the fraction
+of the machine's fp32 peak (benchmarks/README.md: cores × clock × FLOPs per cycle).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ALLOCATORS, RUNTIMES, add_quick, add_runtimes, apply_allocator, emit, machine,  # noqa: E402
-                    median_seconds, parse_args, parse_names, parse_runtimes, run_child, synchronize)
+from common import (ALLOCATORS, RUNTIMES, add_quick, add_runtimes, apply_allocator, chain_flops, emit,  # noqa: E402
+                    machine, median_seconds, parse_args, parse_names, parse_runtimes, peak_use, run_child,
+                    synchronize)
 from relay_diffusion.reference import reference_edm_sampler, reference_relay_sampler  # noqa: E402
 
 from relay_diffusion import EDMPrecond, RelaySchedule, SeededNoise, relay_sampler, relay_sigmas  # noqa: E402
@@ -117,19 +120,23 @@ def chain_throughput(repeats: int, demo_images: int = 100, chain_images: int = 4
         demo = RelayChain.from_pretrained(bundled_demo_chain(), device=device)
         n = demo_images
         sec = median_seconds(lambda: demo(range(n)), max(1, repeats // 2))
+        record = machine(str(device))
         out["demo_fmnist_8_to_32"] = {"images": n, "seconds": sec, "images_per_s": n / sec,
                                       "repeats": max(1, repeats // 2),
-                                      "settings": "base 18 steps (35 NFE) + relay 7 steps (13 NFE)"}
+                                      "settings": "base 18 steps (35 NFE) + relay 7 steps (13 NFE)",
+                                      **peak_use(chain_flops(demo), n / sec, record)}
         demo.settings = chain_recipe("fast")
         fast = median_seconds(lambda: demo(range(n)), max(1, repeats // 2))
         out["demo_fmnist_8_to_32_fast"] = {"images": n, "seconds": fast, "images_per_s": n / fast,
                                            "speedup_vs_default": sec / fast, "repeats": max(1, repeats // 2),
-                                           "settings": f"--preset fast ({' + '.join(map(str, demo.nfe()))} NFE)"}
+                                           "settings": f"--preset fast ({' + '.join(map(str, demo.nfe()))} NFE)",
+                                           **peak_use(chain_flops(demo), n / fast, record)}
         demo.settings = [BaseSamplerSettings(), RelaySamplerSettings()]          # the official defaults again
         official = median_seconds(lambda: official_chain(demo, n), max(1, repeats // 2))
         out["demo_fmnist_8_to_32_official_transcription"] = {
             "images": n, "seconds": official, "images_per_s": n / official, "repeats": max(1, repeats // 2),
-            "settings": "the official samplers transcribed (float64, relay_diffusion.reference), same weights"}
+            "settings": "the official samplers transcribed (float64, relay_diffusion.reference), same weights",
+            **peak_use(chain_flops(demo), n / official, record)}
         out.update(distilled_throughput(n, repeats, device, {"default": sec, "fast": fast, "official": official}))
     except ValueError as e:
         out["demo_fmnist_8_to_32"] = {"skipped": str(e)}
@@ -139,7 +146,8 @@ def chain_throughput(repeats: int, demo_images: int = 100, chain_images: int = 4
     n = chain_images
     sec = median_seconds(lambda: chain(range(n)), chain_repeats)
     out["tiny_adm_64_to_256"] = {"images": n, "seconds": sec, "images_per_s": n / sec, "repeats": chain_repeats,
-                                 "settings": "tiny-64 networks, base 18 steps + relay 7 steps"}
+                                 "settings": "tiny-64 networks, base 18 steps + relay 7 steps",
+                                 **peak_use(chain_flops(chain), n / sec, machine(str(device)))}
     return out
 
 
@@ -156,6 +164,7 @@ def distilled_throughput(n: int, repeats: int, device, teacher_seconds: dict) ->
     return {"demo_fmnist_8_to_32_distilled": {
         "images": n, "seconds": sec, "images_per_s": n / sec, "repeats": max(1, repeats // 2),
         "settings": f"--preset distilled ({' + '.join(map(str, chain.nfe()))} NFE)",
+        **peak_use(chain_flops(chain), n / sec, machine(str(device))),
         **{f"speedup_vs_{k}": v / sec for k, v in teacher_seconds.items() if v}}}
 
 
@@ -201,6 +210,7 @@ def chain_vs_official(repeats: int, n: int, runtimes: list[str], networks: str =
     _, calls = official()
     if calls != chain.nfe():
         raise AssertionError(f"network calls differ: official {calls}, ours {chain.nfe()}")
+    flops, record = chain_flops(chain), machine(str(device))           # the same network calls on both sides
     t_official = [median_seconds(official, repeats)]
     out = {}
     for name in runtimes:
@@ -218,7 +228,8 @@ def chain_vs_official(repeats: int, n: int, runtimes: list[str], networks: str =
         synchronize()
         first = time.perf_counter() - t0
         t = median_seconds(lambda: chain(range(n)), repeats, warmup=0)
-        out[name] = {"seconds": t, "images_per_s": n / t, "first_call_seconds": first}
+        out[name] = {"seconds": t, "images_per_s": n / t, "first_call_seconds": first,
+                     **peak_use(flops, n / t, record)}
     t_official.append(median_seconds(official, repeats))
     official_s = statistics.median(t_official)
     timed = [k for k in out if "seconds" in out[k]]
@@ -231,7 +242,8 @@ def chain_vs_official(repeats: int, n: int, runtimes: list[str], networks: str =
     return {"device": str(device), "images": n, "repeats": repeats, "network_calls_per_image": calls,
             "networks": {"base": base_net, "relay": relay_net},
             "settings": f"{base_net} base 64² EDM Heun 18 steps + {relay_net} relay 256² 18-step grid from σ 0.9",
-            "official_seconds": t_official, "official_images_per_s": n / official_s, "ours": out,
+            "official_seconds": t_official, "official_images_per_s": n / official_s,
+            "official_peak_use": peak_use(flops, n / official_s, record), "ours": out,
             "best_runtime": best, "chain_speedup_vs_official": out[best]["speedup_vs_official"] if best else None,
             "chain_speedup_vs_official_fp32_math": max(out[k]["speedup_vs_official"] for k in fp32) if fp32 else None,
             # bf16 is timed, not counted above: its quality cost is in docs/speed.md

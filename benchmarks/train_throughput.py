@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ALLOCATORS, RUNTIMES, add_quick, add_runtimes, apply_allocator, emit, machine,  # noqa: E402
+from common import (ALLOCATORS, RUNTIMES, add_quick, add_runtimes, apply_allocator, emit, machine, peak_use,  # noqa: E402
                     median_seconds, parse_args, parse_names, parse_runtimes, run_child, synchronize)
 
 from relay_diffusion.data.labels import one_hot  # noqa: E402
@@ -85,6 +85,10 @@ def run_one(name: str, batch: int, steps: int, runtime: str = "fp32", device: st
     for _ in range(3):
         net_only()
     t_net = median_seconds(net_only, steps, warmup=0)
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:     # forward + backward of one image
+        trainer.forward(x[:1], sigma[:1], onehot[:1] if onehot is not None else None).square().mean().backward()
+    trainer.optimizer.zero_grad(set_to_none=True)
     gpu_peak = torch.cuda.max_memory_allocated(dev) / 2 ** 20 if dev.type == "cuda" else None
     return {"config": name, "runtime": runtime, "allocator": allocator, "allocator_tuned": tuned,
             "device": str(dev), "first_step_s": first,
@@ -93,6 +97,7 @@ def run_one(name: str, batch: int, steps: int, runtime: str = "fp32", device: st
             "batch": batch, "params": sum(p.numel() for p in trainer.net.parameters()),
             "step_s": t_step, "network_fwd_bwd_s": t_net, "images_per_s": batch / t_step,
             "outside_network_share": max(0.0, 1 - t_net / t_step),
+            **peak_use(float(counter.get_total_flops()), batch / t_step, machine(device)),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
