@@ -259,14 +259,25 @@ def bundle(work: Path, points_dir: Path, dest: Path = ROOT / "src" / "relay_diff
     return pick
 
 
-def run_plan(points: dict, work: Path, study: Path, points_dir: Path, batch: int) -> None:
+def run_plan(points: dict, work: Path, study: Path, points_dir: Path, batch: int, worker: tuple = (0, 1)) -> None:
+    """Run the points not done yet. With K workers (worker = (I, K)), worker 0 makes the saved
+    references and each worker every K-th other point; a point whose reference or student is not
+    there yet waits for a later run."""
     from solvers import Reference, run_point
 
+    i, k = worker
     ref = Reference(study, points_dir)
-    waiting = [name for name, spec in points.items()
-               if not run_point(points_dir, study, name, dict(spec, plan="distill"), ref, batch)]
+    others = [name for name, spec in points.items() if not spec.get("save")]
+    mine = [name for name, spec in points.items() if spec.get("save") and i == 0] + others[i::k]
+    waiting = []
+    for name in mine:
+        spec = points[name]
+        if spec.get("reference") and not (points_dir / "images" / f"{spec['reference']}.pt").exists():
+            waiting.append(name)
+        elif not run_point(points_dir, study, name, dict(spec, plan="distill"), ref, batch):
+            waiting.append(name)
     if waiting:
-        log(f"not run yet (their students or snapshots are not there): {', '.join(waiting)}")
+        log(f"not run yet (their references, students or snapshots are not there): {', '.join(waiting)}")
 
 
 def docs_points_dirs(given: str | None, study: Path) -> dict[str, Path]:
@@ -288,6 +299,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", help="distill: these DISTILLATIONS (comma list; default all)")
     ap.add_argument("--chains", default="demo", help="select/report: comma list of demo, rdm8, single")
     ap.add_argument("--batch", type=int, default=500, help="images per sampling batch")
+    ap.add_argument("--worker", default="0/1", metavar="I/K",
+                    help="select/report: worker I of K single-thread processes sharing the plan (0 makes the references)")
     ap.add_argument("--write-docs", action="store_true", help="write docs/distillation-study.md")
     ap.add_argument("--bundle", action="store_true",
                     help="copy the demo chain's chosen students into the package (rdm sample --preset distilled)")
@@ -310,7 +323,12 @@ def main(argv=None) -> int:
         points_dir = Path(args.points_dir)
         plan = selection_plan(work, chains) if args.phase == "select" else \
             report_plan(work, points_dir / "points", chains)
-        run_plan(plan, work, study, points_dir, args.batch)
+        try:
+            i, k = (int(v) for v in args.worker.split("/"))
+            assert 0 <= i < k
+        except (ValueError, AssertionError):
+            raise SystemExit(f"--worker takes I/K with 0 <= I < K, got {args.worker!r}")
+        run_plan(plan, work, study, points_dir, args.batch, (i, k))
     if args.bundle:
         bundle(work, Path((args.points_dir or "runs/solvers").split(",")[0]))
     if args.write_docs:
