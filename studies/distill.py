@@ -259,13 +259,18 @@ def bundle(work: Path, points_dir: Path, dest: Path = ROOT / "src" / "relay_diff
     return pick
 
 
-def run_plan(points: dict, work: Path, study: Path, points_dir: Path, batch: int, worker: tuple = (0, 1)) -> None:
+def run_plan(points: dict, work: Path, study: Path, points_dir: Path, batch: int, worker: tuple = (0, 1),
+             only: str | None = None) -> None:
     """Run the points not done yet. With K workers (worker = (I, K)), worker 0 makes the saved
     references and each worker every K-th other point; a point whose reference or student is not
     there yet waits for a later run."""
     from solvers import Reference, run_point
 
+    import fnmatch
+
     i, k = worker
+    if only:                                            # these points only (comma list of shell patterns)
+        points = {n: p for n, p in points.items() if any(fnmatch.fnmatch(n, pat) for pat in only.split(","))}
     ref = Reference(study, points_dir)
     others = [name for name, spec in points.items() if not spec.get("save")]
     mine = [name for name, spec in points.items() if spec.get("save") and i == 0] + others[i::k]
@@ -296,7 +301,8 @@ def main(argv=None) -> int:
     ap.add_argument("--points-dir", help="the solver study's workdir of these chains (points, references, caches); "
                                          "--write-docs: DEMO_DIR[,STUDY_DIR]")
     ap.add_argument("--phase", choices=("distill", "select", "report"), help="what to run")
-    ap.add_argument("--only", help="distill: these DISTILLATIONS (comma list; default all)")
+    ap.add_argument("--only", help="distill: these DISTILLATIONS (comma list; default all); select/report: "
+                                   "these points (comma list of shell patterns)")
     ap.add_argument("--chains", default="demo", help="select/report: comma list of demo, rdm8, single")
     ap.add_argument("--batch", type=int, default=500, help="images per sampling batch")
     ap.add_argument("--worker", default="0/1", metavar="I/K",
@@ -328,7 +334,7 @@ def main(argv=None) -> int:
             assert 0 <= i < k
         except (ValueError, AssertionError):
             raise SystemExit(f"--worker takes I/K with 0 <= I < K, got {args.worker!r}")
-        run_plan(plan, work, study, points_dir, args.batch, (i, k))
+        run_plan(plan, work, study, points_dir, args.batch, (i, k), args.only)
     if args.bundle:
         bundle(work, Path((args.points_dir or "runs/solvers").split(",")[0]))
     if args.write_docs:
