@@ -236,7 +236,7 @@ def bundle(work: Path, points_dir: Path, dest: Path = ROOT / "src" / "relay_diff
     import dataclasses
 
     from distill_points import chosen_chain
-    from relay_diffusion.models import RelayModel
+    from relay_diffusion.models import RelayModel, read_config
 
     pick = chosen_chain(points_dir / "points", "demo")
     if pick is None:
@@ -253,7 +253,8 @@ def bundle(work: Path, points_dir: Path, dest: Path = ROOT / "src" / "relay_diff
         training = {"command": f"rdm distill --teacher {teacher} --data fmnist.zip --outdir {name} --steps {steps} "
                                f"--teacher-steps {spec['teacher_steps']} --round-images {spec['round_images']} {options}",
                     "images": rounds * spec["round_images"], "study": "studies/distill.py " + name}
-        model.config = dataclasses.replace(model.config, distilled=record, training=training)
+        names = model.config.class_names or read_config(teacher_dir(name, Path("."))).class_names   # the teacher's
+        model.config = dataclasses.replace(model.config, distilled=record, training=training, class_names=names)
         model.save_pretrained(dest / BUNDLE[name])
         log(f"bundled {src} as {dest / BUNDLE[name]} ({steps} evaluation(s))")
     return pick

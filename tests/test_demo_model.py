@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from relay_diffusion.cli import main
+from relay_diffusion.models import read_config
 from relay_diffusion.pipeline import bundled_demo_chain
 from relay_diffusion.pixels import to_uint8
 from relay_diffusion.metrics.classifier import accuracy, bundled_feature_net_dir, load_feature_net
@@ -46,8 +47,9 @@ def test_demo_chain_loads_with_card():
     assert size <= 10 * 2 ** 20
 
 
-def test_demo_samples_are_class_conditional(classifier):
-    chain = RelayChain.from_pretrained(bundled_demo_chain())
+@pytest.mark.parametrize("distilled", [False, True], ids=["demo", "distilled"])
+def test_demo_samples_are_class_conditional(classifier, distilled):
+    chain = RelayChain.from_pretrained(bundled_demo_chain(distilled=distilled))
     seeds = list(range(200))                              # 20 per class (label = seed mod 10)
     images = chain(seeds, labels="balanced")
     with torch.no_grad():
@@ -61,6 +63,24 @@ def test_rdm_sample_without_model_uses_the_demo(tmp_path):
                  "--settings", str(tmp_path / "s.json")]) == 0
     rec = json.loads((tmp_path / "s.json").read_text())
     assert rec["models"][0].endswith("fmnist-base-8") and rec["num_images"] == 20
+
+
+def test_preset_distilled_samples_the_bundled_distilled_chain_in_four_evaluations(tmp_path):
+    """`rdm sample --preset distilled` without --model: the bundled distilled stages, each on its
+    own grid, 2 + 2 evaluations recorded as nfe; guidance within the distilled range costs nothing."""
+    assert main(["sample", "--preset", "distilled", "--seeds", "0-9", "--npz", str(tmp_path / "a.npz"),
+                 "--settings", str(tmp_path / "s.json"), "--quiet"]) == 0
+    rec = json.loads((tmp_path / "s.json").read_text())
+    assert rec["models"][1].endswith("fmnist-relay-8to32-distilled") and rec["nfe"] == 4
+    assert [s["sampler"]["solver"] for s in rec["stages"]] == ["ddim", "ddim"]
+    assert main(["sample", "--preset", "distilled", "--seeds", "0-9", "--cfg-scale", "2", "--npz",
+                 str(tmp_path / "b.npz"), "--settings", str(tmp_path / "t.json"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "t.json").read_text())["nfe"] == 4
+    card = (bundled_demo_chain()[0].parent / "MODEL_CARD.md").read_text()
+    for d in bundled_demo_chain(distilled=True):
+        config = read_config(d)
+        assert f"`{d.name}/`" in card and len(config.distilled_grid) == 2 and config.class_names
+        assert config.training["command"].startswith("rdm distill --teacher ")
 
 
 def test_feature_net_fid_separates_real_from_degraded():

@@ -95,6 +95,7 @@ def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
     assert str(tmp_path) not in "".join((d / "config.json").read_text() for d in dirs)   # no machine paths
     from relay_diffusion.pipeline import RelayChain
     assert RelayChain.from_pretrained(dirs).nfe() == list(chosen)
+    assert read_config(dirs[1]).class_names == read_config(bundled_demo_chain()[1]).class_names   # the teacher's
     monkeypatch.setattr(study, "DOC", tmp_path / "report.md")
     assert study.main(args[:4] + ["--points-dir", str(points_dir), "--write-docs"]) == 0
     text = (tmp_path / "report.md").read_text()
