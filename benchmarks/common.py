@@ -86,30 +86,12 @@ def fp32_peak(cores: int) -> dict:
             "clock_ghz": round(ghz, 3) if ghz else None, "peak_cores": cores}
 
 
-def model_flops(model, backward: bool = False) -> float:
-    """FLOPs per image of one network evaluation of a loaded model (forward; with `backward`,
-    forward + backward), counted by torch.utils.flop_counter on one image: convolutions, matmuls
-    and attention, multiply-add = 2, element-wise operations not counted."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    net = model.denoiser.net
-    device = next(net.parameters()).device
-    r, c = model.resolution, model.channels
-    x = torch.randn(1, c, r, r, device=device)
-    noise = torch.zeros(1, device=device)
-    labels = torch.zeros(1, model.label_dim, device=device) if model.label_dim else None
-    with FlopCounterMode(display=False) as counter, torch.set_grad_enabled(backward):
-        out = net(x, noise, labels)
-        if backward:
-            out.sum().backward()
-    if backward:
-        net.zero_grad(set_to_none=True)
-    return float(counter.get_total_flops())
-
-
 def chain_flops(chain) -> float:
-    """FLOPs per image of a RelayChain under its settings: Σ stages evaluations × forward FLOPs."""
-    return sum(n * model_flops(m) for n, m in zip(chain.nfe(), chain.models))
+    """FLOPs per image of a RelayChain under its settings: Σ stages evaluations × forward FLOPs
+    (models.network_flops)."""
+    from relay_diffusion.models import network_flops
+
+    return float(sum(n * network_flops(m)["forward"] for n, m in zip(chain.nfe(), chain.models)))
 
 
 def peak_use(flops_per_item: float, items_per_s: float, record: dict) -> dict:

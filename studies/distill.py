@@ -100,8 +100,8 @@ def student_dir(work: Path, name: str, steps: int) -> Path:
 # ---- compute ------------------------------------------------------------------------------------
 
 def network_flops(model_dir: Path) -> dict:
-    from fmnist32_report import network_flops as count
     from relay_diffusion.models import RelayModel
+    from relay_diffusion.models import network_flops as count
 
     return count(RelayModel.from_pretrained(model_dir))
 

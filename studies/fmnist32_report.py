@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fmnist32_choose import CRITERIA, budget_choices, claim_choices
 from fmnist32_evals import EVALS
@@ -24,23 +23,6 @@ SPACES = ("", "@fmnist-b")          # metric-name suffix of each feature space (
 COLUMNS = (("fid", "FID ↓", 3, 1), ("fid@fmnist-b", "FID, 2nd space ↓", 3, 1), ("precision", "precision ↑", 3, 1),
            ("recall", "recall ↑", 3, 1), ("kid", "KID×10³ ↓", 2, 1e3), ("spectral", "spectral ↓", 3, 1),
            ("hf_power", "HF power (1 = real)", 2, 1), ("rmse", "RMSE to ODE ↓", 4, 1))
-
-
-def network_flops(model) -> dict:
-    """Forward and forward+backward FLOPs per image of a model's network (counted by
-    torch.utils.flop_counter on one image: convolutions, matmuls, attention)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    net = model.denoiser.net.train().requires_grad_(True)
-    r, c = model.resolution, model.channels
-    x = torch.randn(1, c, r, r)
-    noise = torch.zeros(1)
-    labels = torch.zeros(1, model.label_dim) if model.label_dim else None
-    with FlopCounterMode(display=False) as fwd:
-        net(x, noise, labels)
-    with FlopCounterMode(display=False) as both:
-        net(x, noise, labels).sum().backward()
-    return {"forward": fwd.get_total_flops(), "train": both.get_total_flops()}
 
 
 class Records:
@@ -77,7 +59,7 @@ class Records:
 def accounting(recs: Records) -> dict:
     """train_pflop (every stage's training up to its snapshot) and sample_gflop (per image) on
     every model record; returns the FLOPs per image of each run's network."""
-    from relay_diffusion.models import RelayModel
+    from relay_diffusion.models import RelayModel, network_flops
 
     flops = {}
     for r in recs.all.values():

@@ -118,8 +118,7 @@ def by(records, key) -> dict:
 def add_cost(recs: dict) -> None:
     """gflop: sampling cost per image, Σ over stages of NFE × the network's forward FLOPs (kept
     where a published record already has it, so its models need not be on this machine)."""
-    from fmnist32_report import network_flops
-    from relay_diffusion.models import RelayModel
+    from relay_diffusion.models import RelayModel, network_flops
 
     flops = {}
     for r in recs.values():

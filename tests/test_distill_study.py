@@ -53,6 +53,10 @@ def test_teacher_evaluations_per_round_image(tmp_path):
     assert 2 * 2 <= first <= 2 * 3 and later == [2.0, 2.0]
     flops = study.network_flops(bundled_demo_chain()[1])
     assert flops["train"] > 2 * flops["forward"] > 0
+    from relay_diffusion.models import RelayModel, network_flops
+    model = RelayModel.from_pretrained(bundled_demo_chain()[1])
+    assert network_flops(model) == flops                                    # counted on a copy:
+    assert not model.denoiser.net.training and not any(p.requires_grad for p in model.denoiser.parameters())
     total = study.distillation_flops(cfg, flops)
     assert total == pytest.approx(cfg.round_images * (3 * flops["train"] + (first + 4) * flops["forward"]))
 

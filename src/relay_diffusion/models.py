@@ -220,6 +220,28 @@ class RelayModel:
             save_model_dir(tmp, self.config.to_dict(), self.denoiser.net)
 
 
+def network_flops(model: RelayModel) -> dict:
+    """Forward and forward + backward FLOPs per image of a model's network, counted by
+    torch.utils.flop_counter on one image (convolutions, matmuls, attention; multiply-add = 2;
+    element-wise operations not counted). A copy of the network is counted: the model is left
+    as it was (mode, gradients)."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = copy.deepcopy(model.denoiser.net).train().requires_grad_(True)
+    device = next(net.parameters()).device
+    r, c = model.resolution, model.channels
+    x = torch.randn(1, c, r, r, device=device)
+    noise = torch.zeros(1, device=device)
+    labels = torch.zeros(1, model.label_dim, device=device) if model.label_dim else None
+    with FlopCounterMode(display=False) as forward:
+        net(x, noise, labels)
+    with FlopCounterMode(display=False) as both:
+        net(x, noise, labels).sum().backward()
+    return {"forward": forward.get_total_flops(), "train": both.get_total_flops()}
+
+
 def read_config(directory: str | Path) -> ModelConfig:
     """A model directory's `ModelConfig`, without touching its weights (cheap: chains check their
     per-stage settings against it before loading anything)."""
