@@ -120,7 +120,7 @@ def teacher_evaluations(cfg, k: int) -> float:
     grid, solver = teacher_grid(cfg)
     rc = round_config(cfg, k, cfg.teacher, grid, solver)
     teacher = read_config(cfg.teacher)
-    frame = StepFrame(teacher.kind.settings(solver=rc.teacher_solver, eta=0.0), teacher.schedule)
+    frame = StepFrame.of_teacher(teacher, rc.teacher_solver)                 # as the round's loss
     g = rc.teacher_grid
     state = torch.zeros(1, teacher.channels, teacher.resolution, teacher.resolution, dtype=torch.float64)
     calls = []

@@ -38,6 +38,12 @@ class StepFrame:
         if isinstance(self.settings, RelaySamplerSettings) and self.schedule is None:
             raise ValueError("a relay stage's frame needs the model's RelaySchedule")
 
+    @classmethod
+    def of_teacher(cls, config, solver: str) -> "StepFrame":
+        """A distillation round's frame: the teacher's stage (`models.ModelConfig`) stepping with
+        `solver`, deterministically (Eq. D5)."""
+        return cls(config.kind.settings(solver=solver, eta=0.0), config.schedule)
+
     @property
     def sampling_schedule(self) -> RelaySchedule | None:
         return self.settings.sampling_schedule(self.schedule) if self.schedule is not None else None

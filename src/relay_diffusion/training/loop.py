@@ -121,9 +121,8 @@ def _loss_fn(setup: Setup, teacher: RelayModel | None = None):
     if teacher is None:
         return stage_kind(setup.cfg.stage).loss(setup.cfg, setup.schedule)
     cfg = setup.cfg
-    settings = teacher.kind.settings(solver=cfg.teacher_solver, eta=0.0)
-    return DistillationLoss(StepFrame(settings, teacher.schedule), teacher.denoiser, cfg.teacher_grid,
-                            cfg.label_dropout, tuple(cfg.guidance_range), teacher.config.network.guidance_embed)
+    return DistillationLoss(StepFrame.of_teacher(teacher.config, cfg.teacher_solver), teacher.denoiser,
+                            cfg.teacher_grid, cfg.label_dropout, tuple(cfg.guidance_range), teacher.config.network.guidance_embed)
 
 
 # --------------------------------------------------------------------------------------------
