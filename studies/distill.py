@@ -157,17 +157,35 @@ def teacher_training(teacher: Path) -> int | None:
 
 
 def cpu_hours(outdir: Path) -> float:
-    """Seconds of training in every round, from the status lines (images ÷ rate per line), in hours."""
+    """Hours of training in every round: per status line, its images ÷ its rate, the images counted
+    from the previous line — or, after a resume (a count not above the last), from the highest
+    count logged below it (where the resumed snapshot most likely was); interrupted work counts."""
     total = 0.0
     for stats in sorted(outdir.glob("round-*/stats.jsonl")):
-        last = 0
+        last, seen = 0, {0}
         for line in stats.read_text().splitlines():
             r = json.loads(line)
-            if r["nimg"] < last:                               # a resume re-logs from its snapshot
-                last = 0
-            total += (r["nimg"] - last) / max(r["img_per_s"], 1e-9)
+            since = last if r["nimg"] > last else max(n for n in seen if n < r["nimg"])
+            total += (r["nimg"] - since) / max(r["img_per_s"], 1e-9)
             last = r["nimg"]
+            seen.add(last)
     return total / 3600
+
+
+def round_losses(outdir: Path) -> list[list[float]]:
+    """Per round: the training loss of its first status line, at half its images and at its end —
+    whether a round's images sufficed (a loss still falling in the second half: not converged)."""
+    out = []
+    for stats in sorted(outdir.glob("round-*/stats.jsonl")):
+        lines = {}
+        for line in stats.read_text().splitlines():
+            r = json.loads(line)
+            lines[r["nimg"]] = r["loss"]                       # a resume re-logs: the later line wins
+        if lines:
+            seen = sorted(lines)
+            half = min(seen, key=lambda n: abs(n - seen[-1] / 2))
+            out.append([lines[seen[0]], lines[half], lines[seen[-1]]])
+    return out
 
 
 def accounting(work: Path, study: Path) -> dict:
@@ -184,6 +202,7 @@ def accounting(work: Path, study: Path) -> dict:
                      "teacher_evaluations_per_image": [teacher_evaluations(cfg, k) for k in range(1, cfg.rounds + 1)],
                      "distill_pflop": distil / 1e15, "teacher_train_pflop": trained * flops["train"] / 1e15 if trained
                      else None, "teacher_images": trained, "cpu_hours": cpu_hours(work / name),
+                     "round_losses": round_losses(work / name),
                      "forward_gflop": flops["forward"] / 1e9}
         if trained:
             out[name]["fraction_of_teacher"] = distil / (trained * flops["train"])

@@ -14,26 +14,6 @@ from fmnist32_report import COLUMNS, Records, cell
 from relay_diffusion.evaluation import protocol
 
 
-class AllRecords:
-    """The point records of several solver-study folders (the demo chain's, the study's) as one."""
-
-    def __init__(self, folders: list[Path]):
-        self.parts = [Records(f / "points") for f in folders if (f / "points").exists()]
-        self.all = {k: v for part in self.parts for k, v in part.all.items()}
-
-    def __contains__(self, name):
-        return name in self.all
-
-    def __getitem__(self, name):
-        return self.all[name]
-
-    def estimate(self, name: str, metric: str) -> protocol.Estimate | None:
-        for part in self.parts:
-            if name in part:
-                return part.estimate(name, metric)
-        return None
-
-
 def relative(recs: Records, a: str, b: str, metric: str = "fid") -> protocol.Estimate | None:
     """a / b − 1 with its paired-bootstrap replicates (both on the same seeds and resamples)."""
     ea, eb = recs.estimate(a, metric), recs.estimate(b, metric)
@@ -170,22 +150,25 @@ def accounting_section(acc: dict) -> list[str]:
     out = ["## Compute", "",
            "FLOPs counted per network evaluation (torch.utils.flop_counter: convolutions, matmuls, attention); "
            "a round image costs the student's forward + backward and the teacher's evaluations for two steps "
-           "(twice in round 1 under classifier-free guidance). CPU hours from the rounds' status lines.", "",
+           "(twice in round 1 under classifier-free guidance). CPU hours from the rounds' status lines; the "
+           "training loss of each round at its start → half → end (a loss still falling in the second half "
+           "says the round's images did not suffice).", "",
            "| distillation | rounds × images | teacher evaluations / image per round | distill PFLOP | "
-           "teacher training PFLOP (images) | fraction | CPU h |", "|---|---|---|---|---|---|---|"]
+           "teacher training PFLOP (images) | fraction | CPU h | loss per round |", "|---|---|---|---|---|---|---|---|"]
     for name, a in acc.items():
         teacher = (f"{a['teacher_train_pflop']:.3f} ({a['teacher_images']:,})" if a["teacher_train_pflop"]
                    else "unknown")
         frac = f"{100 * a['fraction_of_teacher']:.0f} %" if "fraction_of_teacher" in a else "–"
         out.append(f"| {name} | {a['rounds']} × {a['round_images']:,} | "
                    f"{', '.join(f'{e:g}' for e in a['teacher_evaluations_per_image'])} | {a['distill_pflop']:.3f} | "
-                   f"{teacher} | {frac} | {a['cpu_hours']:.2f} |")
+                   f"{teacher} | {frac} | {a['cpu_hours']:.2f} | "
+                   f"{'; '.join(' → '.join(f'{v:.2g}' for v in r) for r in a.get('round_losses', [])) or '–'} |")
     return out + [""]
 
 
 def write_report(points_dirs: dict[str, Path], doc: Path, acc: dict) -> None:
     """points_dirs: chain (demo, rdm8, single) → the solver-study folder of its points."""
-    recs = AllRecords(list(dict.fromkeys(points_dirs.values())))
+    recs = Records([d / "points" for d in dict.fromkeys(points_dirs.values()) if (d / "points").exists()])
     lines = ["# Distillation study (generated)", "",
              f"Written by `python studies/distill.py --write-docs` on {time.strftime('%Y-%m-%d')} from "
              f"{', '.join(map(str, dict.fromkeys(points_dirs.values())))}; the method is docs/distillation.md. Settings were chosen on the selection seeds "

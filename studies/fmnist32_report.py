@@ -26,15 +26,17 @@ COLUMNS = (("fid", "FID ↓", 3, 1), ("fid@fmnist-b", "FID, 2nd space ↓", 3, 1
 
 
 class Records:
-    """Point records (name → dict) of one folder, with their bootstrap replicates (NAME-replicates.npz
-    beside NAME.json, written by solvers.run_point for report-seed points) loaded on demand."""
+    """Point records (name → dict) of one folder or several (a name found twice: the first folder's),
+    with their bootstrap replicates (NAME-replicates.npz beside NAME.json, written by
+    solvers.run_point for report-seed points) loaded on demand."""
 
-    def __init__(self, points_dir: Path):
-        self.dir = points_dir
-        self.all = {}
-        for f in sorted(points_dir.glob("*.json")):
-            r = json.loads(f.read_text())
-            self.all[r["name"]] = r
+    def __init__(self, points_dirs: Path | list[Path]):
+        self.all, self._dir = {}, {}
+        for folder in [points_dirs] if isinstance(points_dirs, Path) else points_dirs:
+            for f in sorted(folder.glob("*.json")):
+                r = json.loads(f.read_text())
+                if r["name"] not in self.all:
+                    self.all[r["name"]], self._dir[r["name"]] = r, folder
         self._reps = {}
 
     def __contains__(self, name):
@@ -48,7 +50,7 @@ class Records:
         if r is None or metric not in r or f"{metric}_ci95" not in r:
             return None
         if name not in self._reps:
-            self._reps[name] = dict(np.load(self.dir / f"{name}-replicates.npz"))
+            self._reps[name] = dict(np.load(self._dir[name] / f"{name}-replicates.npz"))
         reps = self._reps[name]
         key = json.loads(str(reps["bootstrap"])) if "bootstrap" in reps else {"n": r["n"]}
         n = r["rmse_seeds"] if metric == "rmse" else key["n"]   # RMSE: the first seeds, as many as the reference

@@ -61,6 +61,21 @@ def test_teacher_evaluations_per_round_image(tmp_path):
     assert total == pytest.approx(cfg.round_images * (3 * flops["train"] + (first + 4) * flops["forward"]))
 
 
+def test_round_statistics_from_status_lines(tmp_path):
+    """Per round: CPU time is images ÷ rate per status line and a resume's re-logged lines (from its
+    snapshot on) are counted once; the losses are the first, mid-way and last status lines'."""
+    def line(nimg, loss, rate=100.0):
+        return json.dumps({"nimg": nimg, "loss": loss, "img_per_s": rate})
+    (tmp_path / "round-1").mkdir()
+    (tmp_path / "round-1" / "stats.jsonl").write_text("\n".join([
+        line(1000, 0.4), line(2000, 0.3), line(3000, 0.9),           # interrupted after 3,000 images
+        line(3000, 0.2), line(4000, 0.1)]) + "\n")                  # resumed from the 2,000 snapshot
+    (tmp_path / "round-2").mkdir()
+    (tmp_path / "round-2" / "stats.jsonl").write_text(line(500, 0.05, rate=50.0) + "\n")
+    assert study.round_losses(tmp_path) == [[0.4, 0.3, 0.1], [0.05, 0.05, 0.05]]
+    assert study.cpu_hours(tmp_path) * 3600 == pytest.approx(3000 / 100 + 2000 / 100 + 500 / 50)   # 1k images done twice
+
+
 @pytest.mark.slow
 def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
     """Distil the bundled demo chain for a few images per round, run the selection and report
