@@ -24,11 +24,11 @@ from pathlib import Path
 
 try:
     from .common import machine
-    from .report import write
+    from .report import describe_machine, peak_lines, write
 except ImportError:                                   # run as `python benchmarks/__main__.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import machine
-    from report import write
+    from report import describe_machine, peak_lines, write
 
 BENCH_DIR = Path(__file__).resolve().parent
 BENCHMARKS = {  # name → script; the JSON is <outdir>/<name>.json
@@ -96,6 +96,7 @@ def main(argv=None) -> int:
            "machine": machine(), "note": args.note,
            # keep the records of benchmarks not re-run this time (their JSON files stay too)
            "benchmarks": {k: v for k, v in previous.get("benchmarks", {}).items() if k not in names}}
+    print(f"machine: {describe_machine(run['machine'])}", file=sys.stderr, flush=True)
     failed = []
     for name in names:
         cmd = [sys.executable, str(BENCH_DIR / BENCHMARKS[name]), "--json", str(outdir / f"{name}.json")]
@@ -118,6 +119,8 @@ def main(argv=None) -> int:
         run_path.write_text(json.dumps(run, indent=2) + "\n")
     default_out = outdir.resolve() == (BENCH_DIR / "results").resolve()
     readme = write(outdir, Path(args.readme or (BENCH_DIR / "README.md" if default_out else outdir / "README.md")))
+    for line in peak_lines(outdir):
+        print(line)
     print(f"wrote {readme}" + (f"; failed: {', '.join(failed)}" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
 

@@ -43,6 +43,17 @@ def ratio(x) -> str:
     return "—" if x is None else f"{num(x)}×"
 
 
+def gflops(r: dict) -> str:
+    """Achieved GFLOP/s of a timing record (common.peak_use), — for records from before it."""
+    return num(r.get("gflops_per_s"))
+
+
+def share(r: dict) -> str:
+    """The record's fraction of the fp32 peak as a percentage."""
+    f = r.get("fraction_of_fp32_peak")
+    return "—" if f is None else f"{100 * f:.0f} %"
+
+
 def table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -74,13 +85,28 @@ def header(run: dict | None, results: dict) -> str:
             f"- **CPU:** {m.get('cpu_model', m.get('processor', '?'))} — {m.get('logical_cores', '?')} logical "
             f"cores ({m.get('usable_cores', '?')} usable by the process)",
             f"- **Threads:** torch {threads}" + (f" (OMP_NUM_THREADS={omp})" if omp else ""),
+            f"- **CPU flags that matter:** {', '.join(m['cpu_flags']) or 'none'}; native bf16: "
+            f"{'yes' if m.get('native_bf16') else 'no'}" if "cpu_flags" in m else "- **CPU flags:** not recorded",
+            f"- **fp32 peak:** {num(m['fp32_peak_gflops'])} GFLOP/s = {m['peak_cores']} cores × "
+            f"{m['clock_ghz']} GHz × {m['flops_per_cycle']} FLOPs/cycle" if m.get("fp32_peak_gflops")
+            else "- **fp32 peak:** not recorded",
             f"- **GPU:** {m.get('gpu') or 'none'}",
             f"- **Software:** torch {m.get('torch', '?')}, Python {m.get('python', '?')}"]
     if run and run.get("note"):
         out.append(f"- **Note:** {run['note']}")
     out += ["", "Every time is the median of the stated number of repeats after warm-up; every ratio compares "
             "two medians measured in the same run (so ratios, not absolute times, are what carry over "
-            "between machines).", ""]
+            "between machines).", "",
+            "Every JSON records the machine (`common.machine`): CPU model, the flags that change speed figures "
+            "(`cpu_flags`: avx/avx2/fma/avx512*/amx*/bf16), whether bf16 is native (`native_bf16`), cores, "
+            "threads, torch version, and the fp32 peak by the textbook formula `fp32_peak_gflops` = physical "
+            "cores × clock × FLOPs per cycle (two FMA pipes of the widest vector: AVX-512 64, AVX2 + FMA 32, "
+            "AVX 16, SSE 8; the current clock from /proc/cpuinfo), an upper bound. Every timing comes with its "
+            "achieved GFLOP/s and share of that peak (`common.peak_use`): network FLOPs per image (sampling: "
+            "evaluations × a forward; training: a forward + backward of one image through the preconditioned "
+            "network; scaling: a forward) × images per second, against the peak of the cores torch may use "
+            "(min(threads, cores) of them). Results from before these records show —. Tables per CPU kind: "
+            "docs/speed.md.", ""]
     return "\n".join(out)
 
 
@@ -116,14 +142,15 @@ def sampling_sections(d: dict) -> str:
         rows = []
         for name, c in d["chains"].items():
             if "skipped" in c:
-                rows.append([f"`{name}`", "—", "—", "—", "—", f"skipped: {c['skipped']}"])
+                rows.append([f"`{name}`", "—", "—", "—", "—", "—", "—", f"skipped: {c['skipped']}"])
             else:
                 rows.append([f"`{name}`", c["images"], c.get("repeats", "?"), num(c["seconds"]),
-                             num(c["images_per_s"]), c["settings"]])
+                             num(c["images_per_s"]), gflops(c), share(c), c["settings"]])
         parts.append("\n".join([
             "## Sampling throughput (`sample_throughput.py`)", "",
             f"Whole 2-stage chains (base sampler, upsample, relay sampler) with real networks, on {d.get('device', 'cpu')}.",
-            "", table(["chain", "images per call", "repeats", "median s per call", "images/s", "settings"], rows)]))
+            "", table(["chain", "images per call", "repeats", "median s per call", "images/s", "GFLOP/s",
+                       "share of fp32 peak", "settings"], rows)]))
     if "chain_vs_official" in d:
         parts.append(official_section(d["chain_vs_official"]))
     if "chain_vs_official_tuned_allocator" in d:
@@ -161,14 +188,16 @@ def overhead_section(o: dict) -> str:
 
 
 def official_section(c: dict) -> str:
+    official = c.get("official_peak_use", {})
     rows = [["official samplers (float64 transcription, fp32 eager network)", "—",
-             num(statistics.median(c["official_seconds"])), num(c["official_images_per_s"]), "1×"]]
+             num(statistics.median(c["official_seconds"])), num(c["official_images_per_s"]), gflops(official),
+             share(official), "1×"]]
     for name, r in c["ours"].items():
         if "skipped" in r:
-            rows.append([f"ours, `{name}`", "—", "—", "—", f"skipped: {r['skipped']}"])
+            rows.append([f"ours, `{name}`", "—", "—", "—", "—", "—", f"skipped: {r['skipped']}"])
         else:
             rows.append([f"ours, `{name}`", num(r["first_call_seconds"]), num(r["seconds"]), num(r["images_per_s"]),
-                         ratio(r["speedup_vs_official"])])
+                         gflops(r), share(r), ratio(r["speedup_vs_official"])])
     calls = " + ".join(map(str, c["network_calls_per_image"]))
     t = c.get("targets", {})
     allocator = {"system": "glibc's default CPU allocator on both sides",
@@ -186,24 +215,25 @@ def official_section(c: dict) -> str:
         f"**{ratio(c['chain_speedup_vs_official_fp32_math'])}**; bf16, which costs some quality "
         f"(docs/speed.md): {ratio(c.get('chain_speedup_vs_official_bf16'))}); targets {ratio(t.get('fp32_math'))} fp32, "
         f"{ratio(t.get('bf16'))} bf16 on CPU, {ratio(t.get('gpu'))} on GPU.", "",
-        table(["sampler, network runtime", "first call s", "median s per call", "images/s",
-               "speed-up over official"], rows)])
+        table(["sampler, network runtime", "first call s", "median s per call", "images/s", "GFLOP/s",
+               "share of fp32 peak", "speed-up over official"], rows)])
 
 
 def training_section(d: dict) -> str:
     parts = []
     if "results" in d:
         rows = [[r["config"], f"`{r['network']}`", r["resolution"], r["batch"], num(r["params"]), ms(r["step_s"]),
-                 num(r["images_per_s"]), ms(r["network_fwd_bwd_s"]), f"{100 * r['outside_network_share']:.1f} %",
-                 num(r["peak_rss_mib"])] for r in d["results"]]
+                 num(r["images_per_s"]), gflops(r), share(r), ms(r["network_fwd_bwd_s"]),
+                 f"{100 * r['outside_network_share']:.1f} %", num(r["peak_rss_mib"])] for r in d["results"]]
         parts.append("\n".join([
             "## Training throughput (`train_throughput.py`)", "",
             f"Full trainer steps (data, relay corruption, loss, optimizer, EMA) on synthetic data, "
             f"{d.get('device', 'cpu')}, median of {d.get('steps', '?')} steps after {d.get('warmup_steps', 3)} "
             f"warm-up steps; each config in its own process. \"Outside network\" = 1 − (network forward+backward ÷ "
             f"whole step), both medians from the same run; target ≤ {100 * d['target_outside_network_share']:.0f} %.",
-            "", table(["config", "network", "res", "batch", "params", "step ms", "images/s", "network fwd+bwd ms",
-                       "outside network", "process peak RSS MiB"], rows)]))
+            "", table(["config", "network", "res", "batch", "params", "step ms", "images/s", "GFLOP/s",
+                       "share of fp32 peak", "network fwd+bwd ms", "outside network", "process peak RSS MiB"],
+                      rows)]))
     if "runtimes" in d:
         rt = d["runtimes"]
         speed = rt["step_speedup_vs_fp32_eager"]
@@ -211,13 +241,13 @@ def training_section(d: dict) -> str:
         if "baseline" in rt:
             b = rt["baseline"]
             rows.append(["`fp32`, system allocator (baseline)", num(b["first_step_s"]), ms(b["step_s"]),
-                         num(b["images_per_s"]), ms(b["network_fwd_bwd_s"]), "1×"])
+                         num(b["images_per_s"]), gflops(b), share(b), ms(b["network_fwd_bwd_s"]), "1×"])
         for name, r in rt["rows"].items():
             if "skipped" in r:
-                rows.append([f"`{name}`", "—", "—", "—", "—", f"skipped: {r['skipped']}"])
+                rows.append([f"`{name}`", "—", "—", "—", "—", "—", "—", f"skipped: {r['skipped']}"])
             else:
                 rows.append([f"`{name}`", num(r["first_step_s"]), ms(r["step_s"]), num(r["images_per_s"]),
-                             ms(r["network_fwd_bwd_s"]), ratio(speed.get(name))])
+                             gflops(r), share(r), ms(r["network_fwd_bwd_s"]), ratio(speed.get(name))])
         parts.append("\n".join([
             "### Training step per network runtime", "",
             f"{rt['config']}, batch {rt['batch']}, {d.get('device', 'cpu')}, {rt.get('allocator', 'system')} CPU "
@@ -225,8 +255,8 @@ def training_section(d: dict) -> str:
             f"own process, the "
             f"same step timing as above; first step = warm-up, compilation included. Best: `{rt['best']}`, "
             f"**{ratio(speed.get(rt['best']))}** over eager fp32 (target {ratio(rt['target_speedup'])}).", "",
-            table(["runtime", "first step s", "step ms", "images/s", "network fwd+bwd ms",
-                   "speed-up over eager fp32"], rows)]))
+            table(["runtime", "first step s", "step ms", "images/s", "GFLOP/s", "share of fp32 peak",
+                   "network fwd+bwd ms", "speed-up over eager fp32"], rows)]))
     return "\n\n".join(parts)
 
 
@@ -341,6 +371,41 @@ def render(outdir: Path) -> str:
             parts.append(f"## {name}\n\n_could not render `{name}.json`: {type(e).__name__}: {e}_")
     parts.append(HOW_TO_RUN)
     return "\n\n".join(p.rstrip() for p in parts) + "\n"
+
+
+def describe_machine(m: dict) -> str:
+    """One line: CPU, cores, the flags that matter, native bf16, fp32 peak, torch."""
+    peak = f"fp32 peak {num(m['fp32_peak_gflops'])} GFLOP/s" if m.get("fp32_peak_gflops") else "fp32 peak unknown"
+    return (f"{m.get('cpu_model', '?')}, {m.get('usable_cores', '?')} usable cores, {m.get('threads', '?')} threads, "
+            f"flags {' '.join(m.get('cpu_flags') or []) or 'none'}, native bf16 {'yes' if m.get('native_bf16') else 'no'}, "
+            f"{peak}, GPU {m.get('gpu') or 'none'}, torch {m.get('torch', '?')}")
+
+
+def peak_lines(outdir: Path) -> list[str]:
+    """Every timing in the results with its GFLOP/s and share of the fp32 peak, named by its path in
+    the JSON (e.g. training: runtimes/rows/fp32)."""
+    out = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for what in ("", "forward_"):                        # scaling.py times the forward alone
+                if node.get(what + "gflops_per_s") is not None:
+                    frac = {"fraction_of_fp32_peak": node.get(what + "fraction_of_fp32_peak")}
+                    out.append(f"{'/'.join(path)}{' forward' * bool(what)}: {num(node[what + 'gflops_per_s'])} "
+                               f"GFLOP/s, {share(frac)} of the fp32 peak")
+            for k, v in node.items():
+                walk(v, path + [str(k)])
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                name = next((f"{v[k]}" for k in ("config", "network") if isinstance(v, dict) and k in v), str(i))
+                walk(v, path + [name + (f"@{v['resolution']}" if isinstance(v, dict) and "resolution" in v
+                                        and "config" not in v else "")])
+
+    for name in NAMES:
+        d = load(Path(outdir), name)
+        if d:
+            walk(d, [name])
+    return out
 
 
 def write(outdir: Path, readme: Path) -> Path:

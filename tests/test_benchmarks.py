@@ -19,6 +19,31 @@ def run_benchmarks(*args, cwd=ROOT):
                           timeout=300)
 
 
+def test_report_states_the_machine_and_each_timings_share_of_the_peak(tmp_path):
+    """The rendered README names the CPU's flags and fp32 peak, and every training timing its
+    achieved GFLOP/s and share of that peak (common.peak_use on the record's own machine)."""
+    from benchmarks.common import peak_use
+    from benchmarks.report import render
+
+    record = {"cpu_model": "Test CPU", "cpu_flags": ["avx", "avx2", "fma"], "native_bf16": False, "threads": 2,
+              "peak_cores": 2, "fp32_peak_gflops": 100.0, "clock_ghz": 1.5625, "flops_per_cycle": 32,
+              "target_outside_network_share": 0.15, "steps": 3}
+    row = {"config": "relay-32 (fmnist)", "network": "tiny-32", "resolution": 32, "batch": 8, "params": 1000,
+           "step_s": 0.5, "images_per_s": 16.0, "network_fwd_bwd_s": 0.45, "outside_network_share": 0.1,
+           "peak_rss_mib": 100.0, **peak_use(2.5e9, 16.0, record)}       # 40 GFLOP/s of 100
+    (tmp_path / "training.json").write_text(json.dumps({**record, "results": [row]}))
+    readme = render(tmp_path)
+    assert "avx, avx2, fma; native bf16: no" in readme
+    assert "100 GFLOP/s = 2 cores × 1.5625 GHz × 32 FLOPs/cycle" in readme
+    assert "| 16 | 40 | 40 % |" in readme
+    (tmp_path / "training.json").write_text(json.dumps({**record, "threads": 1, "results": [row | peak_use(
+        2.5e9, 16.0, {**record, "threads": 1})]}))
+    assert "| 16 | 40 | 80 % |" in render(tmp_path)                 # one thread: half the peak is usable
+    from benchmarks.report import describe_machine, peak_lines
+    assert peak_lines(tmp_path) == ["training/results/relay-32 (fmnist): 40 GFLOP/s, 80 % of the fp32 peak"]
+    assert "flags avx avx2 fma, native bf16 no, fp32 peak 100 GFLOP/s" in describe_machine(record)
+
+
 @pytest.mark.slow
 def test_scaling_run_writes_json_and_readme(tmp_path):
     out = tmp_path / "results"

@@ -23,9 +23,10 @@ from torch import nn
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")    # auto: resolved per device by RuntimeOptions.for_device
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # CPU features that run bf16 math natively (x86: AVX-512 BF16, AMX; Arm: the BF16 extension);
-# without them oneDNN emulates it: 8× slower than fp32 measured on an AVX2-only AMD EPYC (docs/speed.md)
+# without them oneDNN emulates it: on an AVX2-only AMD EPYC sampling measured 8× and a training step
+# 11.5× slower than fp32 (docs/speed.md)
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
-EMULATED_BF16_SLOWDOWN = "about 8×"
+EMULATED_BF16_SLOWDOWN = "8–12×"
 
 
 @functools.lru_cache(maxsize=1)
