@@ -48,9 +48,9 @@ def gflops(r: dict) -> str:
     return num(r.get("gflops_per_s"))
 
 
-def share(r: dict) -> str:
+def share(r: dict, key: str = "fraction_of_fp32_peak") -> str:
     """The record's fraction of the fp32 peak as a percentage."""
-    f = r.get("fraction_of_fp32_peak")
+    f = r.get(key)
     return "—" if f is None else f"{100 * f:.0f} %"
 
 
@@ -390,9 +390,8 @@ def peak_lines(outdir: Path) -> list[str]:
         if isinstance(node, dict):
             for what in ("", "forward_"):                        # scaling.py times the forward alone
                 if node.get(what + "gflops_per_s") is not None:
-                    frac = {"fraction_of_fp32_peak": node.get(what + "fraction_of_fp32_peak")}
                     out.append(f"{'/'.join(path)}{' forward' * bool(what)}: {num(node[what + 'gflops_per_s'])} "
-                               f"GFLOP/s, {share(frac)} of the fp32 peak")
+                               f"GFLOP/s, {share(node, what + 'fraction_of_fp32_peak')} of the fp32 peak")
             for k, v in node.items():
                 walk(v, path + [str(k)])
         elif isinstance(node, list):
