@@ -41,7 +41,8 @@ class DistillConfig:
     ema_halflife: int = 2_000          # EMA half-life in images
     label_dropout: float = 0.0         # for a conditional teacher: P(a sample is distilled unconditionally)
     guidance_range: tuple = ()         # (w_lo, w_hi): also distil classifier-free guidance, the scale as
-                                       # the student's input (one evaluation per step at any w there)
+                                       # the student's input (one evaluation per step at any w there;
+                                       # costs accuracy near w_lo, docs/distillation.md §6)
     seed: int = 0                      # every random draw derives from it
     status_every: int = 2_000          # images between status lines
     snapshot_every: int = 10_000       # images between snapshots (each round also ends with one)
