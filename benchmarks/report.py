@@ -381,6 +381,16 @@ def describe_machine(m: dict) -> str:
             f"{peak}, GPU {m.get('gpu') or 'none'}, torch {m.get('torch', '?')}")
 
 
+def item_name(item, index: int) -> str:
+    """A list entry's name in a JSON path: its config (training), its network@resolution (scaling),
+    else its index."""
+    if isinstance(item, dict) and "config" in item:
+        return str(item["config"])
+    if isinstance(item, dict) and "network" in item:
+        return f"{item['network']}@{item['resolution']}" if "resolution" in item else str(item["network"])
+    return str(index)
+
+
 def peak_lines(outdir: Path) -> list[str]:
     """Every timing in the results with its GFLOP/s and share of the fp32 peak, named by its path in
     the JSON (e.g. training: runtimes/rows/fp32)."""
@@ -396,9 +406,7 @@ def peak_lines(outdir: Path) -> list[str]:
                 walk(v, path + [str(k)])
         elif isinstance(node, list):
             for i, v in enumerate(node):
-                name = next((f"{v[k]}" for k in ("config", "network") if isinstance(v, dict) and k in v), str(i))
-                walk(v, path + [name + (f"@{v['resolution']}" if isinstance(v, dict) and "resolution" in v
-                                        and "config" not in v else "")])
+                walk(v, path + [item_name(v, i)])
 
     for name in NAMES:
         d = load(Path(outdir), name)

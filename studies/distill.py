@@ -156,15 +156,20 @@ def teacher_training(teacher: Path) -> int | None:
     return (config.get("training") or {}).get("images")
 
 
+def round_status_lines(outdir: Path) -> list[list[dict]]:
+    """Each round's status lines (round-K/stats.jsonl), rounds in order."""
+    return [[json.loads(line) for line in stats.read_text().splitlines()]
+            for stats in sorted(outdir.glob("round-*/stats.jsonl"))]
+
+
 def cpu_hours(outdir: Path) -> float:
     """Hours of training in every round: per status line, its images ÷ its rate, the images counted
     from the previous line — or, after a resume (a count not above the last), from the highest
     count logged below it (where the resumed snapshot most likely was); interrupted work counts."""
     total = 0.0
-    for stats in sorted(outdir.glob("round-*/stats.jsonl")):
+    for lines in round_status_lines(outdir):
         last, seen = 0, {0}
-        for line in stats.read_text().splitlines():
-            r = json.loads(line)
+        for r in lines:
             since = last if r["nimg"] > last else max(n for n in seen if n < r["nimg"])
             total += (r["nimg"] - since) / max(r["img_per_s"], 1e-9)
             last = r["nimg"]
@@ -176,15 +181,12 @@ def round_losses(outdir: Path) -> list[list[float]]:
     """Per round: the training loss of its first status line, at half its images and at its end —
     whether a round's images sufficed (a loss still falling in the second half: not converged)."""
     out = []
-    for stats in sorted(outdir.glob("round-*/stats.jsonl")):
-        lines = {}
-        for line in stats.read_text().splitlines():
-            r = json.loads(line)
-            lines[r["nimg"]] = r["loss"]                       # a resume re-logs: the later line wins
-        if lines:
-            seen = sorted(lines)
+    for lines in round_status_lines(outdir):
+        loss = {r["nimg"]: r["loss"] for r in lines}               # a resume re-logs: the later line wins
+        if loss:
+            seen = sorted(loss)
             half = min(seen, key=lambda n: abs(n - seen[-1] / 2))
-            out.append([lines[seen[0]], lines[half], lines[seen[-1]]])
+            out.append([loss[seen[0]], loss[half], loss[seen[-1]]])
     return out
 
 
