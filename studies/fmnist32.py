@@ -8,7 +8,9 @@ search ≈ 10, the report-seed evaluations and their bootstrap ≈ 15). Run it u
 at any time and run the same command again.
 
 Phases (each skips what is already done, so re-running resumes): `data` (EDM zips of the train
-and test split), `train` (the runs of fmnist32_runs.py in two single-thread lanes), `search` (the
+and test split), `train` (the runs of fmnist32_runs.py in two single-thread lanes; runs kept in
+studies/weights/fmnist32/ are imported, not retrained, and each run trained here is added there:
+fmnist32_weights.py), `search` (the
 same sampler search for every model on the selection seeds, and the choices it makes:
 solvers_points.py plans study-reference, study-search, study-chains; fmnist32_choose.py), `eval`
 (every table row and every chosen sampler on the disjoint report seeds, with paired-bootstrap
@@ -27,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fmnist32_runs import LANES, RUNS, SNAPSHOT  # noqa: E402
+from fmnist32_weights import STORE, export_run, import_runs, run_complete  # noqa: E402
 
 RDM = [sys.executable, "-m", "relay_diffusion"]
 
@@ -35,17 +38,24 @@ def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
+def _git(*args) -> str | None:
+    r = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent.parent), *args], capture_output=True,
+                       text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def code_version() -> tuple[str | None, bool]:
+    """The code's git commit and whether the tree has local changes."""
+    return _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
+
+
 def record_code_version(work: Path, phase: str) -> None:
     """Append the code's git commit (and whether the tree had local changes) to
     <workdir>/provenance.jsonl, so a study resumed across sessions shows which code made it."""
     import json
 
-    repo = Path(__file__).resolve().parent.parent
-    def git(*args):
-        r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else None
-    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "phase": phase, "commit": git("rev-parse", "HEAD"),
-             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    commit, dirty = code_version()
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "phase": phase, "commit": commit, "dirty": dirty}
     with open(work / "provenance.jsonl", "a") as f:
         f.write(json.dumps(entry) + "\n")
 
@@ -70,18 +80,36 @@ def train_command(name: str, work: Path) -> list[str]:
     return cmd
 
 
-def phase_train(work: Path) -> None:
-    """Both lanes at once, one thread each; `rdm train` resumes a run and exits at once when it
-    has reached its duration."""
+def phase_train(work: Path, store: Path | None = STORE) -> None:
+    """Both lanes at once, one thread each. Runs whose sampled snapshots are in the weights store
+    (fmnist32_weights.py) are imported instead of trained; every run that finishes here is
+    exported to it. `rdm train` resumes a run from its last snapshot."""
+    import threading
+
+    if store is not None:
+        for run in import_runs(work, store):
+            log(f"train: {run} imported from {store}")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    script = [" && ".join(" ".join(train_command(n, work)) for n in lane) for lane in LANES]
-    procs = []
-    for i, s in enumerate(script):
-        out = open(work / f"train-lane{i}.log", "a")
-        procs.append(subprocess.Popen(["bash", "-c", s], env=env, stdout=out, stderr=subprocess.STDOUT))
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        raise SystemExit(f"training failed (lane exit codes {codes}); see {work}/train-lane*.log")
+    failed = []
+
+    def lane(i: int, runs: tuple) -> None:
+        with open(work / f"train-lane{i}.log", "a") as out:
+            for run in runs:
+                if run_complete(work, run):
+                    continue
+                if subprocess.run(train_command(run, work), env=env, stdout=out, stderr=subprocess.STDOUT).returncode:
+                    failed.append(run)
+                    return
+                if store is not None and export_run(work, run, store, *code_version()):
+                    log(f"train: {run} finished, weights kept in {store / run}")
+
+    threads = [threading.Thread(target=lane, args=(i, runs)) for i, runs in enumerate(LANES)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        raise SystemExit(f"training of {', '.join(failed)} failed; see {work}/train-lane*.log")
 
 
 def snapshot_dir(work: Path, run: str, images: int) -> Path | None:
@@ -146,12 +174,16 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default="runs/study-fmnist32", help="runs, samples, metrics")
     ap.add_argument("--phase", choices=("data", "train", "search", "eval", "report", "all"), default="all",
                     help="search and eval run two single-thread worker processes")
+    ap.add_argument("--weights", default=str(STORE),
+                    help="store of the study's trained weights: runs found there are imported, not "
+                         "retrained; runs trained here are added to it ('none': train everything, keep nothing)")
     args = ap.parse_args(argv)
     work = Path(args.workdir)
+    store = None if args.weights == "none" else Path(args.weights)
     work.mkdir(parents=True, exist_ok=True)
     from fmnist32_report import phase_report
 
-    for name, fn in (("data", phase_data), ("train", phase_train), ("search", phase_search),
+    for name, fn in (("data", phase_data), ("train", lambda w: phase_train(w, store)), ("search", phase_search),
                      ("eval", phase_eval), ("report", phase_report)):
         if args.phase in (name, "all"):
             record_code_version(work, name)

@@ -157,14 +157,13 @@ def summarise(estimates: dict) -> tuple[dict, dict]:
 
 
 def weights_sha256(model_dir: Path) -> str:
-    """SHA-256 of a model directory's weights file: which training a result comes from."""
-    import hashlib
+    """SHA-256 of the weights a model directory samples with (its EMA where it has one): which
+    training a result comes from; the same for a snapshot and its copy in studies/weights/."""
+    from fmnist32_weights import sha256_of
 
-    h = hashlib.sha256()
-    with open(Path(model_dir) / "model.safetensors", "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from relay_diffusion.weights import weights_path
+
+    return sha256_of(weights_path(model_dir, "ema"))
 
 
 def chain_name(chain) -> str:

@@ -164,3 +164,49 @@ def test_the_report_states_each_verdict_from_report_seed_records(tmp_path):
     assert "Training compute ≤ 50 %" in text and "not measured yet" in text    # the 75k point is missing
     results = json.loads((tmp_path / "fig" / "results.json").read_text())["results"]
     assert results["report-rdm8-chain-accuracy-b6-r3"]["sample_gflop"] == pytest.approx(6 * 0.0376 + 3 * 0.2333, rel=0.01)
+
+
+def test_every_run_is_sampled_and_its_weights_travel_whole_with_their_hashes(tmp_path):
+    """The weights store (studies/fmnist32_weights.py): a finished run's sampled snapshots go in
+    with their SHA-256, come back out into another workdir bit-identical, corrupt weights are
+    refused, and a workdir's own other training of a stored run is moved aside, not mixed in."""
+    import shutil
+
+    import fmnist32_weights as store
+    import solvers
+
+    from relay_diffusion.pipeline import bundled_demo_chain
+
+    used = store.used_snapshots()
+    assert set(used) == set(study.RUNS)                               # nothing trained for nothing
+    assert used["relay32"] == [50_000, 75_000, 100_000, 150_000] and used["base8"] == [400_000]
+    run, images = "relay32-paper", used["relay32-paper"]
+    assert images == [100_000]
+    relay_dir = bundled_demo_chain()[1]
+    snap = tmp_path / "a" / "runs" / run / "snapshot-000000100096"
+    snap.mkdir(parents=True)
+    for f in ("config.json", "model.safetensors"):
+        shutil.copyfile(relay_dir / f, snap / f)
+    shutil.copyfile(relay_dir / "model.safetensors", snap / "ema.safetensors")   # the EMA is what is kept
+    weights = tmp_path / "store"
+    assert store.export_run(tmp_path / "a", "relay32", weights) is None          # not trained yet
+    kept = store.export_run(tmp_path / "a", run, weights, "abc", False)
+    record = json.loads((kept / "weights.json").read_text())
+    assert record["snapshots"] == {snap.name: solvers.weights_sha256(snap)}
+    assert record["commit"] == "abc" and record["trained_on"]["cpu"]
+
+    assert store.import_runs(tmp_path / "b", weights) == [run]
+    copy = tmp_path / "b" / "runs" / run / snap.name
+    assert store.run_complete(tmp_path / "b", run) and solvers.weights_sha256(copy) == solvers.weights_sha256(snap)
+    assert store.import_runs(tmp_path / "b", weights) == []                      # already there
+    assert store.import_runs(tmp_path / "a", weights) == []                      # where it was trained
+
+    other = tmp_path / "c" / "runs" / run / "snapshot-000000050048"             # a partial other training
+    other.mkdir(parents=True)
+    assert store.import_runs(tmp_path / "c", weights) == [run]
+    assert [p.name.split(".")[1][:8] for p in (tmp_path / "c" / "runs").glob(f"{run}.*")] == ["replaced"]
+    assert not (tmp_path / "c" / "runs" / run / other.name).exists()
+
+    (kept / snap.name / "model.safetensors").write_bytes(b"not the weights")
+    with pytest.raises(SystemExit, match="do not match the SHA-256"):
+        store.import_runs(tmp_path / "d", weights)

@@ -29,6 +29,18 @@ NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 EMULATED_BF16_SLOWDOWN = "8–12×"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what the platform says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset:
     """The CPU's feature flags as the OS reports them (Linux /proc/cpuinfo "flags" / "Features";
