@@ -37,16 +37,6 @@ def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 # CPU features that change our speed figures: vector width and native bf16 / AMX
 SPEED_FLAGS = frozenset({"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile",
                          "amx_bf16", "amx_int8", "asimd", "sve", "bf16"})
@@ -66,15 +56,35 @@ def _threads_per_core() -> int:
     return max(count, 1)
 
 
+def _cpuinfo_field(name: str) -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def flops_per_cycle(flags: frozenset, vendor: str | None, family: str | None) -> int:
+    """fp32 FLOPs per cycle per core: two FMA pipes of the widest vector the core executes at full
+    width (AVX-512: 2 × 16 × 2 = 64; AVX2 + FMA: 32; AVX without FMA: 16; SSE: 8). AMD Zen 4 (family
+    25 with AVX-512) executes a 512-bit operation as two 256-bit halves, so its peak is AVX2's 32
+    (a 4096² sgemm reached 83 % of that and 41 % of 64 on one: docs/speed.md)."""
+    if "avx512f" in flags:
+        return 32 if vendor == "AuthenticAMD" and family == "25" else 64
+    return 32 if {"avx2", "fma"} <= flags else 16 if "avx" in flags else 8
+
+
 def fp32_peak(cores: int) -> dict:
-    """The CPU's fp32 peak by the textbook formula: cores × clock × FLOPs per cycle per core, with
-    two FMA pipes of the widest vector the flags report (AVX-512: 2 × 16 × 2 = 64 FLOPs/cycle;
-    AVX2 + FMA: 32; AVX without FMA: 16; SSE: 8). The clock is the current one from
-    /proc/cpuinfo (turbo and AVX-512 down-clocking move it): an upper bound to measure against."""
+    """The CPU's fp32 peak by the textbook formula: cores × clock × `flops_per_cycle`. The clock is
+    the current one from /proc/cpuinfo (turbo and AVX-512 down-clocking move it): an upper bound to
+    measure against."""
     from relay_diffusion.networks.runtime import cpu_flags
 
-    flags = cpu_flags()
-    per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 16 if "avx" in flags else 8
+    per_cycle = flops_per_cycle(cpu_flags(), _cpuinfo_field("vendor_id"), _cpuinfo_field("cpu family"))
     mhz = []
     try:
         with open("/proc/cpuinfo") as f:
@@ -112,7 +122,7 @@ def machine(device: str = "cpu") -> dict:
     except AttributeError:                              # not on Linux
         usable = os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    from relay_diffusion.networks.runtime import cpu_flags, native_bf16
+    from relay_diffusion.networks.runtime import cpu_flags, cpu_model, native_bf16
 
     return {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": platform.machine(), "processor": platform.processor() or platform.machine(),

@@ -49,7 +49,14 @@ class CountedCalls:
 
     def __call__(self, x, sigma):
         self.calls += 1
-        return self.denoiser(x.float(), torch.full((x.shape[0],), float(sigma), device=x.device)).double()
+        # EDM's networks write every element-wise result to a new tensor; ours do that only while
+        # autograd is on (networks/layers.py ResBlock), so the official side runs with it on. No
+        # weight or input requires grad, so no graph is built (checked).
+        with torch.enable_grad():
+            out = self.denoiser(x.float(), torch.full((x.shape[0],), float(sigma), device=x.device))
+        if out.requires_grad:
+            raise AssertionError("the official transcription's network built an autograd graph")
+        return out.double()
 
 
 @torch.no_grad()

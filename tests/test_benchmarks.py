@@ -19,6 +19,20 @@ def run_benchmarks(*args, cwd=ROOT):
                           timeout=300)
 
 
+def test_flops_per_cycle_follow_the_vector_units_the_core_really_has():
+    """Two FMA pipes of the widest full-width vector: AVX-512 counts 64 fp32 FLOPs per cycle only
+    where the core executes it at full width, not on AMD Zen 4 (family 25), which splits it in two."""
+    from benchmarks.common import flops_per_cycle
+
+    avx2 = frozenset({"sse2", "avx", "avx2", "fma"})
+    assert flops_per_cycle(avx2 | {"avx512f"}, "GenuineIntel", "6") == 64
+    assert flops_per_cycle(avx2 | {"avx512f", "avx512_bf16"}, "AuthenticAMD", "25") == 32      # Zen 4
+    assert flops_per_cycle(avx2 | {"avx512f"}, "AuthenticAMD", "26") == 64                     # Zen 5
+    assert flops_per_cycle(avx2, "AuthenticAMD", "25") == 32                                  # Zen 3
+    assert flops_per_cycle(frozenset({"avx"}), None, None) == 16
+    assert flops_per_cycle(frozenset({"sse2"}), None, None) == 8
+
+
 def test_report_states_the_machine_and_each_timings_share_of_the_peak(tmp_path):
     """The rendered README names the CPU's flags and fp32 peak, and every training timing its
     achieved GFLOP/s and share of that peak (common.peak_use on the record's own machine)."""

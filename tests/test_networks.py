@@ -131,6 +131,31 @@ def test_initial_output_is_exactly_zero_and_init_is_seeded():
     assert 0.8 < net.map_label.weight.std() < 1.2
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_inference_forward_equals_the_autograd_forward_bit_for_bit(channels_last):
+    """Without autograd the residual blocks write their element-wise tail into their own fresh
+    tensors (layers.ResBlock): the outputs are the same bit for bit, with attention and
+    resampling blocks included, and the input is left untouched."""
+    cfg = NETWORK_PRESETS["tiny-16"].with_data(16, 3, 5)
+    torch.manual_seed(2)
+    net = cfg.build()
+    with torch.no_grad():
+        for p in net.parameters():                        # no zero-initialised layers: every path counts
+            p.add_(0.1 * torch.randn_like(p))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    x = torch.randn(2, 3, 16, 16).contiguous(memory_format=fmt)
+    x0, sigma, labels = x.clone(), torch.randn(2), torch.eye(5)[:2]
+    with_autograd = net(x, sigma, labels)
+    assert with_autograd.requires_grad
+    with torch.no_grad():
+        inference = net(x, sigma, labels)
+    with torch.inference_mode():
+        assert torch.equal(net(x, sigma, labels), inference)
+    assert torch.equal(inference, with_autograd.detach()) and inference.abs().max() > 0
+    assert torch.equal(x, x0)
+
+
 def test_no_label_equals_zero_label_and_precond_wrapping():
     cfg = NETWORK_PRESETS["tiny-8"].with_data(8, 3, 4)
     net = cfg.build().eval()

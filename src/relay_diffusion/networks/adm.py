@@ -136,7 +136,7 @@ class ADMUNet(nn.Module):
             if "_block" in name:  # only these blocks take an encoder output (EDM: channel-count test)
                 x = torch.cat([x, skips.pop()], dim=1)
             x = layer(x, emb)
-        return self.out_conv(F.silu(self.out_norm(x)))
+        return self.out_conv(F.silu(self.out_norm(x), inplace=not torch.is_grad_enabled()))
 
     def _check_inputs(self, x, noise_labels, class_labels, augment_labels) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:

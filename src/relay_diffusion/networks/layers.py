@@ -177,13 +177,20 @@ class ResBlock(nn.Module):
             self.proj = Conv2d(out_channels, out_channels, 1, gain=0)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv0(F.silu(self.norm0(x)))
+        # Without autograd, the element-wise tail writes into the block's own fresh tensors (the
+        # same arithmetic, bit for bit) instead of allocating one per operation; never into x.
+        inplace = not torch.is_grad_enabled()
+        h = self.conv0(F.silu(self.norm0(x), inplace=inplace))
         scale, shift = self.affine(emb)[:, :, None, None].to(h.dtype).chunk(2, dim=1)
-        h = F.silu(torch.addcmul(shift, self.norm1(h), scale + 1))  # norm·(1 + scale) + shift
+        h = self.norm1(h)
+        h = torch.addcmul(shift, h, scale + 1, out=h) if inplace else torch.addcmul(shift, h, scale + 1)
+        h = F.silu(h, inplace=inplace)                                # norm·(1 + scale) + shift, SiLU
         h = self.conv1(F.dropout(h, p=self.dropout, training=self.training))
-        x = h + (x if self.skip is None else self.skip(x))
+        skip = x if self.skip is None else self.skip(x)
+        x = h.add_(skip) if inplace else h + skip
         if self.num_heads:
-            x = x + self.proj(attention(self.qkv(self.norm2(x)), self.num_heads))
+            a = self.proj(attention(self.qkv(self.norm2(x)), self.num_heads))
+            x = x.add_(a) if inplace else x + a
         return x
 
 
