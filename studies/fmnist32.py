@@ -14,8 +14,10 @@ fmnist32_weights.py), `search` (the
 same sampler search for every model on the selection seeds, and the choices it makes:
 solvers_points.py plans study-reference, study-search, study-chains; fmnist32_choose.py), `eval`
 (every table row and every chosen sampler on the disjoint report seeds, with paired-bootstrap
-intervals: plans study-evals, study-verdicts) and `report` (docs/study.md + plots). The
-measurement protocol is docs/evaluation.md's.
+intervals: plans study-evals, study-verdicts) and `report` (docs/study.md + plots). Every
+finished point's record is also kept in studies/results/fmnist32/ and taken from there when the
+workdir lacks it, so the study resumes on another machine. The measurement protocol is
+docs/evaluation.md's.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from fmnist32_runs import LANES, RUNS, SNAPSHOT  # noqa: E402
 from fmnist32_weights import STORE, export_run, import_runs, run_complete  # noqa: E402
 
 RDM = [sys.executable, "-m", "relay_diffusion"]
+# every finished measurement's record (search and report points) is kept in the repository too
+RESULTS = Path(__file__).resolve().parent / "results" / "fmnist32"
 
 
 def log(msg: str) -> None:
@@ -121,33 +125,34 @@ def snapshot_dir(work: Path, run: str, images: int) -> Path | None:
     return best
 
 
-def solver_plans(work: Path, plans: str, workers: int = 2) -> None:
+def solver_plans(work: Path, plans: str, workers: int = 2, keep: Path | None = None) -> None:
     """Run plans of the solver study's engine (studies/solvers.py) on this study's models, into
-    <workdir>/search, in `workers` single-thread processes that split the points."""
+    <workdir>/search, in `workers` single-thread processes that split the points; every finished
+    point's record is also kept in `keep`, and points kept there are not measured again."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     cmd = [sys.executable, str(Path(__file__).with_name("solvers.py")), "--workdir", str(work / "search"),
-           "--study", str(work), "--points", plans]
+           "--study", str(work), "--points", plans] + (["--keep", str(keep)] if keep is not None else [])
     procs = [subprocess.Popen(cmd + ["--worker", f"{i}/{workers}"], env=env) for i in range(workers)]
     if any(p.wait() for p in procs):
         raise SystemExit(f"a worker of plans {plans} failed")
 
 
-def phase_search(work: Path) -> None:
+def phase_search(work: Path, keep: Path | None = None) -> None:
     """The sampler search on the selection seeds: converged references (selection and report
     seeds), every solver × grid × count for each stage, then RDM's chosen chains."""
     for plans in ("study-reference", "study-search", "study-chains"):
         log(f"search: {plans}")
-        solver_plans(work, plans)
+        solver_plans(work, plans, keep=keep)
 
 
-def phase_eval(work: Path) -> None:
+def phase_eval(work: Path, keep: Path | None = None) -> None:
     """Every table row and every verdict point on the report seeds, with intervals."""
-    real_test(work)
+    real_test(work, keep)
     log("eval: study-evals, study-verdicts")
-    solver_plans(work, "study-evals,study-verdicts")
+    solver_plans(work, "study-evals,study-verdicts", keep=keep)
 
 
-def real_test(work: Path) -> None:
+def real_test(work: Path, keep: Path | None = None) -> None:
     """The 10k real test images measured like a model's samples: what a perfect model scores."""
     import json
 
@@ -158,6 +163,9 @@ def real_test(work: Path) -> None:
     from relay_diffusion.evaluation import ImageSet, protocol
 
     out = work / "search" / "points" / "real-test.json"
+    if keep is not None:
+        from solvers import import_kept_points
+        import_kept_points(work / "search", keep)
     if out.exists():
         return
     ref = Reference(work, work / "search")
@@ -167,6 +175,9 @@ def real_test(work: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out.with_name("real-test-replicates.npz"), **replicates)
     out.write_text(json.dumps({"name": "real-test", "n": len(u8), "seeds": "real", **metrics}, indent=2) + "\n")
+    if keep is not None:
+        from solvers import keep_point
+        keep_point(work / "search", "real-test", keep)
 
 
 def main(argv=None) -> int:
@@ -174,17 +185,22 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default="runs/study-fmnist32", help="runs, samples, metrics")
     ap.add_argument("--phase", choices=("data", "train", "search", "eval", "report", "all"), default="all",
                     help="search and eval run two single-thread worker processes")
+    ap.add_argument("--results", default=str(RESULTS),
+                    help="where every finished measurement's record is kept, and taken from when the "
+                         "workdir lacks it ('none': keep nothing)")
     ap.add_argument("--weights", default=str(STORE),
                     help="store of the study's trained weights: runs found there are imported, not "
                          "retrained; runs trained here are added to it ('none': train everything, keep nothing)")
     args = ap.parse_args(argv)
     work = Path(args.workdir)
     store = None if args.weights == "none" else Path(args.weights)
+    keep = None if args.results == "none" else Path(args.results)
     work.mkdir(parents=True, exist_ok=True)
     from fmnist32_report import phase_report
 
-    for name, fn in (("data", phase_data), ("train", lambda w: phase_train(w, store)), ("search", phase_search),
-                     ("eval", phase_eval), ("report", phase_report)):
+    for name, fn in (("data", phase_data), ("train", lambda w: phase_train(w, store)),
+                     ("search", lambda w: phase_search(w, keep)), ("eval", lambda w: phase_eval(w, keep)),
+                     ("report", phase_report)):
         if args.phase in (name, "all"):
             record_code_version(work, name)
             fn(work)

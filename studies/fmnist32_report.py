@@ -70,6 +70,9 @@ def accounting(recs: Records) -> dict:
         r["train_pflop"], r["sample_gflop"] = 0.0, 0.0
         for snap, nfe in zip(r["models"], r["nfe"]):
             snap = Path(snap)
+            if not snap.exists() and snap.name.startswith("snapshot-"):   # measured on another machine
+                from fmnist32_weights import STORE
+                snap = STORE / snap.parent.name / snap.name
             run = snap.parent.name if snap.name.startswith("snapshot-") else snap.name
             if run not in flops:
                 flops[run] = network_flops(RelayModel.from_pretrained(snap))

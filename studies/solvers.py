@@ -204,14 +204,49 @@ def settings_for(model, overrides: dict | None):
 
 
 def finished(out: Path, spec: dict) -> bool:
-    """A point is done when its record has the count and the seed set its spec asks for."""
-    if not out.exists():
+    """A point is done when its record has the count and the seed set its spec asks for, and a
+    reference solution also its saved images (a record kept without them is sampled again)."""
+    if not out.exists() or (spec.get("save") and not (out.parent.parent / "images" / f"{out.stem}.pt").exists()):
         return False
     record = json.loads(out.read_text())
     return record["n"] == spec["n"] and record.get("seeds", "selection") == spec.get("seeds", "selection")
 
 
-def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, batch: int) -> bool:
+def point_files(points: Path, name: str) -> list[Path]:
+    """A point's record and, for a report point, its bootstrap replicates."""
+    return [p for p in (points / f"{name}.json", points / f"{name}-replicates.npz") if p.exists()]
+
+
+def keep_point(work: Path, name: str, keep: Path) -> None:
+    """Copy a finished point's files into `keep` (e.g. the repository's studies/results/…), so the
+    study's measurements outlive the machine they were made on."""
+    import shutil
+
+    keep.mkdir(parents=True, exist_ok=True)
+    for f in point_files(work / "points", name):
+        shutil.copyfile(f, keep / (f.name + ".tmp"))
+        (keep / (f.name + ".tmp")).replace(keep / f.name)
+
+
+def import_kept_points(work: Path, keep: Path) -> int:
+    """Bring kept points that the workdir lacks into <work>/points (a reference solution's images
+    are not kept: it is sampled again when a point needs it); returns how many."""
+    import shutil
+
+    count = 0
+    for record in sorted(keep.glob("*.json")):
+        if (work / "points" / record.name).exists():
+            continue
+        (work / "points").mkdir(parents=True, exist_ok=True)
+        for f in point_files(keep, record.stem):
+            shutil.copyfile(f, work / "points" / (f.name + ".tmp"))
+            (work / "points" / (f.name + ".tmp")).replace(work / "points" / f.name)
+        count += 1
+    return count
+
+
+def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, batch: int,
+              keep: Path | None = None) -> bool:
     """Sample and measure one point; False when its chain is not trained yet."""
     from relay_diffusion.pixels import to_uint8
     from relay_diffusion.models import RelayModel
@@ -288,6 +323,8 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".tmp").write_text(json.dumps(record, indent=2) + "\n")
     out.with_suffix(".tmp").replace(out)
+    if keep is not None:
+        keep_point(work, name, keep)
     log(f"{name}: FID {record['fid']:.3f} R {record['recall']:.3f} HF {record['hf_power']:.2f} "
         + (f"RMSE {record['rmse']:.4f} " if "rmse" in record else "")
         + (f"ΔFID {record['fid_difference']:+.3f} ± {record['fid_difference_se']:.3f} "
@@ -307,8 +344,11 @@ def main(argv=None) -> int:
                     help="run only every K-th point of the plans, from the I-th (0-based): K workers share a plan")
     ap.add_argument("--batch", type=int, default=500, help="images per sampling batch")
     ap.add_argument("--report", action="store_true", help="write docs/solvers-quality.md and its plots")
+    ap.add_argument("--keep", help="also copy every finished point's record here, and start from the "
+                                   "records found here (the study keeps them in studies/results/)")
     args = ap.parse_args(argv)
     work, study = Path(args.workdir), Path(args.study)
+    keep = Path(args.keep) if args.keep else None
     if args.report:
         from solvers_report import write_report
         write_report(work)
@@ -324,6 +364,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"--worker takes I/K with 0 <= I < K, got {args.worker!r}")
     import fmnist32_choose
     fmnist32_choose.SEARCH_DIR = work                    # the study's choices read this workdir's records
+    if keep is not None and (count := import_kept_points(work, keep)):
+        log(f"{count} finished points taken from {keep}")
     ref = Reference(study, work)
     waiting = []
     for plan in plans:
@@ -332,7 +374,7 @@ def main(argv=None) -> int:
                 continue
             if args.only and not any(fnmatch.fnmatch(name, pat) for pat in args.only.split(",")):
                 continue
-            if not run_point(work, study, name, dict(spec, plan=plan), ref, args.batch):
+            if not run_point(work, study, name, dict(spec, plan=plan), ref, args.batch, keep):
                 waiting.append(name)
     if waiting:
         log(f"not run (their study snapshots are not trained yet): {', '.join(waiting)}")

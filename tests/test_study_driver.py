@@ -210,3 +210,28 @@ def test_every_run_is_sampled_and_its_weights_travel_whole_with_their_hashes(tmp
     (kept / snap.name / "model.safetensors").write_bytes(b"not the weights")
     with pytest.raises(SystemExit, match="do not match the SHA-256"):
         store.import_runs(tmp_path / "d", weights)
+
+
+def test_finished_points_are_kept_and_resume_elsewhere_but_references_are_resampled(tmp_path):
+    """solvers.keep_point / import_kept_points: a point's record and replicates outlive the
+    workdir; a kept reference solution counts as unfinished until its images are there again."""
+    import solvers
+
+    a, keep, b = tmp_path / "a", tmp_path / "kept", tmp_path / "b"
+    (a / "points").mkdir(parents=True)
+    spec = {"n": 1000, "seeds": "report"}
+    (a / "points" / "p.json").write_text(json.dumps({"name": "p", **spec}))
+    np.savez(a / "points" / "p-replicates.npz", fid=np.arange(3.0))
+    (a / "points" / "ref.json").write_text(json.dumps({"name": "ref", "n": 1000, "seeds": "selection"}))
+    for name in ("p", "ref"):
+        solvers.keep_point(a, name, keep)
+    assert sorted(f.name for f in keep.iterdir()) == ["p-replicates.npz", "p.json", "ref.json"]
+    assert solvers.import_kept_points(b, keep) == 2 and solvers.import_kept_points(b, keep) == 0
+    assert np.load(b / "points" / "p-replicates.npz")["fid"].tolist() == [0.0, 1.0, 2.0]
+    assert solvers.finished(b / "points" / "p.json", spec)
+    assert not solvers.finished(b / "points" / "p.json", dict(spec, n=10_000))     # another count
+    ref_spec = {"n": 1000, "seeds": "selection", "save": True}
+    assert not solvers.finished(b / "points" / "ref.json", ref_spec)               # no images here
+    (b / "images").mkdir()
+    (b / "images" / "ref.pt").write_bytes(b"")
+    assert solvers.finished(b / "points" / "ref.json", ref_spec)
