@@ -150,7 +150,8 @@ def accounting_section(acc: dict) -> list[str]:
     out = ["## Compute", "",
            "FLOPs counted per network evaluation (torch.utils.flop_counter: convolutions, matmuls, attention); "
            "a round image costs the student's forward + backward and the teacher's evaluations for two steps "
-           "(twice in round 1 under classifier-free guidance). CPU hours from the rounds' status lines; the "
+           "(twice in round 1 where guidance is distilled too: the demo students; the study's are distilled "
+           "without guidance, docs/distillation.md §6). CPU hours from the rounds' status lines; the "
            "training loss of each round at its start → half → end (a loss still falling in the second half "
            "says the round's images did not suffice).", "",
            "| distillation | rounds × images | teacher evaluations / image per round | distill PFLOP | "

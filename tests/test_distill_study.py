@@ -61,6 +61,16 @@ def test_teacher_evaluations_per_round_image(tmp_path):
     assert total == pytest.approx(cfg.round_images * (3 * flops["train"] + (first + 4) * flops["forward"]))
 
 
+def test_the_study_students_distil_no_guidance(tmp_path, monkeypatch):
+    """The study's distillations keep guidance out of the student (docs/distillation.md §6): no
+    scale input, and round 1's teacher runs once per step, not twice as under CFG."""
+    monkeypatch.setattr(study, "teacher_dir", lambda name, s: bundled_demo_chain()[1])
+    cfg = study.distill_config("rdm8-relay", tmp_path, tmp_path)
+    assert cfg.guidance_range == ()
+    guided = study.distill_config("demo-relay", tmp_path, tmp_path)
+    assert study.teacher_evaluations(guided, 1) == 2 * study.teacher_evaluations(cfg, 1)
+
+
 def test_round_statistics_from_status_lines(tmp_path):
     """Per round: CPU time is images ÷ rate per status line and a resume's re-logged lines (from its
     snapshot on) are counted once; the losses are the first, mid-way and last status lines'."""
