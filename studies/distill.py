@@ -276,8 +276,9 @@ def bundle(work: Path, points_dir: Path, dest: Path = ROOT / "src" / "relay_diff
         teacher = Path(teacher_dir(name, Path("."))).name
         rounds = (spec["teacher_steps"] // steps).bit_length() - 1
         record = {**model.config.distilled, "teacher": f"{teacher} (bundled), distilled in {rounds} round(s)"}
+        flags = {**COMMON, **({"guidance_range": spec["guidance_range"]} if spec.get("guidance_range") else {})}
         options = " ".join(f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
-                           for k, v in COMMON.items() if k != "steps")
+                           for k, v in flags.items() if k != "steps")
         training = {"command": f"rdm distill --teacher {teacher} --data fmnist.zip --outdir {name} --steps {steps} "
                                f"--teacher-steps {spec['teacher_steps']} --round-images {spec['round_images']} {options}",
                     "images": rounds * spec["round_images"], "study": "studies/distill.py " + name}
@@ -289,17 +290,20 @@ def bundle(work: Path, points_dir: Path, dest: Path = ROOT / "src" / "relay_diff
 
 
 def run_plan(points: dict, work: Path, study: Path, points_dir: Path, batch: int, worker: tuple = (0, 1),
-             only: str | None = None) -> None:
+             only: str | None = None, keep: Path | None = None) -> None:
     """Run the points not done yet. With K workers (worker = (I, K)), worker 0 makes the saved
     references and each worker every K-th other point; a point whose reference or student is not
-    there yet waits for a later run."""
-    from solvers import Reference, run_point
+    there yet waits for a later run. Finished points are also kept in `keep`, and points kept
+    there are not measured again (solvers.keep_point)."""
+    from solvers import Reference, import_kept_points, run_point
 
     import fnmatch
 
     i, k = worker
     if only:                                            # these points only (comma list of shell patterns)
         points = {n: p for n, p in points.items() if any(fnmatch.fnmatch(n, pat) for pat in only.split(","))}
+    if keep is not None and (count := import_kept_points(points_dir, keep)):
+        log(f"{count} finished points taken from {keep}")
     ref = Reference(study, points_dir)
     others = [name for name, spec in points.items() if not spec.get("save")]
     mine = [name for name, spec in points.items() if spec.get("save") and i == 0] + others[i::k]
@@ -308,7 +312,7 @@ def run_plan(points: dict, work: Path, study: Path, points_dir: Path, batch: int
         spec = points[name]
         if spec.get("reference") and not (points_dir / "images" / f"{spec['reference']}.pt").exists():
             waiting.append(name)
-        elif not run_point(points_dir, study, name, dict(spec, plan="distill"), ref, batch):
+        elif not run_point(points_dir, study, name, dict(spec, plan="distill"), ref, batch, keep):
             waiting.append(name)
     if waiting:
         log(f"not run yet (their references, students or snapshots are not there): {', '.join(waiting)}")
@@ -336,6 +340,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=500, help="images per sampling batch")
     ap.add_argument("--worker", default="0/1", metavar="I/K",
                     help="select/report: worker I of K single-thread processes sharing the plan (0 makes the references)")
+    ap.add_argument("--keep", default=str(ROOT / "studies" / "results" / "distill"),
+                    help="select/report: also keep every finished point's record here, and take the ones "
+                         "found here instead of measuring them again ('none': keep nothing)")
     ap.add_argument("--write-docs", action="store_true", help="write docs/distillation-study.md")
     ap.add_argument("--bundle", action="store_true",
                     help="copy the demo chain's chosen students into the package (rdm sample --preset distilled)")
@@ -363,7 +370,8 @@ def main(argv=None) -> int:
             assert 0 <= i < k
         except (ValueError, AssertionError):
             raise SystemExit(f"--worker takes I/K with 0 <= I < K, got {args.worker!r}")
-        run_plan(plan, work, study, points_dir, args.batch, (i, k), args.only)
+        run_plan(plan, work, study, points_dir, args.batch, (i, k), args.only,
+                 None if args.keep == "none" else Path(args.keep))
     if args.bundle:
         bundle(work, Path((args.points_dir or "runs/solvers").split(",")[0]))
     if args.write_docs:

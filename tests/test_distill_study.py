@@ -102,7 +102,8 @@ def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
         monkeypatch.setattr(plans, name, value)
     monkeypatch.setattr(plans, "CONVERGED_RELAY", dict(plans.CONVERGED_RELAY, num_steps=6))
     monkeypatch.setattr(plans, "CONVERGED_BASE", dict(plans.CONVERGED_BASE, num_steps=6))
-    args = ["--workdir", str(work), "--study", str(data_dir), "--points-dir", str(points_dir), "--batch", "4"]
+    args = ["--workdir", str(work), "--study", str(data_dir), "--points-dir", str(points_dir), "--batch", "4",
+            "--keep", str(tmp_path / "kept")]
     assert study.main(args + ["--phase", "distill", "--only", "demo-relay,demo-base"]) == 0
     final = read_config(work / "demo-relay" / "model")
     assert len(final.distilled_grid) == 1 and final.guidance_range == (1.0, 3.0)
@@ -116,12 +117,16 @@ def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
     assert study.main(args + ["--phase", "report"]) == 0
     rep = json.loads((points_dir / "points" / "distill-rep-demo-relay-distilled-nfe1.json").read_text())
     assert rep["seeds"] == "report" and "fid_ci95" in rep and rep["seed_range"][0] == protocol.REPORT.start
+    kept = tmp_path / "kept" / "distill-rep-demo-relay-distilled-nfe1.json"             # kept beside the workdir
+    assert json.loads(kept.read_text()) == rep
+    assert (tmp_path / "kept" / "distill-rep-demo-relay-distilled-nfe1-replicates.npz").exists()
     guided = json.loads((points_dir / "points" / f"distill-rep-demo-chain-b{chosen[0]}r{chosen[1]}-w2.json")
                         .read_text())
     assert guided["nfe"] == list(chosen)                                     # guidance as an input: no extra calls
     assert study.bundle(work, points_dir, tmp_path / "pkg") == chosen
     dirs = [tmp_path / "pkg" / study.BUNDLE[n] for n in ("demo-base", "demo-relay")]
     assert str(tmp_path) not in "".join((d / "config.json").read_text() for d in dirs)   # no machine paths
+    assert "--guidance-range 1.0,3.0" in read_config(dirs[1]).training["command"]        # as distilled
     from relay_diffusion.pipeline import RelayChain
     assert RelayChain.from_pretrained(dirs).nfe() == list(chosen)
     assert read_config(dirs[1]).class_names == read_config(bundled_demo_chain()[1]).class_names   # the teacher's
