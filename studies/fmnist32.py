@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fmnist32_runs import LANES, RUNS, SNAPSHOT  # noqa: E402
-from fmnist32_weights import STORE, export_run, import_runs, run_complete  # noqa: E402
+from fmnist32_weights import STORE, export_run, import_runs, run_complete, stored  # noqa: E402
 
 RDM = [sys.executable, "-m", "relay_diffusion"]
 # every finished measurement's record (search and report points) is kept in the repository too
@@ -99,13 +99,12 @@ def phase_train(work: Path, store: Path | None = STORE) -> None:
     def lane(i: int, runs: tuple) -> None:
         with open(work / f"train-lane{i}.log", "a") as out:
             for run in runs:
-                if run_complete(work, run):
-                    continue
-                if subprocess.run(train_command(run, work), env=env, stdout=out, stderr=subprocess.STDOUT).returncode:
+                if not run_complete(work, run) and subprocess.run(
+                        train_command(run, work), env=env, stdout=out, stderr=subprocess.STDOUT).returncode:
                     failed.append(run)
                     return
-                if store is not None and export_run(work, run, store, *code_version()):
-                    log(f"train: {run} finished, weights kept in {store / run}")
+                if store is not None and not stored(run, store) and export_run(work, run, store, *code_version()):
+                    log(f"train: {run} finished, weights kept in {store / run}")   # also one trained before
 
     threads = [threading.Thread(target=lane, args=(i, runs)) for i, runs in enumerate(LANES)]
     for t in threads:

@@ -58,6 +58,11 @@ def run_complete(work: Path, run: str) -> bool:
     return _run_snapshots(work, run) is not None
 
 
+def stored(run: str, store: Path = STORE) -> bool:
+    """Whether the store holds `run` (all its sampled snapshots, written as one)."""
+    return (Path(store) / run / RECORD).exists()
+
+
 def export_run(work: Path, run: str, store: Path = STORE, commit: str | None = None,
                dirty: bool = False) -> Path | None:
     """Copy a finished run's sampled snapshots into the store (EMA weights + config.json each, and
@@ -70,7 +75,7 @@ def export_run(work: Path, run: str, store: Path = STORE, commit: str | None = N
     if snaps is None:
         return None
     dest = Path(store) / run
-    if (dest / RECORD).exists():
+    if stored(run, store):
         return dest
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
