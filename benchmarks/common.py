@@ -56,23 +56,11 @@ def _threads_per_core() -> int:
     return max(count, 1)
 
 
-def _cpuinfo_field(name: str) -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == name:
-                    return value.strip()
-    except OSError:
-        pass
-    return None
-
-
 def flops_per_cycle(flags: frozenset, vendor: str | None, family: str | None) -> int:
     """fp32 FLOPs per cycle per core: two FMA pipes of the widest vector the core executes at full
     width (AVX-512: 2 × 16 × 2 = 64; AVX2 + FMA: 32; AVX without FMA: 16; SSE: 8). AMD Zen 4 (family
     25 with AVX-512) executes a 512-bit operation as two 256-bit halves, so its peak is AVX2's 32
-    (a 4096² sgemm reached 83 % of that and 41 % of 64 on one: docs/speed.md)."""
+    (a 4096² sgemm reached 77 % of that on two cores and 39 % of 64: docs/speed.md)."""
     if "avx512f" in flags:
         return 32 if vendor == "AuthenticAMD" and family == "25" else 64
     return 32 if {"avx2", "fma"} <= flags else 16 if "avx" in flags else 8
@@ -82,9 +70,9 @@ def fp32_peak(cores: int) -> dict:
     """The CPU's fp32 peak by the textbook formula: cores × clock × `flops_per_cycle`. The clock is
     the current one from /proc/cpuinfo (turbo and AVX-512 down-clocking move it): an upper bound to
     measure against."""
-    from relay_diffusion.networks.runtime import cpu_flags
+    from relay_diffusion.networks.runtime import cpu_flags, cpuinfo_field
 
-    per_cycle = flops_per_cycle(cpu_flags(), _cpuinfo_field("vendor_id"), _cpuinfo_field("cpu family"))
+    per_cycle = flops_per_cycle(cpu_flags(), cpuinfo_field("vendor_id"), cpuinfo_field("cpu family"))
     mhz = []
     try:
         with open("/proc/cpuinfo") as f:
