@@ -159,11 +159,10 @@ def summarise(estimates: dict) -> tuple[dict, dict]:
 def weights_sha256(model_dir: Path) -> str:
     """SHA-256 of the weights a model directory samples with (its EMA where it has one): which
     training a result comes from; the same for a snapshot and its copy in studies/weights/."""
-    from fmnist32_weights import sha256_of
-
+    from relay_diffusion.files import sha256_file
     from relay_diffusion.weights import weights_path
 
-    return sha256_of(weights_path(model_dir, "ema"))
+    return sha256_file(weights_path(model_dir, "ema"))
 
 
 def chain_name(chain) -> str:
@@ -217,30 +216,34 @@ def point_files(points: Path, name: str) -> list[Path]:
     return [p for p in (points / f"{name}.json", points / f"{name}-replicates.npz") if p.exists()]
 
 
+def _copy_atomically(src: Path, dest: Path) -> None:
+    import shutil
+
+    from relay_diffusion.files import atomic_write
+
+    atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
+
+
 def keep_point(work: Path, name: str, keep: Path) -> None:
     """Copy a finished point's files into `keep` (e.g. the repository's studies/results/…), so the
     study's measurements outlive the machine they were made on."""
-    import shutil
-
     keep.mkdir(parents=True, exist_ok=True)
     for f in point_files(work / "points", name):
-        shutil.copyfile(f, keep / (f.name + ".tmp"))
-        (keep / (f.name + ".tmp")).replace(keep / f.name)
+        _copy_atomically(f, keep / f.name)
 
 
 def import_kept_points(work: Path, keep: Path) -> int:
     """Bring kept points that the workdir lacks into <work>/points (a reference solution's images
     are not kept: it is sampled again when a point needs it); returns how many."""
-    import shutil
+    from relay_diffusion.files import TMP_MARK
 
     count = 0
     for record in sorted(keep.glob("*.json")):
-        if (work / "points" / record.name).exists():
+        if TMP_MARK in record.name or (work / "points" / record.name).exists():
             continue
         (work / "points").mkdir(parents=True, exist_ok=True)
         for f in point_files(keep, record.stem):
-            shutil.copyfile(f, work / "points" / (f.name + ".tmp"))
-            (work / "points" / (f.name + ".tmp")).replace(work / "points" / f.name)
+            _copy_atomically(f, work / "points" / f.name)
         count += 1
     return count
 
