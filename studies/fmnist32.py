@@ -84,6 +84,12 @@ def train_command(name: str, work: Path) -> list[str]:
     return cmd
 
 
+def training_command_line(run: str) -> str:
+    """How `run` is trained, as a shell line without this machine's paths (kept with its weights)."""
+    cmd = train_command(run, Path("WORKDIR"))
+    return " ".join(["rdm", *cmd[len(RDM):]])
+
+
 def phase_train(work: Path, store: Path | None = STORE) -> None:
     """Both lanes at once, one thread each. Runs whose sampled snapshots are in the weights store
     (fmnist32_weights.py) are imported instead of trained; every run that finishes here is
@@ -103,7 +109,8 @@ def phase_train(work: Path, store: Path | None = STORE) -> None:
                         train_command(run, work), env=env, stdout=out, stderr=subprocess.STDOUT).returncode:
                     failed.append(run)
                     return
-                if store is not None and not stored(run, store) and export_run(work, run, store, *code_version()):
+                if store is not None and not stored(run, store) and export_run(
+                        work, run, store, *code_version(), command=training_command_line(run)):
                     log(f"train: {run} finished, weights kept in {store / run}")   # also one trained before
 
     threads = [threading.Thread(target=lane, args=(i, runs)) for i, runs in enumerate(LANES)]

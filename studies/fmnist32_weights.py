@@ -54,7 +54,7 @@ def stored(run: str, store: Path = STORE) -> bool:
 
 
 def export_run(work: Path, run: str, store: Path = STORE, commit: str | None = None,
-               dirty: bool = False) -> Path | None:
+               dirty: bool = False, command: str | None = None) -> Path | None:
     """Copy a finished run's sampled snapshots into the store (EMA weights + config.json each, and
     weights.json). A run already in the store is left as it is. Returns the run's store folder, or
     None while the workdir lacks one of its snapshots."""
@@ -70,7 +70,7 @@ def export_run(work: Path, run: str, store: Path = STORE, commit: str | None = N
         return dest
     record = {"run": run, "snapshots": {}, "exported": time.strftime("%Y-%m-%d"),
               "trained_on": {"cpu": cpu_model(), "machine": platform.machine()},
-              "commit": commit, "local_changes": dirty}
+              "commit": commit, "local_changes": dirty, "command": command}
     with atomic_directory(dest) as tmp:
         for snap in snaps:
             (tmp / snap.name).mkdir()

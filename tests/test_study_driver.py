@@ -190,10 +190,12 @@ def test_every_run_is_sampled_and_its_weights_travel_whole_with_their_hashes(tmp
     shutil.copyfile(relay_dir / "model.safetensors", snap / "ema.safetensors")   # the EMA is what is kept
     weights = tmp_path / "store"
     assert store.export_run(tmp_path / "a", "relay32", weights) is None          # not trained yet
-    kept = store.export_run(tmp_path / "a", run, weights, "abc", False)
+    kept = store.export_run(tmp_path / "a", run, weights, "abc", False, study.training_command_line(run))
     record = json.loads((kept / "weights.json").read_text())
     assert record["snapshots"] == {snap.name: solvers.weights_sha256(snap)}
     assert record["commit"] == "abc" and record["trained_on"]["cpu"]
+    assert record["command"].startswith("rdm train --config fmnist-relay-8to32 --data WORKDIR/")
+    assert "--noise-mixture paper" in record["command"] and str(tmp_path) not in record["command"]
 
     assert store.import_runs(tmp_path / "b", weights) == [run]
     copy = tmp_path / "b" / "runs" / run / snap.name
