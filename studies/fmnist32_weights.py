@@ -35,6 +35,15 @@ def used_snapshots() -> dict[str, list[int]]:
     return out
 
 
+def weights_sha256(model_dir: Path) -> str:
+    """SHA-256 of the weights a model directory samples with (its EMA where it has one): which
+    training a result comes from; the same for a snapshot and its copy in the store."""
+    from relay_diffusion.files import sha256_file
+    from relay_diffusion.weights import weights_path
+
+    return sha256_file(weights_path(model_dir, "ema"))
+
+
 def _run_snapshots(work: Path, run: str) -> list[Path] | None:
     """The workdir's snapshots of `run` that plans sample, or None while one is missing."""
     from fmnist32 import snapshot_dir
@@ -58,7 +67,7 @@ def export_run(work: Path, run: str, store: Path = STORE, commit: str | None = N
     """Copy a finished run's sampled snapshots into the store (EMA weights + config.json each, and
     weights.json). A run already in the store is left as it is. Returns the run's store folder, or
     None while the workdir lacks one of its snapshots."""
-    from relay_diffusion.files import atomic_directory, sha256_file
+    from relay_diffusion.files import atomic_directory
     from relay_diffusion.networks.runtime import cpu_model
     from relay_diffusion.weights import weights_path
 
@@ -76,7 +85,7 @@ def export_run(work: Path, run: str, store: Path = STORE, commit: str | None = N
             (tmp / snap.name).mkdir()
             shutil.copyfile(snap / "config.json", tmp / snap.name / "config.json")
             shutil.copyfile(weights_path(snap, "ema"), tmp / snap.name / "model.safetensors")
-            record["snapshots"][snap.name] = sha256_file(tmp / snap.name / "model.safetensors")
+            record["snapshots"][snap.name] = weights_sha256(tmp / snap.name)
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return dest
 
@@ -86,8 +95,7 @@ def import_runs(work: Path, store: Path = STORE) -> list[str]:
     already; returns the runs imported. The stored weights are checked against their SHA-256. A
     workdir's own different or partial training of a stored run is moved aside to
     <run>.replaced-<time>, never deleted, so one run's snapshots all come from one training."""
-    from relay_diffusion.files import TMP_MARK, sha256_file
-    from relay_diffusion.weights import weights_path
+    from relay_diffusion.files import TMP_MARK
 
     imported = []
     for record_path in sorted(Path(store).glob(f"*/{RECORD}")):
@@ -96,11 +104,11 @@ def import_runs(work: Path, store: Path = STORE) -> list[str]:
         record = json.loads(record_path.read_text())
         run, snaps = record["run"], record["snapshots"]
         for name, sha in snaps.items():
-            if sha256_file(record_path.parent / name / "model.safetensors") != sha:
+            if weights_sha256(record_path.parent / name) != sha:
                 raise SystemExit(f"{record_path.parent / name}: weights do not match the SHA-256 in {record_path}")
         run_dir = Path(work) / "runs" / run
         have = {name: run_dir / name for name in snaps if (run_dir / name / "config.json").exists()}
-        if len(have) == len(snaps) and all(sha256_file(weights_path(p, "ema")) == snaps[n] for n, p in have.items()):
+        if len(have) == len(snaps) and all(weights_sha256(p) == snaps[n] for n, p in have.items()):
             continue
         if run_dir.exists():
             run_dir.rename(run_dir.with_name(f"{run}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"))

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fmnist32_weights import weights_sha256  # noqa: E402
 from solvers_points import CHAINS, PLANS  # noqa: E402
 
 from relay_diffusion.evaluation import protocol  # noqa: E402
@@ -154,15 +155,6 @@ def summarise(estimates: dict) -> tuple[dict, dict]:
         fields[k + "_ci95"] = list(e.interval())
         replicates[k] = e.replicates
     return fields, replicates
-
-
-def weights_sha256(model_dir: Path) -> str:
-    """SHA-256 of the weights a model directory samples with (its EMA where it has one): which
-    training a result comes from; the same for a snapshot and its copy in studies/weights/."""
-    from relay_diffusion.files import sha256_file
-    from relay_diffusion.weights import weights_path
-
-    return sha256_file(weights_path(model_dir, "ema"))
 
 
 def chain_name(chain) -> str:
