@@ -11,7 +11,9 @@ single-stage model, and what distillation costs against the teachers' training.
 Phase distill runs `rdm distill`'s library call for each entry of DISTILLATIONS (resumable; one
 process, give it OMP_NUM_THREADS=1 beside other jobs) and writes each teacher's one-step sampler
 (the teacher's single denoise from the first σ of its grid: what one evaluation buys without
-distillation). Phases select and report run the plans of distill_points.py in the solver study's
+distillation). Each finished distillation's students (every round's) are kept in
+studies/weights/distill/<name>/ (--weights; kept_weights.py) and used from there instead of
+distilled again, so the study resumes on another machine. Phases select and report run the plans of distill_points.py in the solver study's
 engine (studies/solvers.py: FID and precision/recall in two feature spaces, the radial spectra,
 RMSE to each stage's converged ODE; on the report seeds KID and a 95 % paired-bootstrap interval
 for each) into --points-dir, which should be the solver study's folder of the same chains so that
@@ -38,6 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "distillation-study.md"
+# finished distillations (every round's student, kept_weights.py) are kept here and used instead of
+# the workdir's, so the study resumes on another machine; None: keep and use nothing (--weights)
+DEFAULT_STORE = ROOT / "studies" / "weights" / "distill"
+STORE: Path | None = DEFAULT_STORE
 
 # what is distilled: the teacher (chain, stage index), the first teacher's evaluations (the fast
 # preset's grid at that count) and the training images per round; every distillation ends at one
@@ -87,12 +93,28 @@ def distill_config(name: str, work: Path, study: Path, round_images: int | None 
                          guidance_range=spec.get("guidance_range", ()), **COMMON).validate()
 
 
+def kept(name: str) -> Path | None:
+    """The store's folder of distillation `name` if it is kept there (whole: every round)."""
+    from kept_weights import is_kept
+
+    return STORE / name if STORE is not None and is_kept(STORE / name) else None
+
+
+def distillation_dir(work: Path, name: str) -> Path:
+    """Where distillation `name`'s rounds are (round-K/stats.jsonl and students): the store's
+    copy when it is kept, else the workdir's own (one distillation's rounds are never mixed)."""
+    return kept(name) or Path(work) / name
+
+
 def student_dir(work: Path, name: str, steps: int) -> Path:
-    """The last snapshot of the round that made the `steps`-evaluation student, once that round
-    is complete (else a path that does not exist: points that need it wait)."""
+    """The `steps`-evaluation student: the kept one, or the last snapshot of the workdir's round
+    that made it once that round is complete (else a path that does not exist: points that need
+    it wait)."""
     from relay_diffusion.training.checkpoint import list_snapshots
 
     k = (DISTILLATIONS[name]["teacher_steps"] // steps).bit_length() - 1
+    if kept(name):
+        return kept(name) / f"round-{k}"
     round_dir = Path(work) / name / f"round-{k}"
     done = Path(work) / name / "pending" / f"round-{k}"
     if not (round_dir / "config.json").exists():
@@ -210,8 +232,8 @@ def accounting(work: Path, study: Path) -> dict:
         out[name] = {"round_images": cfg.round_images, "rounds": cfg.rounds,
                      "teacher_evaluations_per_image": [teacher_evaluations(cfg, k) for k in range(1, cfg.rounds + 1)],
                      "distill_pflop": distil / 1e15, "teacher_train_pflop": trained * flops["train"] / 1e15 if trained
-                     else None, "teacher_images": trained, "cpu_hours": cpu_hours(work / name),
-                     "round_losses": round_losses(work / name),
+                     else None, "teacher_images": trained, "cpu_hours": cpu_hours(distillation_dir(work, name)),
+                     "round_losses": round_losses(distillation_dir(work, name)),
                      "forward_gflop": flops["forward"] / 1e9}
         if trained:
             out[name]["fraction_of_teacher"] = distil / (trained * flops["train"])
@@ -240,7 +262,25 @@ def one_step_teacher(cfg, work: Path, name: str) -> None:
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
+def keep_distillation(cfg, work: Path, name: str) -> Path:
+    """Copy a finished distillation into the store: each round's student (its last snapshot's EMA
+    weights + config) with the round's status lines, the teacher's SHA-256, the command."""
+    from kept_weights import code_version, keep_models, weights_sha256
+    from relay_diffusion.training.checkpoint import list_snapshots
+
+    rounds = {f"round-{k}": list_snapshots(work / name / f"round-{k}")[-1] for k in range(1, cfg.rounds + 1)}
+    what = {"distillation": name, "teacher_sha256": weights_sha256(Path(cfg.teacher)),
+            "round_images": cfg.round_images,
+            "student_steps": {r: cfg.teacher_steps >> k for k, r in enumerate(rounds, 1)}}
+    commit, dirty = code_version()
+    command = f"python studies/distill.py --workdir WORKDIR --study STUDY --phase distill --only {name}"
+    return keep_models(STORE / name, rounds, "rounds", what,
+                       {"commit": commit, "local_changes": dirty, "command": command},
+                       {r: [work / name / r / "stats.jsonl"] for r in rounds})
+
+
 def phase_distill(work: Path, study: Path, names: list[str]) -> None:
+    """Distil each of `names` unless the store keeps it; keep each one finished here."""
     from relay_diffusion.distillation.run import distill
 
     for name in names:
@@ -249,8 +289,13 @@ def phase_distill(work: Path, study: Path, names: list[str]) -> None:
             log(f"{name}: its teacher is not trained yet (python studies/fmnist32.py --phase train)")
             continue
         one_step_teacher(cfg, work, name)
+        if kept(name):
+            log(f"{name}: kept in {kept(name)}; not distilled again")
+            continue
         log(f"{name}: {cfg.rounds} rounds of {cfg.round_images:,} images, {cfg.teacher_steps} → {cfg.steps} steps")
         distill(cfg, echo=lambda s: log(f"{name}: {s}"))
+        if STORE is not None:
+            log(f"{name}: students kept in {keep_distillation(cfg, work, name)}")
 
 
 BUNDLE = {"demo-base": "fmnist-base-8-distilled", "demo-relay": "fmnist-relay-8to32-distilled"}
@@ -343,10 +388,15 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", default=str(ROOT / "studies" / "results" / "distill"),
                     help="select/report: also keep every finished point's record here, and take the ones "
                          "found here instead of measuring them again ('none': keep nothing)")
+    ap.add_argument("--weights", default=str(DEFAULT_STORE),
+                    help="store of finished distillations: those kept there are used instead of distilled "
+                         "again, and each one finished here is added ('none': use and keep nothing)")
     ap.add_argument("--write-docs", action="store_true", help="write docs/distillation-study.md")
     ap.add_argument("--bundle", action="store_true",
                     help="copy the demo chain's chosen students into the package (rdm sample --preset distilled)")
     args = ap.parse_args(argv)
+    global STORE
+    STORE = None if args.weights == "none" else Path(args.weights)
     work, study = Path(args.workdir), Path(args.study)
     chains = tuple(args.chains.split(","))
     if set(chains) - {"demo", "rdm8", "single"}:

@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fmnist32_runs import LANES, RUNS, SNAPSHOT  # noqa: E402
 from fmnist32_weights import STORE, export_run, import_runs, run_complete, stored  # noqa: E402
+from kept_weights import code_version  # noqa: E402
 
 RDM = [sys.executable, "-m", "relay_diffusion"]
 # every finished measurement's record (search and report points) is kept in the repository too
@@ -40,17 +41,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "fmnist32"
 
 def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
-
-
-def _git(*args) -> str | None:
-    r = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent.parent), *args], capture_output=True,
-                       text=True)
-    return r.stdout.strip() if r.returncode == 0 else None
-
-
-def code_version() -> tuple[str | None, bool]:
-    """The code's git commit and whether the tree has local changes."""
-    return _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
 
 
 def record_code_version(work: Path, phase: str) -> None:

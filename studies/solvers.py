@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fmnist32_weights import weights_sha256  # noqa: E402
+from kept_weights import weights_sha256  # noqa: E402
 from solvers_points import CHAINS, PLANS  # noqa: E402
 
 from relay_diffusion.evaluation import protocol  # noqa: E402

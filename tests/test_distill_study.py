@@ -102,18 +102,34 @@ def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
         monkeypatch.setattr(plans, name, value)
     monkeypatch.setattr(plans, "CONVERGED_RELAY", dict(plans.CONVERGED_RELAY, num_steps=6))
     monkeypatch.setattr(plans, "CONVERGED_BASE", dict(plans.CONVERGED_BASE, num_steps=6))
+    store = tmp_path / "weights"
+    monkeypatch.setattr(study, "STORE", study.STORE)                # main() sets it from --weights
     args = ["--workdir", str(work), "--study", str(data_dir), "--points-dir", str(points_dir), "--batch", "4",
-            "--keep", str(tmp_path / "kept")]
+            "--keep", str(tmp_path / "kept"), "--weights", str(store)]
     assert study.main(args + ["--phase", "distill", "--only", "demo-relay,demo-base"]) == 0
     final = read_config(work / "demo-relay" / "model")
     assert len(final.distilled_grid) == 1 and final.guidance_range == (1.0, 3.0)
     assert read_config(work / "one-step" / "demo-base").distilled_grid == [pytest.approx(80.0)]
+    # every round's student is kept with its hash and status lines; a new workdir uses the kept ones
+    from kept_weights import read_checked, weights_sha256
+    record = read_checked(store / "demo-relay", "rounds")
+    assert record["student_steps"] == {"round-1": 4, "round-2": 2, "round-3": 1}
+    assert record["teacher_sha256"] == weights_sha256(bundled_demo_chain()[1]) and "WORKDIR" in record["command"]
+    from relay_diffusion.training.checkpoint import list_snapshots
+    own = list_snapshots(work / "demo-relay" / "round-3")[-1]
+    assert record["rounds"]["round-3"] == weights_sha256(own) == weights_sha256(work / "demo-relay" / "model")
+    hours = study.cpu_hours(work / "demo-relay")
+    elsewhere = tmp_path / "elsewhere"
+    assert study.main([*args[:1], str(elsewhere), *args[2:], "--phase", "distill", "--only", "demo-relay"]) == 0
+    assert not (elsewhere / "demo-relay").exists() and (elsewhere / "one-step" / "demo-relay").exists()
+    assert study.student_dir(elsewhere, "demo-relay", 1) == store / "demo-relay" / "round-3"
+    assert study.cpu_hours(study.distillation_dir(elsewhere, "demo-relay")) == hours > 0
     assert study.main(args + ["--phase", "select"]) == 0
     chosen = plans.chosen_chain(points_dir / "points", "demo")
     assert chosen in [(1, 1), (2, 1)]
     sel = json.loads((points_dir / "points" / "distill-sel-demo-relay-distilled-nfe1.json").read_text())
     assert sel["nfe"] == [35, 1] and sel["seeds"] == "selection" and "rmse" in sel
-    assert sel["models"][1] == str(study.student_dir(work, "demo-relay", 1))
+    assert sel["models"][1] == str(study.student_dir(work, "demo-relay", 1)) == str(store / "demo-relay" / "round-3")
     assert study.main(args + ["--phase", "report"]) == 0
     rep = json.loads((points_dir / "points" / "distill-rep-demo-relay-distilled-nfe1.json").read_text())
     assert rep["seeds"] == "report" and "fid_ci95" in rep and rep["seed_range"][0] == protocol.REPORT.start
