@@ -13,15 +13,15 @@ process, give it OMP_NUM_THREADS=1 beside other jobs) and writes each teacher's 
 (the teacher's single denoise from the first σ of its grid: what one evaluation buys without
 distillation). Each finished distillation's students (every round's) are kept in
 studies/weights/distill/<name>/ (--weights; kept_weights.py) and used from there instead of
-distilled again, so the study resumes on another machine. Phases select and report run the plans of distill_points.py in the solver study's
-engine (studies/solvers.py: FID and precision/recall in two feature spaces, the radial spectra,
-RMSE to each stage's converged ODE; on the report seeds KID and a 95 % paired-bootstrap interval
-for each) into --points-dir, which should be the solver study's folder of the same chains so that
-the converged references and the shared base samples are reused: the demo chain's is the one of
-`studies/solvers.py`, the Fashion-MNIST study's models' is <study>/search. --write-docs writes
-docs/distillation-study.md from the records: the tables, the issue's targets as met / not met /
-not measurable, and the compute accounting (FLOPs counted per network evaluation; CPU hours
-from the rounds' logs).
+distilled again, so the study resumes on another machine. Phases select and report run the plans of
+distill_points.py in the solver study's engine (studies/solvers.py: FID and precision/recall in two
+feature spaces, the radial spectra, RMSE to each stage's converged ODE; on the report seeds KID and
+a 95 % paired-bootstrap interval for each) into --points-dir, which should be the solver study's
+folder of the same chains so that the converged references and the shared base samples are reused:
+the demo chain's is the one of `studies/solvers.py`, the Fashion-MNIST study's models' is
+<study>/search. --write-docs writes docs/distillation-study.md from the records: the tables, the
+issue's targets as met / not met / not measurable, and the compute accounting (FLOPs counted per
+network evaluation; CPU hours from the rounds' logs).
 
 The single-stage model gets the same distillation compute as the RDM chain (base + relay) of the
 same study, in FLOPs: its rounds' images are chosen so (`equal_compute_images`).
