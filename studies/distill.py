@@ -30,6 +30,7 @@ same study, in FLOPs: its rounds' images are chosen so (`equal_compute_images`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -93,11 +94,20 @@ def distill_config(name: str, work: Path, study: Path, round_images: int | None 
                          guidance_range=spec.get("guidance_range", ()), **COMMON).validate()
 
 
+@functools.cache
+def _verified(folder: Path) -> Path:
+    from kept_weights import read_checked
+
+    read_checked(folder, "rounds")  # refuses weights that do not match their SHA-256
+    return folder
+
+
 def kept(name: str) -> Path | None:
-    """The store's folder of distillation `name` if it is kept there (whole: every round)."""
+    """The store's folder of distillation `name` if it is kept there (whole: every round), once
+    every round's weights have matched their SHA-256 (checked once per folder)."""
     from kept_weights import is_kept
 
-    return STORE / name if STORE is not None and is_kept(STORE / name) else None
+    return _verified(STORE / name) if STORE is not None and is_kept(STORE / name) else None
 
 
 def distillation_dir(work: Path, name: str) -> Path:
@@ -113,8 +123,8 @@ def student_dir(work: Path, name: str, steps: int) -> Path:
     from relay_diffusion.training.checkpoint import list_snapshots
 
     k = (DISTILLATIONS[name]["teacher_steps"] // steps).bit_length() - 1
-    if kept(name):
-        return kept(name) / f"round-{k}"
+    if (store := kept(name)) is not None:
+        return store / f"round-{k}"
     round_dir = Path(work) / name / f"round-{k}"
     done = Path(work) / name / "pending" / f"round-{k}"
     if not (round_dir / "config.json").exists():
@@ -289,8 +299,8 @@ def phase_distill(work: Path, study: Path, names: list[str]) -> None:
             log(f"{name}: its teacher is not trained yet (python studies/fmnist32.py --phase train)")
             continue
         one_step_teacher(cfg, work, name)
-        if kept(name):
-            log(f"{name}: kept in {kept(name)}; not distilled again")
+        if (store := kept(name)) is not None:
+            log(f"{name}: kept in {store}; not distilled again")
             continue
         log(f"{name}: {cfg.rounds} rounds of {cfg.round_images:,} images, {cfg.teacher_steps} → {cfg.steps} steps")
         distill(cfg, echo=lambda s: log(f"{name}: {s}"))

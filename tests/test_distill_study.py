@@ -6,6 +6,7 @@ bundled demo chain at a toy size (slow)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import distill as study                    # studies/ is on pytest's path (pyproject.toml)
 import distill_points as plans
@@ -124,6 +125,15 @@ def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
     assert not (elsewhere / "demo-relay").exists() and (elsewhere / "one-step" / "demo-relay").exists()
     assert study.student_dir(elsewhere, "demo-relay", 1) == store / "demo-relay" / "round-3"
     assert study.cpu_hours(study.distillation_dir(elsewhere, "demo-relay")) == hours > 0
+    tampered = tmp_path / "tampered"                                 # a kept student that is not what was kept
+    shutil.copytree(store / "demo-relay", tampered / "demo-relay")
+    weights = tampered / "demo-relay" / "round-2" / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    monkeypatch.setattr(study, "STORE", tampered)
+    with pytest.raises(SystemExit, match="do not match the SHA-256"):
+        study.student_dir(elsewhere, "demo-relay", 1)
+    monkeypatch.setattr(study, "STORE", store)
     assert study.main(args + ["--phase", "select"]) == 0
     chosen = plans.chosen_chain(points_dir / "points", "demo")
     assert chosen in [(1, 1), (2, 1)]
