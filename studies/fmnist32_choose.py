@@ -99,8 +99,10 @@ def budget_choices(criterion: str, work: Path | None = None) -> dict[str, dict[f
     """model → {budget GFLOP → the record chosen within it}, for the single-stage model (its
     search points) and RDM (its measured chains)."""
     budgets = [round(n * FORWARD_GFLOP["single"], 2) for n in BUDGET_NFES]
+    # RDM's pool: the chains plan study-chains measured (rdm8-chain-<criterion>-…), not the
+    # converged references that share the prefix rdm8-chain- (the report one is report seeds)
     pools = {"single": records("single-search-", work),
-             "rdm8": records("rdm8-chain-", work)}
+             "rdm8": [r for c in CRITERIA for r in records(f"rdm8-chain-{c}-", work)]}
     out = {}
     for model, recs in pools.items():
         out[model] = {}

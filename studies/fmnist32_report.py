@@ -175,8 +175,8 @@ def verdict_section(recs: Records, work: Path, criterion: str) -> list[str]:
     same = claim["rdm_same_cost"]
     out.append(f"The single-stage model's best setting under this criterion: `{claim['single']['name']}` "
                f"({claim['cost']:.2f} GFLOP/img).")
-    out.append(f"- **Sampling cost ≤ 50 %**: RDM within {claim['cost'] / 2:.2f} GFLOP/img "
-               + (f"(`{half['name']}`): " + claim_verdict(difference(recs, f"report-{half['name']}", single))
+    out.append(f"- **Sampling cost ≤ 50 %**: RDM within {claim['cost'] / 2:.2f} GFLOP/img"
+               + (f" (`{half['name']}`): " + claim_verdict(difference(recs, f"report-{half['name']}", single))
                   if half else ": no RDM chain that cheap was measured — not measurable."))
     out.append("- **Training compute ≤ 50 %**: RDM with 75k relay images (46 % of the single-stage model's "
                "training compute), at the same sampling cost "

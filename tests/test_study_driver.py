@@ -91,17 +91,23 @@ def test_choices_take_the_best_within_each_budget_by_each_criterion(tmp_path):
     write(tmp_path, record("single-search-a-nfe4", "single", [4], rmse=0.10, fid=2.0),
           record("single-search-b-nfe8", "single", [8], rmse=0.05, fid=2.5),
           record("single-search-c-nfe35", "single", [35], rmse=0.01, fid=2.2),
-          record("rdm8-chain-x", "rdm8", [12, 3], rmse=0.08, fid=1.5),
-          record("rdm8-chain-y", "rdm8", [12, 8], rmse=0.03, fid=1.9))
+          record("rdm8-chain-fid-b12-r3", "rdm8", [12, 3], rmse=0.08, fid=1.5),
+          record("rdm8-chain-accuracy-b12-r8", "rdm8", [12, 8], rmse=0.03, fid=1.9),
+          # the converged references share the prefix but are no sampler to choose (and one is
+          # on the report seeds): cheap and perfect here, so picking one would show
+          record("rdm8-chain-reference", "rdm8", [1, 1], rmse=0.0, fid=0.1),
+          record("rdm8-chain-reference-report", "rdm8", [1, 1], rmse=0.0, fid=0.1, seeds="report"),
+          record("single-reference-report", "single", [1], rmse=0.0, fid=0.1, seeds="report"))
     acc, fid = choose.budget_choices("accuracy", tmp_path), choose.budget_choices("fid", tmp_path)
     assert acc["single"][1.87]["name"] == "single-search-b-nfe8"         # 8 × 0.233 GFLOP
     assert fid["single"][1.87]["name"] == "single-search-a-nfe4"
     assert acc["single"][8.17]["name"] == "single-search-c-nfe35"
     assert 0.70 not in acc["rdm8"]                                       # no chain that cheap
-    assert acc["rdm8"][2.8]["name"] == "rdm8-chain-y" and fid["rdm8"][2.8]["name"] == "rdm8-chain-x"
+    assert acc["rdm8"][2.8]["name"] == "rdm8-chain-accuracy-b12-r8"
+    assert fid["rdm8"][2.8]["name"] == "rdm8-chain-fid-b12-r3"
     claim = choose.claim_choices("accuracy", tmp_path)                   # most accurate single: 35 NFE
     assert claim["single"]["name"] == "single-search-c-nfe35"
-    assert claim["rdm_half_cost"]["name"] == "rdm8-chain-y"              # within 8.17 / 2
+    assert claim["rdm_half_cost"]["name"] == "rdm8-chain-accuracy-b12-r8"    # within 8.17 / 2
     claim = choose.claim_choices("fid", tmp_path)                        # lowest single FID: 4 NFE, 0.93
     assert claim["rdm_half_cost"] is None and claim["rdm_same_cost"] is None
 
