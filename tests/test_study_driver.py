@@ -164,6 +164,7 @@ def test_the_report_states_each_verdict_from_report_seed_records(tmp_path):
     report.write_report(tmp_path, tmp_path / "study.md", tmp_path / "fig")
     text = (tmp_path / "study.md").read_text()
     assert "- Code: `0123456789ab`, `fedcba987654` (local changes)" in text
+    assert text.count("| real-test |") == 1 and text.count("| single@300k |") == 2   # all rows; seed spread
     assert "### Verdict at matched accuracy" in text and "### Verdict at matched FID-selected sampler" in text
     assert "| 1.87 | single-search-a-nfe8 (8) | rdm8-chain-accuracy-b6-r3 (6+3) | 2.000 [1.900, 2.100] |" in text
     assert "**Sampling cost ≤ 50 %**: RDM within 0.93 GFLOP/img (`rdm8-chain-accuracy-b6-r3`): met" in text
