@@ -123,12 +123,13 @@ def snapshot_dir(work: Path, run: str, images: int) -> Path | None:
 
 def solver_plans(work: Path, plans: str, workers: int = 2, keep: Path | None = None) -> None:
     """Run plans of the solver study's engine (studies/solvers.py) on this study's models, into
-    <workdir>/search, in `workers` single-thread processes that split the points; every finished
-    point's record is also kept in `keep`, and points kept there are not measured again."""
+    <workdir>/search, in `workers` single-thread processes that share the points (each takes the
+    next one no other is measuring: solvers.point_claim); every finished point's record is also
+    kept in `keep`, and points kept there are not measured again."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     cmd = [sys.executable, str(Path(__file__).with_name("solvers.py")), "--workdir", str(work / "search"),
            "--study", str(work), "--points", plans] + (["--keep", str(keep)] if keep is not None else [])
-    procs = [subprocess.Popen(cmd + ["--worker", f"{i}/{workers}"], env=env) for i in range(workers)]
+    procs = [subprocess.Popen(cmd, env=env) for _ in range(workers)]
     if any(p.wait() for p in procs):
         raise SystemExit(f"a worker of plans {plans} failed")
 

@@ -16,7 +16,9 @@ also get KID and a 95 % paired-bootstrap interval for every metric (1,000 resamp
 the same resamples for every point of the same n: their replicates, saved beside the JSON, give
 the interval of any difference between two points). Relay points of one chain share their base
 samples (made once with the reference base sampler and cached), so a relay row differs from
-another only by its relay sampler. Re-running skips finished points; the plans are in solvers_points.py.
+another only by its relay sampler. Re-running skips finished points; any number of processes
+may run the same command at once, each taking the next point no other is measuring (give each
+OMP_NUM_THREADS=1 and one core). The plans are in solvers_points.py.
 
 The chains: the bundled demo (8×8 base + 8→32 relay), and the final models of the Fashion-MNIST
 study (docs/study.md; `python studies/fmnist32.py --phase train` trains them).
@@ -25,6 +27,7 @@ study (docs/study.md; `python studies/fmnist32.py --phase train` trains them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import fnmatch
 import json
@@ -328,15 +331,34 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
     return True
 
 
+@contextlib.contextmanager
+def point_claim(work: Path, name: str):
+    """True while this process holds point `name` (an flock on <work>/claims/<name>.lock, which
+    the kernel drops when the process ends, even killed), False while another process does. So
+    any number of workers run the same plans and each takes the next point no one has: they stay
+    balanced whatever the points cost (a fixed split left one core idle). Without flock
+    (Windows) every worker takes every point."""
+    try:
+        import fcntl
+    except ImportError:
+        yield True
+        return
+    (work / "claims").mkdir(parents=True, exist_ok=True)
+    with open(work / "claims" / f"{name}.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True                                       # closing the file drops the lock
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default="runs/solvers", help="points, cached base samples, features")
     ap.add_argument("--study", default="runs/study-fmnist32", help="the Fashion-MNIST study's workdir")
     ap.add_argument("--points", default="all", help=f"plans to run: all or a comma list of {', '.join(PLANS)}")
-    ap.add_argument("--only", help="run only these points of the plans (comma list of shell patterns), "
-                                   "e.g. to split one plan between two workers")
-    ap.add_argument("--worker", default="0/1", metavar="I/K",
-                    help="run only every K-th point of the plans, from the I-th (0-based): K workers share a plan")
+    ap.add_argument("--only", help="run only these points of the plans (comma list of shell patterns)")
     ap.add_argument("--batch", type=int, default=500, help="images per sampling batch")
     ap.add_argument("--report", action="store_true", help="write docs/solvers-quality.md and its plots")
     ap.add_argument("--keep", help="also copy every finished point's record here, and start from the "
@@ -352,11 +374,6 @@ def main(argv=None) -> int:
     unknown = sorted(set(plans) - set(PLANS))
     if unknown:
         raise SystemExit(f"unknown plan(s) {unknown}; choose from {list(PLANS)}")
-    try:
-        worker, workers = (int(v) for v in args.worker.split("/"))
-        assert 0 <= worker < workers
-    except (ValueError, AssertionError):
-        raise SystemExit(f"--worker takes I/K with 0 <= I < K, got {args.worker!r}")
     import fmnist32_choose
     fmnist32_choose.SEARCH_DIR = work                    # the study's choices read this workdir's records
     if keep is not None and (count := import_kept_points(work, keep)):
@@ -364,13 +381,12 @@ def main(argv=None) -> int:
     ref = Reference(study, work)
     waiting = []
     for plan in plans:
-        for i, (name, spec) in enumerate(PLANS[plan]().items()):
-            if i % workers != worker:
-                continue
+        for name, spec in PLANS[plan]().items():
             if args.only and not any(fnmatch.fnmatch(name, pat) for pat in args.only.split(",")):
                 continue
-            if not run_point(work, study, name, dict(spec, plan=plan), ref, args.batch, keep):
-                waiting.append(name)
+            with point_claim(work, name) as mine:       # another worker is measuring it: next one
+                if mine and not run_point(work, study, name, dict(spec, plan=plan), ref, args.batch, keep):
+                    waiting.append(name)
     if waiting:
         log(f"not run (their study snapshots are not trained yet): {', '.join(waiting)}")
     return 0

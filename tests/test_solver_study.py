@@ -53,3 +53,33 @@ def test_high_frequency_power_is_one_for_the_same_set_and_falls_with_blur():
     blurred = torch.nn.functional.avg_pool2d(x, 2).repeat_interleave(2, -1).repeat_interleave(2, -2)
     assert driver.high_frequency_power(x, x) == pytest.approx(1.0)
     assert driver.high_frequency_power(x, blurred) < 0.5
+
+
+def test_workers_share_points_by_claim_and_a_killed_holder_frees_its_point(tmp_path, monkeypatch):
+    """Any number of workers run the same plans: a point another process holds is skipped, a
+    point whose holder died (even by SIGKILL) is free again."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("fcntl")                               # POSIX: elsewhere every worker takes every point
+    with driver.point_claim(tmp_path, "a") as first:
+        with driver.point_claim(tmp_path, "a") as second, driver.point_claim(tmp_path, "b") as other:
+            assert first and not second and other
+        measured = []                                          # a worker meanwhile skips "a"
+        monkeypatch.setitem(driver.PLANS, "toy", lambda: {"a": {}, "b": {}, "c": {}})
+        monkeypatch.setattr(driver, "Reference", lambda *a: None)
+        monkeypatch.setattr(driver, "run_point", lambda work, study, name, *a: measured.append(name) or True)
+        assert driver.main(["--workdir", str(tmp_path), "--study", str(tmp_path), "--points", "toy"]) == 0
+        assert measured == ["b", "c"]
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)",
+                               str(tmp_path / "claims" / "a.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with driver.point_claim(tmp_path, "a") as mine:
+            assert not mine
+    finally:
+        holder.kill()
+        holder.wait()
+    with driver.point_claim(tmp_path, "a") as mine:
+        assert mine
