@@ -205,7 +205,7 @@ def write_report(work: Path, doc: Path = DOC, fig: Path = FIG) -> None:
     code = code_versions(work)
     (fig / "results.json").write_text(json.dumps({"flops_per_image": flops, "code_versions": code,
                                                   "results": recs.all}, indent=1) + "\n")
-    made = plots(recs, fig)
+    made = plots(recs, fig, work / "search")
     names = list(EVALS)                      # real-test first: what a perfect model scores
     seed_rows = ["single@300k", "single-seed1@300k", "rdm@150k", "rdm-seed1@150k"]
     lines = [
@@ -241,7 +241,18 @@ def write_report(work: Path, doc: Path = DOC, fig: Path = FIG) -> None:
     doc.write_text("\n".join(lines))
 
 
-def plots(recs: Records, fig_dir: Path) -> list:
+def chosen_series(search: Path) -> dict[str, list[str]]:
+    """Each model's chosen samplers under each criterion, as report-seed point names in budget
+    order (a sampler chosen at several budgets once): the curves of FID against sampling cost."""
+    out = {}
+    for criterion in CRITERIA:
+        for model, label in (("single", "single-stage"), ("rdm8", "RDM 8→32")):
+            names = [f"report-{r['name']}" for _, r in sorted(budget_choices(criterion, search).get(model, {}).items())]
+            out[f"{label}, chosen by {'accuracy' if criterion == 'accuracy' else 'FID'}"] = list(dict.fromkeys(names))
+    return out
+
+
+def plots(recs: Records, fig_dir: Path, search: Path) -> list:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -252,16 +263,15 @@ def plots(recs: Records, fig_dir: Path) -> list:
              {"single-stage, EDM Heun 35 NFE": ["single@100k", "single@200k", "single@300k"],
               "RDM 8→32, official samplers": ["rdm@50k", "rdm@100k", "rdm@150k"],
               "RDM 16→32, official samplers": ["rdm16@50k", "rdm16@100k"]}),
-            ("sample_gflop", "sampling cost (GFLOP per image)", "fid_vs_sampling.png",
-             {"single-stage, chosen samplers": [n for n in recs.all if n.startswith("report-single-search")],
-              "RDM 8→32, chosen chains": [n for n in recs.all if n.startswith("report-rdm8-chain")]})):
+            ("sample_gflop", "sampling cost (GFLOP per image)", "fid_vs_sampling.png", chosen_series(search))):
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
         for g, names in groups.items():
             pts = sorted((recs[n][key], recs[n]["fid"], *recs[n]["fid_ci95"]) for n in names if n in recs)
             if not pts:
                 continue
             x, y, lo, hi = (np.array(v) for v in zip(*pts))
-            ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=g)
+            style = dict(color="C1" if g.startswith("RDM") else "C0", ls="--") if "chosen by FID" in g else {}
+            ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=g, **style)
         ax.set_xlabel(label)
         ax.set_ylabel("feature FID, report seeds (↓)")
         ax.grid(alpha=0.3)
