@@ -19,7 +19,8 @@ feature spaces, the radial spectra, RMSE to each stage's converged ODE; on the r
 a 95 % paired-bootstrap interval for each) into --points-dir, which should be the solver study's
 folder of the same chains so that the converged references and the shared base samples are reused:
 the demo chain's is the one of `studies/solvers.py`, the Fashion-MNIST study's models' is
-<study>/search. --write-docs writes docs/distillation-study.md from the records: the tables, the
+<study>/search. Any number of single-thread processes (OMP_NUM_THREADS=1) may run the same select
+or report command at once: each takes the next point no other is measuring. --write-docs writes docs/distillation-study.md from the records: the tables, the
 issue's targets as met / not met / not measurable, and the compute accounting (FLOPs counted per
 network evaluation; CPU hours from the rounds' logs).
 
@@ -344,31 +345,24 @@ def bundle(work: Path, points_dir: Path, dest: Path = ROOT / "src" / "relay_diff
     return pick
 
 
-def run_plan(points: dict, work: Path, study: Path, points_dir: Path, batch: int, worker: tuple = (0, 1),
+def run_plan(points: dict, work: Path, study: Path, points_dir: Path, batch: int,
              only: str | None = None, keep: Path | None = None) -> None:
-    """Run the points not done yet. With K workers (worker = (I, K)), worker 0 makes the saved
-    references and each worker every K-th other point; a point whose reference or student is not
-    there yet waits for a later run. Finished points are also kept in `keep`, and points kept
-    there are not measured again (solvers.keep_point)."""
-    from solvers import Reference, import_kept_points, run_point
+    """Run the points not done yet, the saved references first; any number of processes may run
+    the same plan at once (solvers.measure_points: each takes the next point no other has, and a
+    point waits for the worker making its reference). A point whose student is not there yet
+    waits for a later run. Finished points are also kept in `keep`, and points kept there are not
+    measured again (solvers.keep_point)."""
+    from solvers import Reference, import_kept_points, measure_points
 
     import fnmatch
 
-    i, k = worker
     if only:                                            # these points only (comma list of shell patterns)
         points = {n: p for n, p in points.items() if any(fnmatch.fnmatch(n, pat) for pat in only.split(","))}
     if keep is not None and (count := import_kept_points(points_dir, keep)):
         log(f"{count} finished points taken from {keep}")
-    ref = Reference(study, points_dir)
-    others = [name for name, spec in points.items() if not spec.get("save")]
-    mine = [name for name, spec in points.items() if spec.get("save") and i == 0] + others[i::k]
-    waiting = []
-    for name in mine:
-        spec = points[name]
-        if spec.get("reference") and not (points_dir / "images" / f"{spec['reference']}.pt").exists():
-            waiting.append(name)
-        elif not run_point(points_dir, study, name, dict(spec, plan="distill"), ref, batch, keep):
-            waiting.append(name)
+    ordered = sorted(points.items(), key=lambda item: not item[1].get("save"))     # stable: references first
+    waiting = measure_points(points_dir, study, [(n, dict(p, plan="distill")) for n, p in ordered],
+                             Reference(study, points_dir), batch, keep)
     if waiting:
         log(f"not run yet (their references, students or snapshots are not there): {', '.join(waiting)}")
 
@@ -393,8 +387,6 @@ def main(argv=None) -> int:
                                    "these points (comma list of shell patterns)")
     ap.add_argument("--chains", default="demo", help="select/report: comma list of demo, rdm8, single")
     ap.add_argument("--batch", type=int, default=500, help="images per sampling batch")
-    ap.add_argument("--worker", default="0/1", metavar="I/K",
-                    help="select/report: worker I of K single-thread processes sharing the plan (0 makes the references)")
     ap.add_argument("--keep", default=str(ROOT / "studies" / "results" / "distill"),
                     help="select/report: also keep every finished point's record here, and take the ones "
                          "found here instead of measuring them again ('none': keep nothing)")
@@ -425,12 +417,7 @@ def main(argv=None) -> int:
         points_dir = Path(args.points_dir)
         plan = selection_plan(work, chains) if args.phase == "select" else \
             report_plan(work, points_dir / "points", chains)
-        try:
-            i, k = (int(v) for v in args.worker.split("/"))
-            assert 0 <= i < k
-        except (ValueError, AssertionError):
-            raise SystemExit(f"--worker takes I/K with 0 <= I < K, got {args.worker!r}")
-        run_plan(plan, work, study, points_dir, args.batch, (i, k), args.only,
+        run_plan(plan, work, study, points_dir, args.batch, args.only,
                  None if args.keep == "none" else Path(args.keep))
     if args.bundle:
         bundle(work, Path((args.points_dir or "runs/solvers").split(",")[0]))

@@ -332,12 +332,12 @@ def run_point(work: Path, study: Path, name: str, spec: dict, ref: Reference, ba
 
 
 @contextlib.contextmanager
-def point_claim(work: Path, name: str):
+def point_claim(work: Path, name: str, wait: bool = False):
     """True while this process holds point `name` (an flock on <work>/claims/<name>.lock, which
-    the kernel drops when the process ends, even killed), False while another process does. So
-    any number of workers run the same plans and each takes the next point no one has: they stay
-    balanced whatever the points cost (a fixed split left one core idle). Without flock
-    (Windows) every worker takes every point."""
+    the kernel drops when the process ends, even killed), False while another process does (with
+    `wait`: blocks until it is free instead). So any number of workers run the same plans and each
+    takes the next point no one has: they stay balanced whatever the points cost (a fixed split
+    left one core idle). Without flock (Windows) every worker takes every point."""
     try:
         import fcntl
     except ImportError:
@@ -346,11 +346,42 @@ def point_claim(work: Path, name: str):
     (work / "claims").mkdir(parents=True, exist_ok=True)
     with open(work / "claims" / f"{name}.lock", "a") as f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
         yield True                                       # closing the file drops the lock
+
+
+def reference_ready(work: Path, spec: dict) -> bool:
+    """Whether the reference solution a point is judged against is there (none needed: True),
+    after waiting for a worker that is making it."""
+    ref = spec.get("reference")
+    if not ref:
+        return True
+    def done() -> bool:
+        return (work / "images" / f"{ref}.pt").exists() and (work / "points" / f"{ref}.json").exists()
+
+    if not done():
+        with point_claim(work, ref, wait=True):
+            pass
+    return done()
+
+
+def measure_points(work: Path, study: Path, points, ref: "Reference", batch: int,
+                   keep: Path | None = None) -> list[str]:
+    """Measure each (name, spec) of `points` not finished yet, shared with every other process
+    running the same list (point_claim). Returns the names that cannot run yet: their reference,
+    student or study snapshot is not there."""
+    waiting = []
+    for name, spec in points:
+        if not reference_ready(work, spec):
+            waiting.append(name)
+            continue
+        with point_claim(work, name) as mine:           # another worker is measuring it: next one
+            if mine and not run_point(work, study, name, spec, ref, batch, keep):
+                waiting.append(name)
+    return waiting
 
 
 def main(argv=None) -> int:
@@ -381,12 +412,9 @@ def main(argv=None) -> int:
     ref = Reference(study, work)
     waiting = []
     for plan in plans:
-        for name, spec in PLANS[plan]().items():
-            if args.only and not any(fnmatch.fnmatch(name, pat) for pat in args.only.split(",")):
-                continue
-            with point_claim(work, name) as mine:       # another worker is measuring it: next one
-                if mine and not run_point(work, study, name, dict(spec, plan=plan), ref, args.batch, keep):
-                    waiting.append(name)
+        points = [(name, dict(spec, plan=plan)) for name, spec in PLANS[plan]().items()
+                  if not args.only or any(fnmatch.fnmatch(name, pat) for pat in args.only.split(","))]
+        waiting += measure_points(work, study, points, ref, args.batch, keep)
     if waiting:
         log(f"not run (their study snapshots are not trained yet): {', '.join(waiting)}")
     return 0

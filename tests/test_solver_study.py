@@ -83,3 +83,26 @@ def test_workers_share_points_by_claim_and_a_killed_holder_frees_its_point(tmp_p
         holder.wait()
     with driver.point_claim(tmp_path, "a") as mine:
         assert mine
+
+
+def test_a_point_waits_for_the_worker_making_its_reference(tmp_path, monkeypatch):
+    import threading
+
+    pytest.importorskip("fcntl")
+    measured = []
+    monkeypatch.setattr(driver, "run_point", lambda work, study, name, *a: measured.append(name) or True)
+    points = [("p", {"reference": "r"}), ("q", {})]
+    assert driver.measure_points(tmp_path, tmp_path, points, None, 1) == ["p"]   # no one makes r: p waits
+    assert measured == ["q"]
+    measured.clear()
+    with driver.point_claim(tmp_path, "r") as making:                  # another worker is making r
+        assert making
+        worker = threading.Thread(target=driver.measure_points, args=(tmp_path, tmp_path, points, None, 1))
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive() and measured == []                    # p blocks on r, q comes after
+        for folder, suffix in (("images", ".pt"), ("points", ".json")):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            (tmp_path / folder / f"r{suffix}").write_text("made")
+    worker.join(10)
+    assert not worker.is_alive() and measured == ["p", "q"]
