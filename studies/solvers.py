@@ -415,6 +415,9 @@ def main(argv=None) -> int:
         points = [(name, dict(spec, plan=plan)) for name, spec in PLANS[plan]().items()
                   if not args.only or any(fnmatch.fnmatch(name, pat) for pat in args.only.split(","))]
         waiting += measure_points(work, study, points, ref, args.batch, keep)
+        for name, _ in points:                 # the next plan may be built from these records (study-
+            with point_claim(work, name, wait=True):       # chains from study-search's): wait for the
+                pass                                        # other workers to finish theirs
     if waiting:
         log(f"not run (their study snapshots are not trained yet): {', '.join(waiting)}")
     return 0

@@ -66,10 +66,8 @@ def test_workers_share_points_by_claim_and_a_killed_holder_frees_its_point(tmp_p
         with driver.point_claim(tmp_path, "a") as second, driver.point_claim(tmp_path, "b") as other:
             assert first and not second and other
         measured = []                                          # a worker meanwhile skips "a"
-        monkeypatch.setitem(driver.PLANS, "toy", lambda: {"a": {}, "b": {}, "c": {}})
-        monkeypatch.setattr(driver, "Reference", lambda *a: None)
         monkeypatch.setattr(driver, "run_point", lambda work, study, name, *a: measured.append(name) or True)
-        assert driver.main(["--workdir", str(tmp_path), "--study", str(tmp_path), "--points", "toy"]) == 0
+        assert driver.measure_points(tmp_path, tmp_path, [("a", {}), ("b", {}), ("c", {})], None, 1) == []
         assert measured == ["b", "c"]
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
                                "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)",
@@ -106,3 +104,24 @@ def test_a_point_waits_for_the_worker_making_its_reference(tmp_path, monkeypatch
             (tmp_path / folder / f"r{suffix}").write_text("made")
     worker.join(10)
     assert not worker.is_alive() and measured == ["p", "q"]
+
+
+def test_a_plan_is_built_after_every_worker_finished_the_one_before(tmp_path, monkeypatch):
+    """study-chains is built from study-search's records: a worker that runs out of points of a
+    plan waits for the others before building the next."""
+    import threading
+
+    pytest.importorskip("fcntl")
+    built = []
+    monkeypatch.setitem(driver.PLANS, "first", lambda: {"a": {}, "b": {}})
+    monkeypatch.setitem(driver.PLANS, "second", lambda: built.append("second") or {})
+    monkeypatch.setattr(driver, "Reference", lambda *a: None)
+    monkeypatch.setattr(driver, "run_point", lambda *a: True)
+    args = ["--workdir", str(tmp_path), "--study", str(tmp_path), "--points", "first,second"]
+    with driver.point_claim(tmp_path, "a"):                            # another worker is still on "a"
+        worker = threading.Thread(target=driver.main, args=(args,))
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive() and built == []
+    worker.join(10)
+    assert not worker.is_alive() and built == ["second"]
