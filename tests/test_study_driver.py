@@ -244,3 +244,68 @@ def test_finished_points_are_kept_and_resume_elsewhere_but_references_are_resamp
     (b / "images").mkdir()
     (b / "images" / "ref.pt").write_bytes(b"")
     assert solvers.finished(b / "points" / "ref.json", ref_spec)
+
+
+def test_the_pipeline_from_search_records_to_the_report(tmp_path, monkeypatch):
+    """The real plans end to end on made-up measurements: references and search records choose
+    chains, the chosen chains and the table rows become report-seed points, and the report states
+    every row and both verdicts from them (records stand in for sampling; nothing is sampled)."""
+    import re
+
+    from relay_diffusion.pipeline import bundled_demo_chain
+
+    models = [str(d) for d in bundled_demo_chain()]
+    pts = tmp_path / "search" / "points"
+    pts.mkdir(parents=True)
+    monkeypatch.setattr(choose, "SEARCH_DIR", tmp_path / "search")
+    rng = np.random.default_rng(0)
+    boot = protocol.Bootstrap(1000, 200)
+
+    def measured(name, spec, nfe):
+        report_seeds = spec.get("seeds") == "report"
+        start = protocol.REPORT.start if report_seeds else 0
+        r = dict(name=name, chain="single" if spec["chain"] == "single" else "rdm8", models=models[-len(nfe):],
+                 seeds="report" if report_seeds else "selection", n=spec["n"], nfe=nfe, rmse_seeds=1000,
+                 seed_range=[start, start + spec["n"] - 1], settings=spec["stages"])
+        reps = {}
+        for metric in ("fid", "fid@fmnist-b", "rmse", "recall"):
+            r[metric] = float(rng.uniform(0.02, 3.0))
+            reps[metric] = r[metric] + 0.05 * rng.standard_normal(200)
+            if report_seeds:
+                r[metric + "_ci95"] = [float(np.quantile(reps[metric], q)) for q in (0.025, 0.975)]
+        if report_seeds:
+            np.savez(pts / f"{name}-replicates.npz", **reps, bootstrap=np.array(json.dumps(boot.key())))
+        (pts / f"{name}.json").write_text(json.dumps(r))
+
+    def count(name):
+        return int(re.search(r"nfe(\d+)", name).group(1))
+
+    for name, spec in points.PLANS["study-reference"]().items():
+        measured(name, spec, [100] if spec["chain"] == "single" else [100, 150])
+    for name, spec in points.PLANS["study-search"]().items():
+        k = count(name)
+        measured(name, spec, [k] if name.startswith("single") else [k, 8] if "-base-" in name else [35, k])
+    chains = points.PLANS["study-chains"]()
+    assert chains and all(n.startswith(("rdm8-chain-accuracy-", "rdm8-chain-fid-")) for n in chains)
+    for name, spec in chains.items():
+        measured(name, spec, [int(v) for v in re.search(r"-b(\d+)-r(\d+)", name).groups()])
+    verdicts = points.PLANS["study-verdicts"]()
+    for criterion in choose.CRITERIA:                   # every budget's choice is measured on report seeds
+        for chosen in choose.budget_choices(criterion).values():
+            assert {f"report-{r['name']}" for r in chosen.values()} <= set(verdicts)
+    assert any(n.startswith("report-half-training-") for n in verdicts)
+    assert any(n.startswith("report-seed1-") for n in verdicts)
+    evaluations = points.PLANS["study-evals"]()
+    for name, spec in {**evaluations, **verdicts}.items():
+        assert spec["seeds"] == "report"
+        measured(name, spec, [s.get("num_steps", 18) for s in spec["stages"]])
+    measured("real-test", dict(chain="single", n=10_000, stages=[{}], seeds="report"), [0])
+    report.write_report(tmp_path, tmp_path / "study.md", tmp_path / "fig")
+    text = (tmp_path / "study.md").read_text()
+    assert "not measured yet" not in text                                   # every row and verdict
+    for name in evals.EVALS:
+        assert text.count(f"| {name} |") >= 1
+    assert text.count("| real-test |") == 1
+    assert len(re.findall(r"\*\*Sampling cost ≤ 50 %\*\*: RDM within [0-9.]+ GFLOP/img", text)) == 2
+    assert len(re.findall(r"\*\*Training compute ≤ 50 %\*\*.*: (met|not met|not measurable)", text)) == 2
+    assert (tmp_path / "fig" / "fid_vs_sampling.png").stat().st_size > 0
