@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist32_choose import CRITERIA, budget_choices, claim_choices
+from fmnist32_choose import CRITERIA, FORWARD_GFLOP, budget_choices, claim_choices
 from fmnist32_evals import EVALS
 
 from relay_diffusion.evaluation import protocol
@@ -142,6 +142,29 @@ def claim_verdict(diff: protocol.Estimate | None) -> str:
     return f"{word}: RDM − single-stage FID {protocol.describe_difference(diff)}"
 
 
+def seed1_rows(recs: Records, chosen: dict, budgets: list) -> list[str]:
+    """At the budgets measured on both training seeds (solvers_points.TWIN_BUDGET_NFES): the same
+    chosen samplers on the second seed's models, so training-seed spread stands beside the verdict."""
+    from solvers_points import TWIN_BUDGET_NFES
+
+    twins = {round(n * FORWARD_GFLOP["single"], 2) for n in TWIN_BUDGET_NFES}
+    both = [b for b in budgets if b in twins and all(b in chosen.get(m, {}) for m in ("single", "rdm8"))]
+    if not both:
+        return []
+    out = ["", "The same samplers with the second training seed's models (single32-seed1; base8-seed1 + "
+               "relay32-seed1):", "",
+           "| budget GFLOP/img | FID single, seed 1 | FID RDM, seed 1 | RDM − single FID, seed 1 | same, 2nd space |",
+           "|---|---|---|---|---|"]
+    for b in both:
+        sn, rn = (f"report-seed1-{chosen[m][b]['name']}" for m in ("single", "rdm8"))
+        cells = [f"{b:.2f}"] + [cell(recs[n], "fid", 3, 1) if n in recs else "not measured yet" for n in (sn, rn)]
+        for suffix in SPACES:
+            d = difference(recs, rn, sn, "fid" + suffix)
+            cells.append(protocol.describe_difference(d) if d else "not measured yet")
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
 def verdict_section(recs: Records, work: Path, criterion: str) -> list[str]:
     search = work / "search"
     what = {"accuracy": "each model with its most accurate sampler within the budget (smallest RMSE to its "
@@ -153,19 +176,22 @@ def verdict_section(recs: Records, work: Path, criterion: str) -> list[str]:
     budgets = sorted(set(chosen.get("single", {})) | set(chosen.get("rdm8", {})))
     out += ["| budget GFLOP/img | single-stage sampler (NFE) | RDM sampler (NFE) | FID single | FID RDM | "
             "RDM − single FID | same, 2nd space | RMSE single | RMSE RDM |", "|" + "---|" * 9]
+
+    def shown(name, metric, digits):                   # "–": no sampler within the budget
+        return "–" if name is None else cell(recs[name], metric, digits, 1) if name in recs else "not measured yet"
+
     for b in budgets:
         s, r = chosen.get("single", {}).get(b), chosen.get("rdm8", {}).get(b)
         sn, rn = (f"report-{x['name']}" if x else None for x in (s, r))
         cells = [f"{b:.2f}", f"{s['name']} ({'+'.join(map(str, s['nfe']))})" if s else "–",
                  f"{r['name']} ({'+'.join(map(str, r['nfe']))})" if r else "–"]
-        for name in (sn, rn):
-            cells.append(cell(recs[name], "fid", 3, 1) if name in recs else "–")
+        cells += [shown(name, "fid", 3) for name in (sn, rn)]
         for suffix in SPACES:
             d = difference(recs, rn, sn, "fid" + suffix) if sn and rn else None
-            cells.append(protocol.describe_difference(d) if d else "–")
-        for name in (sn, rn):
-            cells.append(cell(recs[name], "rmse", 4, 1) if name in recs else "–")
+            cells.append(protocol.describe_difference(d) if d else "–" if not (sn and rn) else "not measured yet")
+        cells += [shown(name, "rmse", 4) for name in (sn, rn)]
         out.append("| " + " | ".join(cells) + " |")
+    out += seed1_rows(recs, chosen, budgets)
     claim = claim_choices(criterion, search)
     out.append("")
     if claim is None:

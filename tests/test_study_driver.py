@@ -306,6 +306,7 @@ def test_the_pipeline_from_search_records_to_the_report(tmp_path, monkeypatch):
     for name in evals.EVALS:
         assert text.count(f"| {name} |") >= 1
     assert text.count("| real-test |") == 1
+    assert text.count("with the second training seed's models") == 2             # one per verdict
     assert len(re.findall(r"\*\*Sampling cost ≤ 50 %\*\*: RDM within [0-9.]+ GFLOP/img", text)) == 2
     assert len(re.findall(r"\*\*Training compute ≤ 50 %\*\*.*: (met|not met|not measurable)", text)) == 2
     assert (tmp_path / "fig" / "fid_vs_sampling.png").stat().st_size > 0
