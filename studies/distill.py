@@ -20,9 +20,10 @@ a 95 % paired-bootstrap interval for each) into --points-dir, which should be th
 folder of the same chains so that the converged references and the shared base samples are reused:
 the demo chain's is the one of `studies/solvers.py`, the Fashion-MNIST study's models' is
 <study>/search. Any number of single-thread processes (OMP_NUM_THREADS=1) may run the same select
-or report command at once: each takes the next point no other is measuring. --write-docs writes docs/distillation-study.md from the records: the tables, the
-issue's targets as met / not met / not measurable, and the compute accounting (FLOPs counted per
-network evaluation; CPU hours from the rounds' logs).
+or report command at once: each takes the next point no other is measuring. --write-docs writes
+docs/distillation-study.md from the records: the tables, the issue's targets as met / not met /
+not measurable, and the compute accounting (FLOPs counted per network evaluation; CPU hours from
+the rounds' logs).
 
 The single-stage model gets the same distillation compute as the RDM chain (base + relay) of the
 same study, in FLOPs: its rounds' images are chosen so (`equal_compute_images`).
