@@ -95,10 +95,15 @@ def cost_gflop(record: dict) -> float:
     return sum(n * FORWARD_GFLOP[k] for n, k in zip(record["nfe"], kinds))
 
 
+def budget(nfe: int) -> float:
+    """The sampling budget, GFLOP per image, of `nfe` evaluations of the single-stage model."""
+    return round(nfe * FORWARD_GFLOP["single"], 2)
+
+
 def budget_choices(criterion: str, work: Path | None = None) -> dict[str, dict[float, dict]]:
     """model → {budget GFLOP → the record chosen within it}, for the single-stage model (its
     search points) and RDM (its measured chains)."""
-    budgets = [round(n * FORWARD_GFLOP["single"], 2) for n in BUDGET_NFES]
+    budgets = [budget(n) for n in BUDGET_NFES]
     # RDM's pool: the chains plan study-chains measured (rdm8-chain-<criterion>-…), not the
     # converged references that share the prefix rdm8-chain- (the report one is report seeds)
     pools = {"single": records("single-search-", work),

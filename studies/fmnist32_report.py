@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist32_choose import CRITERIA, FORWARD_GFLOP, budget_choices, claim_choices
+from fmnist32_choose import CRITERIA, budget, budget_choices, claim_choices
 from fmnist32_evals import EVALS
 
 from relay_diffusion.evaluation import protocol
@@ -147,7 +147,7 @@ def seed1_rows(recs: Records, chosen: dict, budgets: list) -> list[str]:
     chosen samplers on the second seed's models, so training-seed spread stands beside the verdict."""
     from solvers_points import TWIN_BUDGET_NFES
 
-    twins = {round(n * FORWARD_GFLOP["single"], 2) for n in TWIN_BUDGET_NFES}
+    twins = {budget(n) for n in TWIN_BUDGET_NFES}
     both = [b for b in budgets if b in twins and all(b in chosen.get(m, {}) for m in ("single", "rdm8"))]
     if not both:
         return []

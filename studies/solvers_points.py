@@ -350,21 +350,21 @@ def plan_study_verdicts() -> dict:
     FID (fmnist32_choose.budget_choices), measured on the report seeds (10,000 samples; RMSE on
     the first 1,000 against the converged ODE); at two budgets also on the second training seed.
     A setting chosen more than once is measured once (named after its selection record)."""
-    from fmnist32_choose import (CRITERIA, FORWARD_GFLOP, HALF_TRAINING_CHAIN, budget_choices, check_choices_unseen,
+    from fmnist32_choose import (CRITERIA, HALF_TRAINING_CHAIN, budget, budget_choices, check_choices_unseen,
                                  claim_choices, stage_settings)
 
     pts = {}
-    twin_budgets = {round(n * FORWARD_GFLOP["single"], 2) for n in TWIN_BUDGET_NFES}
+    twin_budgets = {budget(n) for n in TWIN_BUDGET_NFES}
     for criterion in CRITERIA:
         for model, chosen in budget_choices(criterion).items():
             check_choices_unseen(list(chosen.values()), SAMPLES_FULL)
             what = "chain-reference" if model == "rdm8" else "reference"
-            for budget, r in chosen.items():
+            for gflop, r in chosen.items():
                 stages = [stage_settings(r, i) for i in range(len(r["settings"]))]
                 base, relay_settings = stages[0], (stages[1] if len(stages) > 1 else None)
                 pts[f"report-{r['name']}"] = chain_point(model, SAMPLES_FULL, base, relay_settings,
                                                          reference_name(model, "report", what), "report")
-                if budget in twin_budgets:
+                if gflop in twin_budgets:
                     pts[f"report-seed1-{r['name']}"] = chain_point(SEED_TWINS[model], SAMPLES_FULL, base,
                                                                    relay_settings, None, "report")
         claim = claim_choices(criterion)
