@@ -353,18 +353,24 @@ def point_claim(work: Path, name: str, wait: bool = False):
         yield True                                       # closing the file drops the lock
 
 
+def wait_for(work: Path, name: str) -> None:
+    """Return once no worker is measuring point `name` (at once when none is)."""
+    with point_claim(work, name, wait=True):
+        pass
+
+
 def reference_ready(work: Path, spec: dict) -> bool:
     """Whether the reference solution a point is judged against is there (none needed: True),
     after waiting for a worker that is making it."""
     ref = spec.get("reference")
     if not ref:
         return True
+
     def done() -> bool:
         return (work / "images" / f"{ref}.pt").exists() and (work / "points" / f"{ref}.json").exists()
 
     if not done():
-        with point_claim(work, ref, wait=True):
-            pass
+        wait_for(work, ref)
     return done()
 
 
@@ -415,9 +421,9 @@ def main(argv=None) -> int:
         points = [(name, dict(spec, plan=plan)) for name, spec in PLANS[plan]().items()
                   if not args.only or any(fnmatch.fnmatch(name, pat) for pat in args.only.split(","))]
         waiting += measure_points(work, study, points, ref, args.batch, keep)
-        for name, _ in points:                 # the next plan may be built from these records (study-
-            with point_claim(work, name, wait=True):       # chains from study-search's): wait for the
-                pass                                        # other workers to finish theirs
+        # the next plan may be built from these records (study-chains from study-search's)
+        for name, _ in points:
+            wait_for(work, name)
     if waiting:
         log(f"not run (their study snapshots are not trained yet): {', '.join(waiting)}")
     return 0
