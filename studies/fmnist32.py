@@ -17,12 +17,14 @@ solvers_points.py plans study-reference, study-search, study-chains; fmnist32_ch
 intervals: plans study-evals, study-verdicts) and `report` (docs/study.md + plots). Every
 finished point's record is also kept in studies/results/fmnist32/ and taken from there when the
 workdir lacks it, so the study resumes on another machine. The measurement protocol is
-docs/evaluation.md's.
+docs/evaluation.md's. The report's figures need matplotlib (`pip install -e ".[plot]"`); a run
+that would end in the report is refused up front without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -192,6 +194,9 @@ def main(argv=None) -> int:
     work = Path(args.workdir)
     store = None if args.weights == "none" else Path(args.weights)
     keep = None if args.results == "none" else Path(args.results)
+    if args.phase in ("report", "all") and importlib.util.find_spec("matplotlib") is None:
+        # refused now rather than after hours of sampling: the report draws its plots with it
+        raise SystemExit("the report phase needs matplotlib: pip install -e '.[plot]'")
     work.mkdir(parents=True, exist_ok=True)
     from fmnist32_report import phase_report
 

@@ -310,3 +310,12 @@ def test_the_pipeline_from_search_records_to_the_report(tmp_path, monkeypatch):
     assert len(re.findall(r"\*\*Sampling cost ≤ 50 %\*\*: RDM within [0-9.]+ GFLOP/img", text)) == 2
     assert len(re.findall(r"\*\*Training compute ≤ 50 %\*\*.*: (met|not met|not measurable)", text)) == 2
     assert (tmp_path / "fig" / "fid_vs_sampling.png").stat().st_size > 0
+
+
+def test_a_run_that_ends_in_the_report_is_refused_up_front_without_matplotlib(tmp_path, monkeypatch):
+    real = study.importlib.util.find_spec
+    monkeypatch.setattr(study.importlib.util, "find_spec", lambda n, *a: None if n == "matplotlib" else real(n, *a))
+    for phase in ("report", "all"):
+        with pytest.raises(SystemExit, match=r"\[plot\]"):
+            study.main(["--workdir", str(tmp_path / "w"), "--phase", phase, "--results", "none", "--weights", "none"])
+    assert not (tmp_path / "w").exists()                 # refused before anything is written
