@@ -123,14 +123,30 @@ def test_choices_refuse_report_seed_records(tmp_path):
         choose.check_choices_unseen(chosen, 10_000)
 
 
+def test_the_same_cost_chain_is_the_one_chosen_at_the_single_stage_settings_own_budget(tmp_path):
+    """6 single-stage evaluations cost 1.3999 GFLOP, inside the budget labelled 1.40: the chain
+    RDM chose within 1.40 is the same-cost one, not the one chosen within the budget below."""
+    write(tmp_path, record("single-search-a-nfe6", "single", [6], rmse=0.05, fid=1.0),
+          record("single-search-b-nfe35", "single", [35], rmse=0.01, fid=2.0),
+          record("rdm8-chain-fid-b6-r3", "rdm8", [6, 3], rmse=0.08, fid=2.5),      # 0.93 GFLOP
+          record("rdm8-chain-fid-b4-r4", "rdm8", [4, 4], rmse=0.07, fid=1.5))      # 1.08 GFLOP
+    claim = choose.claim_choices("fid", tmp_path)
+    assert claim["single"]["name"] == "single-search-a-nfe6" and claim["cost"] == 1.40
+    assert claim["rdm_same_cost"]["name"] == "rdm8-chain-fid-b4-r4"
+    assert claim["rdm_half_cost"] is None                                # nothing within 0.70
+
+
 def test_claim_verdict_words_follow_the_interval():
     boot = protocol.Bootstrap(10, 50)
     def est(value, spread):
         return protocol.Estimate(value, value + spread * np.linspace(-1, 1, 50), boot)
-    assert report.claim_verdict(est(-0.5, 0.1)).startswith("met")
-    assert report.claim_verdict(est(0.5, 0.1)).startswith("not met")
-    assert report.claim_verdict(est(0.05, 0.2)).startswith("not measurable")
-    assert report.claim_verdict(None) == "not measured yet"
+    better, worse, tied = est(-0.5, 0.1), est(0.5, 0.1), est(0.05, 0.2)
+    assert report.claim_verdict([better, better]).startswith("met: ")
+    assert report.claim_verdict([worse, worse]).startswith("not met: ")
+    assert report.claim_verdict([tied, tied]).startswith("not measurable (no measurable difference)")
+    # stated only where both feature spaces agree
+    assert report.claim_verdict([better, worse]).startswith("not measurable (the feature spaces disagree: met, not met)")
+    assert report.claim_verdict([better, None]) == "not measured yet"
 
 
 def test_the_report_states_each_verdict_from_report_seed_records(tmp_path):
@@ -167,7 +183,7 @@ def test_the_report_states_each_verdict_from_report_seed_records(tmp_path):
     assert text.count("| real-test |") == 1 and text.count("| single@300k |") == 2   # all rows; seed spread
     assert "### Verdict at matched accuracy" in text and "### Verdict at matched FID-selected sampler" in text
     assert "| 1.87 | single-search-a-nfe8 (8) | rdm8-chain-accuracy-b6-r3 (6+3) | 2.000 [1.900, 2.100] |" in text
-    assert "**Sampling cost ≤ 50 %**: RDM within 0.93 GFLOP/img (`rdm8-chain-accuracy-b6-r3`): met" in text
+    assert "**Sampling cost ≤ 50 %**: RDM within 0.935 GFLOP/img (`rdm8-chain-accuracy-b6-r3`): met: " in text
     assert "Training compute ≤ 50 %" in text and "not measured yet" in text    # the 75k point is missing
     results = json.loads((tmp_path / "fig" / "results.json").read_text())["results"]
     assert results["report-rdm8-chain-accuracy-b6-r3"]["sample_gflop"] == pytest.approx(6 * 0.0376 + 3 * 0.2333, rel=0.01)
@@ -307,7 +323,8 @@ def test_the_pipeline_from_search_records_to_the_report(tmp_path, monkeypatch):
         assert text.count(f"| {name} |") >= 1
     assert text.count("| real-test |") == 1
     assert text.count("with the second training seed's models") == 2             # one per verdict
-    assert len(re.findall(r"\*\*Sampling cost ≤ 50 %\*\*: RDM within [0-9.]+ GFLOP/img", text)) == 2
+    assert len(re.findall(r"\*\*Sampling cost ≤ 50 %\*\*: RDM within [0-9.]+ GFLOP/img.*(met|not met|not measurable)",
+                          text)) == 2
     assert len(re.findall(r"\*\*Training compute ≤ 50 %\*\*.*: (met|not met|not measurable)", text)) == 2
     assert (tmp_path / "fig" / "fid_vs_sampling.png").stat().st_size > 0
 
