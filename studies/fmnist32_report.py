@@ -148,7 +148,8 @@ def claim_verdict(diffs: list[protocol.Estimate | None]) -> str:
                       for space, d in zip(SPACES, diffs))
     if len(set(words)) == 1:
         return f"{words[0]}: RDM − single-stage FID {shown}"
-    return (f"not measurable (the feature spaces disagree: {', '.join(words)}): RDM − single-stage FID "
+    short = [w.replace("not measurable (no measurable difference)", "no measurable difference") for w in words]
+    return (f"not measurable (the feature spaces disagree: {', '.join(short)}): RDM − single-stage FID "
             f"{shown}")
 
 
