@@ -141,16 +141,16 @@ def claim_verdict(diffs: list[protocol.Estimate | None]) -> str:
 
     def word(d):
         lo, hi = d.interval()
-        return "met" if hi <= 0 else "not met" if lo > 0 else "not measurable (no measurable difference)"
+        return "met" if hi <= 0 else "not met" if lo > 0 else "no measurable difference"
 
     words = [word(d) for d in diffs]
     shown = "; ".join(f"{space.lstrip('@') or 'fmnist'} {protocol.describe_difference(d)}"
                       for space, d in zip(SPACES, diffs))
-    if len(set(words)) == 1:
-        return f"{words[0]}: RDM − single-stage FID {shown}"
-    short = [w.replace("not measurable (no measurable difference)", "no measurable difference") for w in words]
-    return (f"not measurable (the feature spaces disagree: {', '.join(short)}): RDM − single-stage FID "
-            f"{shown}")
+    if len(set(words)) > 1:
+        verdict = f"not measurable (the feature spaces disagree: {', '.join(words)})"
+    else:
+        verdict = words[0] if words[0] != "no measurable difference" else f"not measurable ({words[0]})"
+    return f"{verdict}: RDM − single-stage FID {shown}"
 
 
 def seed1_rows(recs: Records, chosen: dict, budgets: list) -> list[str]:
