@@ -146,6 +146,32 @@ def single_section(recs: Records) -> list[str]:
     return out + [""]
 
 
+# the distillations that make each distilled RDM chain (distill.py DISTILLATIONS)
+CHAIN_PARTS = {"demo": ("demo-base", "demo-relay"), "rdm8": ("rdm8-base", "rdm8-relay")}
+
+
+def chain_compute(acc: dict) -> list[str]:
+    """Per RDM chain: its stages' distillation FLOPs and CPU hours against its teachers' training
+    FLOPs (the issue's target for the demo chain: ≤ 50 %), and the single-stage model's FLOPs
+    against RDM 8→32's (matched by its round images). Counts, not estimates: no intervals."""
+    out = []
+    for chain, parts in CHAIN_PARTS.items():
+        if not all(acc.get(p, {}).get("teacher_train_pflop") for p in parts):
+            continue
+        distil = sum(acc[p]["distill_pflop"] for p in parts)
+        trained = sum(acc[p]["teacher_train_pflop"] for p in parts)
+        line = (f"- {chain} chain (base + relay): {distil:.3f} PFLOP, {sum(acc[p]['cpu_hours'] for p in parts):.2f} "
+                f"CPU h, against {trained:.3f} PFLOP of its teachers' training: {100 * distil / trained:.0f} %")
+        if chain == "demo":
+            line += f" — target ≤ 50 %: {'met' if distil <= 0.5 * trained else 'not met'}"
+        out.append(line)
+    if "single" in acc and all(p in acc for p in CHAIN_PARTS["rdm8"]):
+        rdm = sum(acc[p]["distill_pflop"] for p in CHAIN_PARTS["rdm8"])
+        out.append(f"- single-stage 32×32: {acc['single']['distill_pflop']:.3f} PFLOP against RDM 8→32's {rdm:.3f} "
+                   "(its round images are chosen for equal FLOPs)")
+    return out
+
+
 def accounting_section(acc: dict) -> list[str]:
     out = ["## Compute", "",
            "FLOPs counted per network evaluation (torch.utils.flop_counter: convolutions, matmuls, attention); "
@@ -164,7 +190,7 @@ def accounting_section(acc: dict) -> list[str]:
                    f"{', '.join(f'{e:g}' for e in a['teacher_evaluations_per_image'])} | {a['distill_pflop']:.3f} | "
                    f"{teacher} | {frac} | {a['cpu_hours']:.2f} | "
                    f"{'; '.join(' → '.join(f'{v:.2g}' for v in r) for r in a.get('round_losses', [])) or '–'} |")
-    return out + [""]
+    return out + [""] + chain_compute(acc) + [""]
 
 
 def write_report(points_dirs: dict[str, Path], doc: Path, acc: dict) -> None:

@@ -87,6 +87,23 @@ def test_round_statistics_from_status_lines(tmp_path):
     assert study.cpu_hours(tmp_path) * 3600 == pytest.approx(3000 / 100 + 2000 / 100 + 500 / 50)   # 1k images done twice
 
 
+def test_chain_compute_sums_the_stages_against_their_teachers():
+    """The demo chain's target is on base + relay together (≤ 50 % of their training FLOPs); a
+    chain whose teacher's training is unknown is left out rather than guessed."""
+    from distill_report import chain_compute
+
+    def entry(distil, trained, hours=1.0):
+        return {"distill_pflop": distil, "teacher_train_pflop": trained, "cpu_hours": hours}
+    acc = {"demo-base": entry(0.1, 0.2), "demo-relay": entry(0.3, 0.6), "rdm8-base": entry(0.2, 0.2),
+           "rdm8-relay": entry(0.2, None), "single": entry(0.4, 0.5)}
+    lines = chain_compute(acc)
+    assert len(lines) == 2 and "0.400 PFLOP, 2.00 CPU h, against 0.800 PFLOP" in lines[0]
+    assert lines[0].endswith(": 50 % — target ≤ 50 %: met")            # 0.4 of 0.8: met at the limit
+    assert lines[1].startswith("- single-stage 32×32: 0.400 PFLOP against RDM 8→32's 0.400")
+    acc["demo-relay"] = entry(0.5, 0.6)
+    assert chain_compute(acc)[0].endswith("75 % — target ≤ 50 %: not met")
+
+
 @pytest.mark.slow
 def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
     """Distil the bundled demo chain for a few images per round, run the selection and report
