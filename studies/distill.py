@@ -435,4 +435,8 @@ if __name__ == "__main__":
     from relay_diffusion.cpu_allocator import tune_cpu_allocator
 
     tune_cpu_allocator()     # reuse freed activations, as `rdm` does (docs/speed.md): same numbers, faster
-    sys.exit(main())
+    # run as the module `distill`, the one distill_points imports: a script's own globals live in
+    # __main__, so STORE set from --weights would not reach the plans' student_dir
+    import distill
+
+    sys.exit(distill.main())

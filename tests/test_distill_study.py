@@ -87,6 +87,23 @@ def test_round_statistics_from_status_lines(tmp_path):
     assert study.cpu_hours(tmp_path) * 3600 == pytest.approx(3000 / 100 + 2000 / 100 + 500 / 50)   # 1k images done twice
 
 
+def test_the_script_runs_as_the_module_the_plans_read(monkeypatch):
+    """`python studies/distill.py --weights W`: --weights must reach the `distill` module that
+    distill_points.stage_dir reads, not a second copy of it in __main__."""
+    import runpy
+    import sys
+
+    import distill_report
+
+    monkeypatch.setattr(sys, "argv", ["distill.py", "--weights", "elsewhere", "--write-docs"])
+    monkeypatch.setattr(study, "accounting", lambda *a: {})              # --write-docs without a study
+    monkeypatch.setattr(distill_report, "write_report", lambda *a: None)
+    monkeypatch.setattr(study, "STORE", study.STORE)                    # restored after the test
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(study.__file__, run_name="__main__")
+    assert done.value.code == 0 and str(study.STORE) == "elsewhere"
+
+
 def test_chain_compute_sums_the_stages_against_their_teachers():
     """The demo chain's target is on base + relay together (≤ 50 % of their training FLOPs); a
     chain whose teacher's training is unknown is left out rather than guessed."""
