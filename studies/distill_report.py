@@ -40,16 +40,23 @@ def target(e: protocol.Estimate | None, limit: float = 0.05) -> str:
     return "met" if hi <= limit else "not met" if lo > limit else "not measurable"
 
 
-def rows(recs: Records, names: list[tuple[str, str]]) -> str:
-    head = "| row | NFE | " + " | ".join(c[1] for c in COLUMNS) + " |\n|" + "---|" * (2 + len(COLUMNS)) + "\n"
+def rows(recs: Records, names: list[tuple[str, str]], stage_gflop: dict | None = None) -> str:
+    """A table of report rows; with stage_gflop (row name → each stage's forward GFLOP) a column of
+    GFLOP per image from the record's evaluations per stage."""
+    extra = ["GFLOP / image"] if stage_gflop is not None else []
+    head = ("| row | NFE | " + " | ".join(extra + [c[1] for c in COLUMNS]) + " |\n|"
+            + "---|" * (2 + len(extra) + len(COLUMNS)) + "\n")
     out = []
     for name, label in names:
         if name not in recs:
-            out.append(f"| {label} | not measured yet |" + " |" * len(COLUMNS))
+            out.append(f"| {label} | not measured yet |" + " |" * (len(extra) + len(COLUMNS)))
             continue
         r = recs[name]
-        out.append(f"| {label} | {' + '.join(map(str, r['nfe']))} | "
-                   + " | ".join(cell(r, c[0], c[2], c[3]) for c in COLUMNS) + " |")
+        cells = [cell(r, c[0], c[2], c[3]) for c in COLUMNS]
+        if stage_gflop is not None:
+            per_stage = stage_gflop.get(name)
+            cells.insert(0, f"{sum(n * g for n, g in zip(r['nfe'], per_stage)):.2f}" if per_stage else "–")
+        out.append(f"| {label} | {' + '.join(map(str, r['nfe']))} | " + " | ".join(cells) + " |")
     return head + "\n".join(out) + "\n"
 
 
@@ -116,24 +123,34 @@ def chain_section(recs: Records, chain: str, points: Path) -> list[str]:
     return out
 
 
-def single_section(recs: Records) -> list[str]:
+def single_section(recs: Records, acc: dict) -> list[str]:
     """Does a relay stage distil more easily? The distilled single-stage model (same distillation
-    FLOPs as base + relay) against the distilled RDM chain at equal total evaluations, and each
-    against its own teacher's sampler."""
+    FLOPs as base + relay) against the distilled RDM chain at equal total evaluations and at about
+    equal FLOPs per image (1 + s against s: the 8×8 base evaluation is the difference), and each
+    against its own teacher's sampler. acc: distill.accounting (each network's forward GFLOP)."""
+    single = [(f"distill-rep-single-distilled-nfe{s}", f"single, distilled {s}") for s in (1, 2, 4)]
+    single.append(("distill-rep-single-teacher-nfe16", "single, teacher's sampler"))
+    rdm = [(f"distill-rep-rdm8-chain-b{b}r{r}", f"RDM 8→32, distilled {b} + {r}")
+           for b, r in ((1, 1), (1, 2), (2, 2), (1, 4), (4, 1))]
+    rdm.append(("distill-rep-rdm8-chain-teacher", "RDM 8→32, teachers' samplers"))
+    forward = {name: a["forward_gflop"] for name, a in acc.items()}
+    gflop = {}
+    if {"single", "rdm8-base", "rdm8-relay"} <= set(forward):
+        gflop = {**{n: [forward["single"]] for n, _ in single},
+                 **{n: [forward["rdm8-base"], forward["rdm8-relay"]] for n, _ in rdm}}
     out = ["### Does a relay chain distil more easily than a single-stage model?", "",
-           rows(recs, [("distill-rep-single-distilled-nfe1", "single, distilled 1"),
-                       ("distill-rep-single-distilled-nfe2", "single, distilled 2"),
-                       ("distill-rep-single-distilled-nfe4", "single, distilled 4"),
-                       ("distill-rep-single-teacher-nfe16", "single, teacher's sampler (16)"),
-                       ("distill-rep-rdm8-chain-b1r1", "RDM 8→32, distilled 1 + 1"),
-                       ("distill-rep-rdm8-chain-b2r2", "RDM 8→32, distilled 2 + 2"),
-                       ("distill-rep-rdm8-chain-b4r1", "RDM 8→32, distilled 4 + 1"),
-                       ("distill-rep-rdm8-chain-teacher", "RDM 8→32, teachers' samplers (16 + 8)")]), ""]
-    for (a, b, what) in (("distill-rep-rdm8-chain-b1r1", "distill-rep-single-distilled-nfe2", "2 evaluations"),
-                         ("distill-rep-rdm8-chain-b2r2", "distill-rep-single-distilled-nfe4", "4 evaluations")):
+           rows(recs, single + rdm, gflop), ""]
+
+    def compare(a: str, b: str, what: str) -> None:
         ea, eb = recs.estimate(a, "fid"), recs.estimate(b, "fid")
         text = protocol.describe_difference(ea - eb) if ea is not None and eb is not None else "not measured yet"
-        out.append(f"- RDM − single-stage FID at {what}: {text}")
+        out.append(f"- RDM − single-stage FID {what}: {text}")
+    for r, s in ((1, 2), (2, 4)):
+        compare(f"distill-rep-rdm8-chain-b{r}r{r}", f"distill-rep-single-distilled-nfe{s}",
+                f"at {s} evaluations ({r} + {r} against {s})")
+    for s in (1, 2, 4):
+        compare(f"distill-rep-rdm8-chain-b1r{s}", f"distill-rep-single-distilled-nfe{s}",
+                f"at about equal FLOPs (1 + {s} against {s}; RDM adds one 8×8 evaluation)")
     gaps = [(recs.estimate(d, "fid"), recs.estimate(t, "fid")) for d, t in
             (("distill-rep-rdm8-chain-b2r2", "distill-rep-rdm8-chain-teacher"),
              ("distill-rep-single-distilled-nfe4", "distill-rep-single-teacher-nfe16"))]
@@ -211,7 +228,7 @@ def write_report(points_dirs: dict[str, Path], doc: Path, acc: dict) -> None:
         if any(n.startswith(f"distill-rep-{chain}-chain") for n in recs.all):
             lines += chain_section(recs, chain, points_dirs[chain])
     if any(n.startswith("distill-rep-single-") for n in recs.all):
-        lines += single_section(recs)
+        lines += single_section(recs, acc)
     lines += accounting_section(acc)
     doc.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {doc}")

@@ -19,7 +19,8 @@ from relay_diffusion.pipeline import bundled_demo_chain
 from helpers.training import write_edm_zip
 
 
-def test_every_selection_and_report_point_is_a_valid_spec(tmp_path):
+def test_every_selection_and_report_point_is_a_valid_spec(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "STORE", tmp_path / "store")           # nothing distilled, nothing kept
     sel = plans.selection_plan(tmp_path, ("demo", "rdm8", "single"))
     rep = plans.report_plan(tmp_path, tmp_path / "points", ("demo", "rdm8", "single"))
     assert all(s["seeds"] == "selection" for s in sel.values())
@@ -102,6 +103,27 @@ def test_the_script_runs_as_the_module_the_plans_read(monkeypatch):
     with pytest.raises(SystemExit) as done:
         runpy.run_path(study.__file__, run_name="__main__")
     assert done.value.code == 0 and str(study.STORE) == "elsewhere"
+
+
+def test_single_stage_rows_state_flops_per_image_from_the_evaluations_made():
+    """The single-stage comparison's GFLOP column counts each stage's evaluations of the record
+    (not the row's label) at that stage's forward cost; a row not measured says so."""
+    from distill_report import single_section
+
+    acc = {"single": {"forward_gflop": 0.5}, "rdm8-base": {"forward_gflop": 0.1}, "rdm8-relay": {"forward_gflop": 0.4}}
+    recs = {"distill-rep-rdm8-chain-b1r2": {"nfe": [1, 2], "fid": 2.0},
+            "distill-rep-single-distilled-nfe2": {"nfe": [2], "fid": 3.0}}
+
+    class Recs(dict):                                                 # no intervals: nothing to compare
+        all = recs
+
+        def estimate(self, name, metric):
+            return None
+    text = "\n".join(single_section(Recs(recs), acc))
+    assert "| RDM 8→32, distilled 1 + 2 | 1 + 2 | 0.90 | 2.000* |" in text
+    assert "| single, distilled 2 | 2 | 1.00 | 3.000* |" in text
+    assert "| single, distilled 1 | not measured yet |" in text
+    assert "at about equal FLOPs (1 + 2 against 2; RDM adds one 8×8 evaluation): not measured yet" in text
 
 
 def test_chain_compute_sums_the_stages_against_their_teachers():
