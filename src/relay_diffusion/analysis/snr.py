@@ -117,7 +117,12 @@ def signal_spectra(batches: Iterable[torch.Tensor], resolutions: Iterable[int]
             if h % m:
                 raise ValueError(f"resolution {m} does not divide the image size {h}")
             xm = F.avg_pool2d(x, h // m) if h != m else x
-            sums[m] += patch_dct(xm, m).pow(2).sum(dim=(0, 1)) / x.shape[1]
+            c = patch_dct(xm, m)
+            # a coefficient at the transform's rounding level is 0: a flat image has no AC power
+            # (−∞ dB), not 1e-32 that depends on the CPU's order of summation
+            tiny = m * torch.finfo(c.dtype).eps * xm.abs().amax(dim=(-2, -1), keepdim=True)
+            c = torch.where(c.abs() <= tiny, torch.zeros_like(c), c)
+            sums[m] += c.pow(2).sum(dim=(0, 1)) / x.shape[1]
         count += x.shape[0]
     if count == 0:
         raise ValueError("no images to analyse")
