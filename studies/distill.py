@@ -416,10 +416,15 @@ def main(argv=None) -> int:
         from distill_points import report_plan, selection_plan
 
         points_dir = Path(args.points_dir)
+        keep = None if args.keep == "none" else Path(args.keep)
+        if keep is not None:            # first: the report plan's chosen rows are read from the selection's records
+            from solvers import import_kept_points
+
+            if count := import_kept_points(points_dir, keep):
+                log(f"{count} finished points taken from {keep}")
         plan = selection_plan(work, chains) if args.phase == "select" else \
             report_plan(work, points_dir / "points", chains)
-        run_plan(plan, work, study, points_dir, args.batch, args.only,
-                 None if args.keep == "none" else Path(args.keep))
+        run_plan(plan, work, study, points_dir, args.batch, args.only, keep)
     if args.bundle:
         bundle(work, Path((args.points_dir or "runs/solvers").split(",")[0]))
     if args.write_docs:

@@ -105,6 +105,25 @@ def test_the_script_runs_as_the_module_the_plans_read(monkeypatch):
     assert done.value.code == 0 and str(study.STORE) == "elsewhere"
 
 
+def test_a_fresh_points_dir_reads_kept_selection_records_before_the_report_plan(tmp_path, monkeypatch):
+    """`--phase report --keep K` on a new machine: the plan's chosen rows (here the guidance rows
+    of the chain chosen on the selection seeds) come from records kept in K, so they must be in
+    the points dir before the plan is built, not only before it runs."""
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    for (b, r), fid in zip(plans.SMALL_CHAINS, (3.0, 2.0, 1.0, 4.0)):
+        name = f"distill-sel-demo-chain-b{b}r{r}"
+        (keep / f"{name}.json").write_text(json.dumps({"name": name, "seeds": "selection", "fid": fid}))
+    planned = {}
+    monkeypatch.setattr(study, "run_plan", lambda plan, *a, **k: planned.update(plan))
+    monkeypatch.setattr(study, "STORE", tmp_path / "store")
+    study.main(["--workdir", str(tmp_path / "work"), "--study", str(tmp_path / "study"), "--phase", "report",
+                "--points-dir", str(tmp_path / "fresh"), "--chains", "demo", "--keep", str(keep)])
+    b, r = plans.SMALL_CHAINS[2]
+    assert f"distill-rep-demo-chain-b{b}r{r}-w2" in planned
+    assert not [n for n in planned if "-w" in n and "chain-b" in n and f"b{b}r{r}" not in n]
+
+
 def test_single_stage_rows_state_flops_per_image_from_the_evaluations_made():
     """The single-stage comparison's GFLOP column counts each stage's evaluations of the record
     (not the row's label) at that stage's forward cost; a row not measured says so."""
