@@ -145,6 +145,33 @@ def test_single_stage_rows_state_flops_per_image_from_the_evaluations_made():
     assert "at about equal FLOPs (1 + 2 against 2; RDM adds one 8×8 evaluation): not measured yet" in text
 
 
+def test_targets_and_rankings_are_stated_in_both_feature_spaces():
+    """A target met in the first feature space but not in the second says so for each; a
+    difference whose interval covers 0 is 'no measurable difference'."""
+    import numpy as np
+    from distill_report import against, difference
+
+    boot = protocol.Bootstrap(n=10, resamples=200)
+    jitter = np.random.default_rng(0).normal(size=200)
+
+    def est(value, spread):                                      # replicates centred on the value
+        return protocol.Estimate(value, value + spread * jitter, boot)
+    table = {("a", "fid"): est(1.02, 0.001), ("b", "fid"): est(1.0, 0.0),
+             ("a", "fid@fmnist-b"): est(1.3, 0.001), ("b", "fid@fmnist-b"): est(1.0, 0.0)}
+
+    class Recs:
+        def estimate(self, name, metric):
+            return table.get((name, metric))
+    text = against(Recs(), "a", "b")
+    first, second = text.split("; 2nd space: ")
+    assert first.startswith("+2.0 %") and first.endswith("— met")
+    assert second.startswith("+30.0 %") and second.endswith("— not met")
+    assert "—" not in against(Recs(), "a", "b", verdict=False)
+    assert against(Recs(), "a", "c") == "not measured yet; 2nd space: not measured yet"
+    table[("a", "fid")] = est(1.0, 0.05)
+    assert difference(Recs(), "a", "b").startswith("no measurable difference (")
+
+
 def test_chain_compute_sums_the_stages_against_their_teachers():
     """The demo chain's target is on base + relay together (≤ 50 % of their training FLOPs); a
     chain whose teacher's training is unknown is left out rather than guessed."""
