@@ -25,6 +25,8 @@ STEPS = (1, 2, 4, 8)                  # evaluations per stage of the distilled s
 SOLVER_NFES = (2, 4, 8)               # the solvers' counts compared with them (1: the one-step denoise)
 CHAIN_STEPS = [(b, r) for b in (1, 2, 4) for r in (1, 2, 4)]     # distilled chains (base, relay)
 SMALL_CHAINS = [(b, r) for b, r in CHAIN_STEPS if b + r <= 4]    # the issue's "≤ 4 evaluations"
+CROSS_RELAY_STEPS = (1, 2)             # the fast base (12) under a distilled relay of these steps
+CROSS_BASE_STEPS = (2,)                # a distilled base of these steps under the fast relay (8)
 GUIDANCE = (1.5, 2.0, 3.0)            # w besides 1 (Eq. D6: distilled in the range [1, 3])
 CRITERIA = ("fid", "accuracy")
 
@@ -221,6 +223,13 @@ def report_plan(work: Path, points: Path, chains: tuple) -> dict:
         pts[f"distill-rep-{chain}-chain-teacher"] = chain_point_of(
             chain, n, seeds, dict(FAST_BASE, num_steps=TEACHER_STEPS["base"]),
             dict(FAST_RELAY, num_steps=TEACHER_STEPS["relay"]))
+        # which student costs a distilled chain its quality: each student with the other stage's fast sampler
+        for r in CROSS_RELAY_STEPS:
+            pts[f"distill-rep-{chain}-chain-fastbase-r{r}"] = chain_point_of(
+                chain, n, seeds, FAST_BASE, {}, (None, stage_dir(work, f"{chain}-relay", r)))
+        for b in CROSS_BASE_STEPS:
+            pts[f"distill-rep-{chain}-chain-b{b}-fastrelay"] = chain_point_of(
+                chain, n, seeds, {}, FAST_RELAY, (stage_dir(work, f"{chain}-base", b), None))
         pick = chosen_chain(points, chain)
         for b, r in CHAIN_STEPS:
             pts[f"distill-rep-{chain}-chain-b{b}r{r}"] = chain_point_of(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from distill_points import CHAIN_STEPS, GUIDANCE, SOLVER_NFES, STAGES, TEACHER_STEPS, chosen_chain, student_steps
+from distill_points import CHAIN_STEPS, CROSS_BASE_STEPS, CROSS_RELAY_STEPS, GUIDANCE, SOLVER_NFES, STAGES, TEACHER_STEPS, chosen_chain, student_steps
 from fmnist32_report import COLUMNS, SPACES, Records, cell
 
 from relay_diffusion.evaluation import protocol
@@ -130,6 +130,7 @@ def chain_section(recs: Records, chain: str, points: Path) -> list[str]:
         out.append("- the 2-evaluation chain (1 + 1) vs --preset fast: "
                    + against(recs, "distill-rep-demo-chain-b1r1", fast, verdict=False))
         out.append("")
+    out += cross_section(recs, chain, fast)
     if pick:
         b, r = pick
         gnames = []
@@ -139,6 +140,20 @@ def chain_section(recs: Records, chain: str, points: Path) -> list[str]:
         out += ["Guidance (distilled as an input, Eq. D6; fast: classifier-free, two evaluations per step):", "",
                 rows(recs, gnames)]
     return out
+
+
+def cross_section(recs: Records, chain: str, fast: str) -> list[str]:
+    """Which student costs a distilled chain its quality: each stage's student under the other
+    stage's fast sampler, against --preset fast (the same seeds: paired)."""
+    names = [(f"distill-rep-{chain}-chain-fastbase-r{r}", f"fast base (12) + distilled relay {r}")
+             for r in CROSS_RELAY_STEPS]
+    names += [(f"distill-rep-{chain}-chain-b{b}-fastrelay", f"distilled base {b} + fast relay (8)")
+              for b in CROSS_BASE_STEPS]
+    out = ["", "Each student under the other stage's fast sampler (which student costs the chain its quality):", "",
+           rows(recs, names + [(fast, "--preset fast (12 + 8)")]), ""]
+    for name, label in names:
+        out.append(f"- {label} − --preset fast, FID: {difference(recs, name, fast)}")
+    return out + [""]
 
 
 def single_section(recs: Records, acc: dict) -> list[str]:
