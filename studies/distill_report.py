@@ -41,13 +41,18 @@ def target(e: protocol.Estimate | None, limit: float = 0.05) -> str:
 
 
 def against(recs: Records, a: str, b: str, verdict: bool = True) -> str:
-    """a relative to b in FID, in each feature space (the ranking must hold in both, docs/evaluation.md),
-    each with the target's verdict when `verdict`."""
-    parts = []
+    """a relative to b in FID, in each feature space, each with the target's verdict when `verdict`,
+    then the overall word: a target is met only where both spaces say so (docs/evaluation.md)."""
+    parts, words = [], []
     for space in SPACES:
         e = relative(recs, a, b, "fid" + space)
-        parts.append(("2nd space: " if space else "") + percent(e) + (f" — {target(e)}" if verdict and e is not None else ""))
-    return "; ".join(parts)
+        words.append(target(e))
+        parts.append(("2nd space: " if space else "") + percent(e) + (f" — {words[-1]}" if verdict and e is not None else ""))
+    text = "; ".join(parts)
+    if verdict and "not measured yet" not in words:
+        overall = words[0] if len(set(words)) == 1 else "the feature spaces disagree: not claimed as met"
+        text += f" ⇒ **{overall}**"
+    return text
 
 
 def difference(recs: Records, a: str, b: str) -> str:

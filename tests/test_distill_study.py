@@ -165,9 +165,11 @@ def test_targets_and_rankings_are_stated_in_both_feature_spaces():
     text = against(Recs(), "a", "b")
     first, second = text.split("; 2nd space: ")
     assert first.startswith("+2.0 %") and first.endswith("— met")
-    assert second.startswith("+30.0 %") and second.endswith("— not met")
+    assert second.startswith("+30.0 %") and second.endswith("— not met ⇒ **the feature spaces disagree: not claimed as met**")
     assert "—" not in against(Recs(), "a", "b", verdict=False)
     assert against(Recs(), "a", "c") == "not measured yet; 2nd space: not measured yet"
+    table[("a", "fid@fmnist-b")] = est(1.01, 0.001)
+    assert against(Recs(), "a", "b").endswith("— met ⇒ **met**")
     table[("a", "fid")] = est(1.0, 0.05)
     assert difference(Recs(), "a", "b").startswith("no measurable difference (")
 
