@@ -134,6 +134,11 @@ def chain_section(recs: Records, chain: str, points: Path) -> list[str]:
                        + against(recs, f"distill-rep-demo-chain-b{pick[0]}r{pick[1]}", fast))
         out.append("- the 2-evaluation chain (1 + 1) vs --preset fast: "
                    + against(recs, "distill-rep-demo-chain-b1r1", fast, verdict=False))
+        if pick:                                            # what the FID spaces weigh differently
+            for metric in ("recall", "precision"):
+                ea, eb = recs.estimate(f"distill-rep-demo-chain-b{pick[0]}r{pick[1]}", metric), recs.estimate(fast, metric)
+                if ea is not None and eb is not None:
+                    out.append(f"- {metric}, chosen chain − --preset fast: {protocol.describe_difference(ea - eb)}")
         out.append("")
     out += cross_section(recs, chain, fast)
     if pick:
@@ -158,6 +163,21 @@ def cross_section(recs: Records, chain: str, fast: str) -> list[str]:
            rows(recs, names + [(fast, "--preset fast (12 + 8)")]), ""]
     for name, label in names:
         out.append(f"- {label} − --preset fast, FID: {difference(recs, name, fast)}")
+    # the interaction: what the relay student does to the distilled base's samples, minus what it
+    # does to the fast base's (0 if the two students' effects simply add up)
+    for b in CROSS_BASE_STEPS:
+        for r in CROSS_RELAY_STEPS:
+            both, base_only = f"distill-rep-{chain}-chain-b{b}r{r}", f"distill-rep-{chain}-chain-b{b}-fastrelay"
+            relay_only = f"distill-rep-{chain}-chain-fastbase-r{r}"
+            texts = []
+            for space in SPACES:
+                e = [recs.estimate(n, "fid" + space) for n in (both, base_only, relay_only, fast)]
+                texts.append(("2nd space: " if space else "") + (
+                    protocol.describe_difference((e[0] - e[1]) - (e[2] - e[3])) if all(x is not None for x in e)
+                    else "not measured yet"))
+            out.append(f"- interaction, distilled relay {r} on the distilled base {b} against on the fast base "
+                       f"((distilled {b} + {r} − distilled base {b} + fast relay) − (fast base + distilled relay {r} "
+                       f"− fast)), FID: {'; '.join(texts)}")
     return out + [""]
 
 

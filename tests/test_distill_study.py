@@ -265,5 +265,7 @@ def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
     text = (tmp_path / "report.md").read_text()
     assert "relay stage at 1 evaluation vs the 8-evaluation dpmpp-2m-pc" in text
     assert "| fast base (12) + distilled relay 1 | 12 + 1 |" in text          # the cross rows were measured
+    interaction = next(line for line in text.splitlines() if line.startswith("- interaction, distilled relay 1 "))
+    assert "not measured yet" not in interaction
     assert "| demo-relay | 3 × 16 | 5.5, 2, 2 |" in text and "### demo-base: the base stage of demo" in text
     assert "Does a relay chain distil" not in text                  # the study's models: not distilled here
