@@ -351,16 +351,14 @@ def run_plan(points: dict, work: Path, study: Path, points_dir: Path, batch: int
     """Run the points not done yet, the saved references first; any number of processes may run
     the same plan at once (solvers.measure_points: each takes the next point no other has, and a
     point waits for the worker making its reference). A point whose student is not there yet
-    waits for a later run. Finished points are also kept in `keep`, and points kept there are not
-    measured again (solvers.keep_point)."""
-    from solvers import Reference, import_kept_points, measure_points
+    waits for a later run. Finished points are also kept in `keep` (solvers.keep_point); the
+    points kept there were brought into `points_dir` before the plan was built (main)."""
+    from solvers import Reference, measure_points
 
     import fnmatch
 
     if only:                                            # these points only (comma list of shell patterns)
         points = {n: p for n, p in points.items() if any(fnmatch.fnmatch(n, pat) for pat in only.split(","))}
-    if keep is not None and (count := import_kept_points(points_dir, keep)):
-        log(f"{count} finished points taken from {keep}")
     ordered = sorted(points.items(), key=lambda item: not item[1].get("save"))     # stable: references first
     waiting = measure_points(points_dir, study, [(n, dict(p, plan="distill")) for n, p in ordered],
                              Reference(study, points_dir), batch, keep)
