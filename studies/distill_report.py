@@ -55,13 +55,18 @@ def against(recs: Records, a: str, b: str, verdict: bool = True) -> str:
     return text
 
 
-def difference(recs: Records, a: str, b: str) -> str:
-    """FID of a − b, paired, in each feature space (a ranking is stated in both, docs/evaluation.md)."""
+def difference(recs: Records, *pairs: tuple[str, str]) -> str:
+    """FID of a − b for one pair (a, b), of (a − b) − (c − d) for two, paired, in each feature space
+    (a ranking is stated in both, docs/evaluation.md)."""
     texts = []
     for space in SPACES:
-        ea, eb = recs.estimate(a, "fid" + space), recs.estimate(b, "fid" + space)
-        texts.append(("2nd space: " if space else "")
-                     + (protocol.describe_difference(ea - eb) if ea is not None and eb is not None else "not measured yet"))
+        ests = [(recs.estimate(a, "fid" + space), recs.estimate(b, "fid" + space)) for a, b in pairs]
+        if any(e is None for pair in ests for e in pair):
+            text = "not measured yet"
+        else:
+            diffs = [ea - eb for ea, eb in ests]
+            text = protocol.describe_difference(diffs[0] if len(diffs) == 1 else diffs[0] - diffs[1])
+        texts.append(("2nd space: " if space else "") + text)
     return "; ".join(texts)
 
 
@@ -108,7 +113,7 @@ def stage_section(recs: Records, chain: str, stage: str, name: str) -> list[str]
     out += [rows(recs, names), "Distilled − best solver at the same evaluations (FID, paired):", ""]
     for steps in student_steps(stage):
         for sname, label in solver_rows(recs, name, steps):
-            text = difference(recs, f"distill-rep-{name}-distilled-nfe{steps}", sname)
+            text = difference(recs, (f"distill-rep-{name}-distilled-nfe{steps}", sname))
             out.append(f"- {steps} evaluations, vs {label[len('best solver: '):]}: {text}")
     return out + [""]
 
@@ -162,22 +167,16 @@ def cross_section(recs: Records, chain: str, fast: str) -> list[str]:
     out = ["", "Each student under the other stage's fast sampler (which student costs the chain its quality):", "",
            rows(recs, names + [(fast, "--preset fast (12 + 8)")]), ""]
     for name, label in names:
-        out.append(f"- {label} − --preset fast, FID: {difference(recs, name, fast)}")
+        out.append(f"- {label} − --preset fast, FID: {difference(recs, (name, fast))}")
     # the interaction: what the relay student does to the distilled base's samples, minus what it
     # does to the fast base's (0 if the two students' effects simply add up)
     for b in CROSS_BASE_STEPS:
         for r in CROSS_RELAY_STEPS:
             both, base_only = f"distill-rep-{chain}-chain-b{b}r{r}", f"distill-rep-{chain}-chain-b{b}-fastrelay"
             relay_only = f"distill-rep-{chain}-chain-fastbase-r{r}"
-            texts = []
-            for space in SPACES:
-                e = [recs.estimate(n, "fid" + space) for n in (both, base_only, relay_only, fast)]
-                texts.append(("2nd space: " if space else "") + (
-                    protocol.describe_difference((e[0] - e[1]) - (e[2] - e[3])) if all(x is not None for x in e)
-                    else "not measured yet"))
             out.append(f"- interaction, distilled relay {r} on the distilled base {b} against on the fast base "
                        f"((distilled {b} + {r} − distilled base {b} + fast relay) − (fast base + distilled relay {r} "
-                       f"− fast)), FID: {'; '.join(texts)}")
+                       f"− fast)), FID: {difference(recs, (both, base_only), (relay_only, fast))}")
     return out + [""]
 
 
@@ -200,25 +199,17 @@ def single_section(recs: Records, acc: dict) -> list[str]:
            rows(recs, single + rdm, gflop), ""]
 
     def compare(a: str, b: str, what: str) -> None:
-        out.append(f"- RDM − single-stage FID {what}: {difference(recs, a, b)}")
+        out.append(f"- RDM − single-stage FID {what}: {difference(recs, (a, b))}")
     for r, s in ((1, 2), (2, 4)):
         compare(f"distill-rep-rdm8-chain-b{r}r{r}", f"distill-rep-single-distilled-nfe{s}",
                 f"at {s} evaluations ({r} + {r} against {s})")
     for s in (1, 2, 4):
         compare(f"distill-rep-rdm8-chain-b1r{s}", f"distill-rep-single-distilled-nfe{s}",
                 f"at about equal FLOPs (1 + {s} against {s}; RDM adds one 8×8 evaluation)")
-    texts = []
-    for space in SPACES:                                  # (distilled − teacher) of RDM minus the single-stage one's
-        gaps = [(recs.estimate(d, "fid" + space), recs.estimate(t, "fid" + space)) for d, t in
-                (("distill-rep-rdm8-chain-b2r2", "distill-rep-rdm8-chain-teacher"),
-                 ("distill-rep-single-distilled-nfe4", "distill-rep-single-teacher-nfe16"))]
-        if all(e is not None for pair in gaps for e in pair):
-            (rd, rt), (sd, st) = gaps
-            texts.append(("2nd space: " if space else "") + protocol.describe_difference((rd - rt) - (sd - st)))
-        else:
-            texts.append(("2nd space: " if space else "") + "not measured yet")
-    out.append("- loss to distillation at 4 evaluations, RDM (distilled − teacher) minus single-stage "
-               f"(distilled − teacher): {'; '.join(texts)}")
+    loss = difference(recs, ("distill-rep-rdm8-chain-b2r2", "distill-rep-rdm8-chain-teacher"),
+                      ("distill-rep-single-distilled-nfe4", "distill-rep-single-teacher-nfe16"))
+    out.append(f"- loss to distillation at 4 evaluations, RDM (distilled − teacher) minus single-stage "
+               f"(distilled − teacher): {loss}")
     return out + [""]
 
 

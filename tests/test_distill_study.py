@@ -171,7 +171,7 @@ def test_targets_and_rankings_are_stated_in_both_feature_spaces():
     table[("a", "fid@fmnist-b")] = est(1.01, 0.001)
     assert against(Recs(), "a", "b").endswith("— met ⇒ **met**")
     table[("a", "fid")] = est(1.0, 0.05)
-    assert difference(Recs(), "a", "b").startswith("no measurable difference (")
+    assert difference(Recs(), ("a", "b")).startswith("no measurable difference (")
 
 
 def test_chain_compute_sums_the_stages_against_their_teachers():
