@@ -10,6 +10,7 @@ from pathlib import Path
 
 from distill_points import CHAIN_STEPS, CROSS_BASE_STEPS, CROSS_RELAY_STEPS, GUIDANCE, SOLVER_NFES, STAGES, TEACHER_STEPS, chosen_chain, student_steps
 from fmnist32_report import COLUMNS, SPACES, Records, cell
+from fmnist32_report import difference as paired_difference
 
 from relay_diffusion.evaluation import protocol
 
@@ -60,11 +61,10 @@ def difference(recs: Records, *pairs: tuple[str, str]) -> str:
     (a ranking is stated in both, docs/evaluation.md)."""
     texts = []
     for space in SPACES:
-        ests = [(recs.estimate(a, "fid" + space), recs.estimate(b, "fid" + space)) for a, b in pairs]
-        if any(e is None for pair in ests for e in pair):
+        diffs = [paired_difference(recs, a, b, "fid" + space) for a, b in pairs]
+        if None in diffs:
             text = "not measured yet"
         else:
-            diffs = [ea - eb for ea, eb in ests]
             text = protocol.describe_difference(diffs[0] if len(diffs) == 1 else diffs[0] - diffs[1])
         texts.append(("2nd space: " if space else "") + text)
     return "; ".join(texts)
