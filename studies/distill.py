@@ -65,6 +65,10 @@ DISTILLATIONS = {
     "rdm8-base": dict(teacher=("rdm8", 0), teacher_steps=16, round_images=20_000),
     # the same FLOPs as rdm8-relay + rdm8-base together
     "single": dict(teacher=("single", 0), teacher_steps=16, round_images=("equal", "rdm8-relay", "rdm8-base")),
+    # the follow-up (docs/distillation.md §7): the demo relay distilled from the samples of the base
+    # student it follows in the chosen chain (2 steps) instead of downsampled training images
+    "demo-relay-from-b2": dict(teacher=("demo", 1), teacher_steps=8, round_images=20_000,
+                               guidance_range=DEMO_GUIDANCE, relay_starts=("demo-base", 2)),
 }
 
 
@@ -91,9 +95,11 @@ def distill_config(name: str, work: Path, study: Path, round_images: int | None 
     images = spec["round_images"] if round_images is None else round_images
     if not isinstance(images, int):
         images = equal_compute_images(name, work, study)
+    starts = spec.get("relay_starts")
     return DistillConfig(teacher=str(teacher), data=str(study / "fmnist32-train.zip"), outdir=str(work / name),
                          teacher_steps=spec["teacher_steps"], round_images=images,
-                         guidance_range=spec.get("guidance_range", ()), **COMMON).validate()
+                         guidance_range=spec.get("guidance_range", ()),
+                         relay_starts=str(student_dir(work, *starts)) if starts else "", **COMMON).validate()
 
 
 @functools.cache
@@ -172,10 +178,22 @@ def teacher_evaluations(cfg, k: int) -> float:
     return guided * sum(calls) / len(calls)
 
 
+def start_flops(cfg) -> float:
+    """FLOPs per round image of sampling the relay's starts from a base stage (--relay-starts): its
+    sampler's evaluations at its forward cost (the whole batch is sampled, DistillationLoss._restart)."""
+    if not cfg.relay_starts:
+        return 0.0
+    from relay_diffusion.models import read_config
+
+    base = read_config(cfg.relay_starts)
+    return base.nfe(base.default_settings()) * network_flops(Path(cfg.relay_starts))["forward"]
+
+
 def distillation_flops(cfg, flops: dict, round_images: int | None = None) -> float:
-    """Σ over rounds of images × (student forward + backward + the teacher's evaluations)."""
+    """Σ over rounds of images × (student forward + backward + the teacher's evaluations + the
+    relay starts' sampling)."""
     images = cfg.round_images if round_images is None else round_images
-    return sum(images * (flops["train"] + teacher_evaluations(cfg, k) * flops["forward"])
+    return sum(images * (flops["train"] + teacher_evaluations(cfg, k) * flops["forward"] + start_flops(cfg))
                for k in range(1, cfg.rounds + 1))
 
 
@@ -284,6 +302,8 @@ def keep_distillation(cfg, work: Path, name: str) -> Path:
     what = {"distillation": name, "teacher_sha256": weights_sha256(Path(cfg.teacher)),
             "round_images": cfg.round_images,
             "student_steps": {r: cfg.teacher_steps >> k for k, r in enumerate(rounds, 1)}}
+    if cfg.relay_starts:
+        what["relay_starts_sha256"] = weights_sha256(Path(cfg.relay_starts))
     commit, dirty = code_version()
     command = f"python studies/distill.py --workdir WORKDIR --study STUDY --phase distill --only {name}"
     return keep_models(STORE / name, rounds, "rounds", what,
@@ -299,6 +319,9 @@ def phase_distill(work: Path, study: Path, names: list[str]) -> None:
         cfg = distill_config(name, work, study)
         if cfg is None:
             log(f"{name}: its teacher is not trained yet (python studies/fmnist32.py --phase train)")
+            continue
+        if cfg.relay_starts and not Path(cfg.relay_starts).exists():
+            log(f"{name}: the base student it starts from is not distilled yet ({cfg.relay_starts})")
             continue
         one_step_teacher(cfg, work, name)
         if (store := kept(name)) is not None:

@@ -5,10 +5,12 @@ so; nothing here is typed in by hand."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
-from distill_points import CHAIN_STEPS, CROSS_BASE_STEPS, CROSS_RELAY_STEPS, GUIDANCE, SOLVER_NFES, STAGES, TEACHER_STEPS, chosen_chain, student_steps
+from distill_points import (CHAIN_STEPS, CROSS_BASE_STEPS, CROSS_RELAY_STEPS, GUIDANCE, RESTARTED, SMALL_CHAINS, SOLVER_NFES,
+                            STAGES, TEACHER_STEPS, chosen_chain, student_steps)
 from fmnist32_report import COLUMNS, SPACES, Records, cell
 from fmnist32_report import difference as paired_difference
 
@@ -180,6 +182,59 @@ def cross_section(recs: Records, chain: str, fast: str) -> list[str]:
     return out + [""]
 
 
+def restarted_section(recs: Records, chain: str, points: Path) -> list[str]:
+    """The follow-up: the relay distilled from the base student's own samples (RESTARTED) in the
+    chains of ≤ 4 evaluations, its chain chosen on the selection seeds against --preset fast (the
+    target restated) and against the first relay student's chosen chain, and its interaction."""
+    relay_name, suffix = RESTARTED[chain]
+    fast = f"distill-rep-{chain}-chain-fast"
+    names = [(f"distill-rep-{chain}-chain-b{b}r{r}{suffix}", f"distilled {b} + {r}, relay from the base's samples")
+             for b, r in SMALL_CHAINS]
+    first, pick = chosen_chain(points / "points", chain), chosen_chain(points / "points", chain, suffix)
+    if first:
+        names.append((f"distill-rep-{chain}-chain-b{first[0]}r{first[1]}", f"distilled {first[0]} + {first[1]} "
+                      "(relay from downsampled images: the chosen chain above)"))
+    names.append((fast, "--preset fast (12 + 8)"))
+    out = [f"### {chain}: the relay distilled from the base student's samples ({relay_name})", "",
+           "The relay stage distilled again, its first step starting from the 2-step base student's samples "
+           "(`rdm distill --relay-starts`, docs/distillation.md §5) instead of downsampled training images; "
+           "the same teacher, rounds and images. Its chain of ≤ 4 evaluations chosen on the selection seeds "
+           "as before.", "", rows(recs, names), ""]
+    if pick:
+        a = f"distill-rep-{chain}-chain-b{pick[0]}r{pick[1]}{suffix}"
+        sel = {k: recs_selection(points, f"distill-sel-{chain}-chain-b{k[0]}r{k[1]}{s}")
+               for k, s in ((first, ""), (pick, suffix)) if k}
+        out.append(f"- chosen on the selection seeds: {pick[0]} + {pick[1]} (selection FID "
+                   f"{sel[pick]:.3f}; the first relay student's {first[0]} + {first[1]}: {sel[first]:.3f})"
+                   if first else f"- chosen on the selection seeds: {pick[0]} + {pick[1]}")
+        out.append(f"- whole chain at {sum(pick)} evaluations vs --preset fast (20): " + against(recs, a, fast))
+        if first:
+            out.append(f"- against the first relay student's chosen chain, FID: "
+                       f"{difference(recs, (a, f'distill-rep-{chain}-chain-b{first[0]}r{first[1]}'))}")
+        for metric in ("recall", "precision"):
+            ea, eb = recs.estimate(a, metric), recs.estimate(fast, metric)
+            if ea is not None and eb is not None:
+                out.append(f"- {metric}, − --preset fast: {protocol.describe_difference(ea - eb)}")
+    out.append("- the 2-evaluation chain (1 + 1) vs --preset fast: "
+               + against(recs, f"distill-rep-{chain}-chain-b1r1{suffix}", fast, verdict=False))
+    for b in CROSS_BASE_STEPS:
+        for r in CROSS_RELAY_STEPS:
+            both, relay_only = f"distill-rep-{chain}-chain-b{b}r{r}{suffix}", f"distill-rep-{chain}-chain-fastbase-r{r}{suffix}"
+            out.append(f"- fast base (12) + this relay {r} − --preset fast, FID: {difference(recs, (relay_only, fast))}")
+            out.append(f"- interaction, this relay {r} on the distilled base {b} against on the fast base, FID: "
+                       f"{difference(recs, (both, f'distill-rep-{chain}-chain-b{b}-fastrelay'), (relay_only, fast))}")
+    if pick:
+        b, r = pick
+        out += ["", rows(recs, [(f"distill-rep-{chain}-chain-b{b}r{r}{suffix}-w{w:g}", f"distilled {b} + {r}, relay "
+                                 f"from the base's samples, w = {w:g}") for w in GUIDANCE])]
+    return out + [""]
+
+
+def recs_selection(points: Path, name: str) -> float:
+    """FID of a selection record (the choice's evidence, stated beside it)."""
+    return json.loads((points / "points" / f"{name}.json").read_text())["fid"]
+
+
 def single_section(recs: Records, acc: dict) -> list[str]:
     """Does a relay stage distil more easily? The distilled single-stage model (same distillation
     FLOPs as base + relay) against the distilled RDM chain at equal total evaluations and at about
@@ -277,6 +332,8 @@ def write_report(points_dirs: dict[str, Path], doc: Path, acc: dict) -> None:
     for chain in ("demo", "rdm8"):
         if any(n.startswith(f"distill-rep-{chain}-chain") for n in recs.all):
             lines += chain_section(recs, chain, points_dirs[chain])
+        if chain in RESTARTED and any(n.endswith(RESTARTED[chain][1]) for n in recs.all):
+            lines += restarted_section(recs, chain, points_dirs[chain])
     if any(n.startswith("distill-rep-single-") for n in recs.all):
         lines += single_section(recs, acc)
     lines += accounting_section(acc)

@@ -102,6 +102,34 @@ def test_a_relay_stage_distils_and_continues_a_low_resolution_image(tmp_path):
     assert out.shape == (3, 1, 16, 16) and torch.isfinite(out).all() and chain.nfe() == [2]
 
 
+def test_a_relay_stage_distils_from_a_base_stages_samples(base_teacher, tmp_path):
+    """--relay-starts: the relay student's first step starts from the base stage's samples (§5),
+    recorded in its config; the base + student chain samples; a base teacher, a relay model as
+    the base and a base of the wrong size are refused before anything is written."""
+    _, base = base_teacher
+    data = write_edm_zip(tmp_path / "d.zip", 8, 16, 1, classes=2)
+    for up in (2, 4):
+        train(small(stage="relay", network="tiny-16", data=str(data), outdir=str(tmp_path / f"up{up}"),
+                    duration=16, cond=True, up_scale=up), echo=lambda s: None)
+    teacher = list_snapshots(tmp_path / "up2")[-1]
+    kw = dict(steps=1, teacher_steps=2, round_images=8, guidance_range=(1, 3), label_dropout=0.5)
+    final = distill(config(data, teacher, tmp_path / "s", relay_starts=str(base), **kw), echo=lambda s: None)
+    assert read_config(final).distilled["relay_starts"] == str(base.resolve())
+    plain = distill(config(data, teacher, tmp_path / "p", **kw), echo=lambda s: None)
+    assert (final / "ema.safetensors").read_bytes() != (plain / "ema.safetensors").read_bytes()
+    out = RelayChain.from_pretrained([base, final])([0, 1], "balanced")
+    assert out.shape == (2, 1, 16, 16) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="holds a distillation with other settings"):
+        distill(config(data, teacher, tmp_path / "s", **kw))
+    with pytest.raises(ValueError, match="for distilling a relay stage; the teacher is a base stage"):
+        distill(config(data, base, tmp_path / "a", relay_starts=str(base)))
+    with pytest.raises(ValueError, match="a relay stage; give a stage that starts from noise"):
+        distill(config(data, teacher, tmp_path / "b", relay_starts=str(teacher)))
+    with pytest.raises(ValueError, match=r"makes 8×8 images .* starts from 4×4"):
+        distill(config(data, list_snapshots(tmp_path / "up4")[-1], tmp_path / "c", relay_starts=str(base)))
+    assert not any((tmp_path / d).exists() for d in ("a", "b", "c"))
+
+
 def test_guidance_is_distilled_as_an_input(base_teacher, tmp_path):
     """--guidance-range: the student takes w as an input (one evaluation per step at any w in the
     range), starts as the teacher (zero-initialised embedding) and is refused outside the range."""

@@ -198,7 +198,7 @@ def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
     work, points_dir, data_dir = tmp_path / "distill", tmp_path / "points", tmp_path / "study"
     data_dir.mkdir()
     write_edm_zip(data_dir / "fmnist32-train.zip", 64, 32, 1, classes=10)
-    for name in ("demo-relay", "demo-base"):
+    for name in ("demo-relay", "demo-base", "demo-relay-from-b2"):
         monkeypatch.setitem(study.DISTILLATIONS, name, dict(study.DISTILLATIONS[name], round_images=16))
     monkeypatch.setitem(study.COMMON, "batch", 8)
     for name, value in (("SAMPLES_QUICK", 6), ("SAMPLES_FULL", 8), ("REFERENCE_SAMPLES", 4),
@@ -211,9 +211,11 @@ def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "STORE", study.STORE)                # main() sets it from --weights
     args = ["--workdir", str(work), "--study", str(data_dir), "--points-dir", str(points_dir), "--batch", "4",
             "--keep", str(tmp_path / "kept"), "--weights", str(store)]
-    assert study.main(args + ["--phase", "distill", "--only", "demo-relay,demo-base"]) == 0
+    assert study.main(args + ["--phase", "distill", "--only", "demo-relay,demo-base,demo-relay-from-b2"]) == 0
     final = read_config(work / "demo-relay" / "model")
     assert len(final.distilled_grid) == 1 and final.guidance_range == (1.0, 3.0)
+    assert read_config(work / "demo-relay-from-b2" / "model").distilled["relay_starts"] == str(
+        study.student_dir(work, "demo-base", 2)) == str(store / "demo-base" / "round-3")     # the kept 2-step base
     assert read_config(work / "one-step" / "demo-base").distilled_grid == [pytest.approx(80.0)]
     # every round's student is kept with its hash and status lines; a new workdir uses the kept ones
     from kept_weights import read_checked, weights_sha256
@@ -269,3 +271,8 @@ def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
     assert "not measured yet" not in interaction
     assert "| demo-relay | 3 × 16 | 5.5, 2, 2 |" in text and "### demo-base: the base stage of demo" in text
     assert "Does a relay chain distil" not in text                  # the study's models: not distilled here
+    restarted = text.split("the relay distilled from the base student's samples (demo-relay-from-b2)")[1]
+    pick = plans.chosen_chain(points_dir / "points", "demo", "-from-b2")
+    line = next(x for x in restarted.splitlines() if x.startswith(f"- whole chain at {sum(pick)} evaluations"))
+    assert "not measured yet" not in line and "interaction, this relay 1" in restarted
+    assert "| demo-relay-from-b2 | 3 × 16 |" in text

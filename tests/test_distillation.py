@@ -178,3 +178,46 @@ def test_distilling_an_oracle_initialised_student_drives_the_loss_to_zero(relay)
     unseen = relay.blurred_clean(1e-9, 64, seed=8)
     held_out = loss_fn(student, unseen, generator=SeededNoise(range(10**6, 10**6 + 64))).sum().item() / 64
     assert closure().item() < 1e-5 * first and held_out < 1e-4 * first
+
+
+@pytest.mark.parametrize("grid", [(0.9, 0.4), (0.9, 0.4, 0.15, 0.05)])
+def test_relay_starts_move_only_the_first_steps_start(relay, grid):
+    """With `relay_starts` the first step starts from the given low-res images plus the same noise
+    (docs/distillation.md §5): the loss equals the default loss on images whose box-downsampling
+    is those starts — exactly where every sample is at step 0 (one student step), and on the
+    step-0 samples only otherwise."""
+    from relay_diffusion.distillation.loss import DistillationLoss
+    from relay_diffusion.relay import upsample_nearest
+    from relay_diffusion.seeds import SeededNoise
+
+    n = 16
+    images = relay.blurred_clean(1e-9, n, seed=4)
+    starts = torch.rand(n, 1, 2, 2, dtype=images.dtype) * 2 - 1
+    moved = images + upsample_nearest(starts - torch.nn.functional.avg_pool2d(images, 4), 4)
+    frame = StepFrame(RelaySamplerSettings(solver="ddim"), SCHEDULE)
+    calls = []
+
+    def given(b, labels, w, draws):
+        calls.append(b)
+        draws.randn_like(starts)                   # a sampler's own draws come after every other
+        return starts
+
+    def student(x, sigma, labels=None):            # the oracle, one σ at a time
+        out = torch.empty_like(x)
+        for s in sigma.unique():
+            rows = sigma == s
+            out[rows] = relay(x[rows], sigma[rows])
+        return out
+    plain = DistillationLoss(frame, relay, grid)
+    started = DistillationLoss(frame, relay, grid, relay_starts=given)
+    a = started(student, images, generator=SeededNoise(range(n))).sum(dim=(1, 2, 3))
+    b = plain(student, moved, generator=SeededNoise(range(n))).sum(dim=(1, 2, 3))
+    c = plain(student, images, generator=SeededNoise(range(n))).sum(dim=(1, 2, 3))
+    step = (SeededNoise(range(n)).rand(dtype=torch.float64) * (len(grid) // 2)).long().flatten()
+    at0 = step == 0
+    assert at0.any() and calls == [n]
+    torch.testing.assert_close(a[at0], b[at0], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(a[~at0], c[~at0], rtol=1e-9, atol=1e-12)
+    assert not torch.allclose(a[at0], c[at0])                   # the starts did change the first step
+    with pytest.raises(ValueError, match="relay_starts is for a relay stage"):
+        DistillationLoss(StepFrame(BaseSamplerSettings()), relay, grid, relay_starts=given)

@@ -37,8 +37,8 @@ def add_parser(subparsers, help_text: str) -> None:
             kw.update(type=_scale_range, metavar="W_LO,W_HI")
         else:
             kw["type"] = type(defaults[f.name])
-        if f.name in ("teacher", "data", "outdir"):
-            kw["metavar"] = {"teacher": "MODEL_DIR", "data": "ZIP|DIR", "outdir": "DIR"}[f.name]
+        if f.name in ("teacher", "data", "outdir", "relay_starts"):
+            kw["metavar"] = {"teacher": "MODEL_DIR", "data": "ZIP|DIR", "outdir": "DIR", "relay_starts": "BASE_DIR"}[f.name]
         p.add_argument("--" + flags.get(f.name, f.name).replace("_", "-"), **kw)
     p.set_defaults(func=run_distill)
 

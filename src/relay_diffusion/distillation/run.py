@@ -43,6 +43,10 @@ class DistillConfig:
     guidance_range: tuple = ()         # (w_lo, w_hi): also distil classifier-free guidance, the scale as
                                        # the student's input (one evaluation per step at any w there;
                                        # costs accuracy near w_lo, docs/distillation.md §6)
+    relay_starts: str = ""             # relay teacher: model directory of a base stage (e.g. a distilled
+                                       # one) whose samples start the student's first step, so that it
+                                       # learns the starts it will be given in a chain; "" = box-downsampled
+                                       # training images (docs/distillation.md §5)
     seed: int = 0                      # every random draw derives from it
     status_every: int = 2_000          # images between status lines
     snapshot_every: int = 10_000       # images between snapshots (each round also ends with one)
@@ -108,6 +112,7 @@ def round_config(cfg: DistillConfig, k: int, teacher: str, grid: list[float], so
                        seed=cfg.seed + k - 1, status_every=cfg.status_every,
                        snapshot_every=cfg.snapshot_every, sample_every=0, keep_snapshots=2,
                        precision=cfg.precision, device=cfg.device, dropout=0.0, teacher=teacher,
+                       relay_starts=str(Path(cfg.relay_starts).resolve()) if cfg.relay_starts else "",
                        teacher_grid=tuple(grid[::2 ** (k - 1)]), teacher_solver=solver if k == 1 else "ddim")
 
 
@@ -156,17 +161,21 @@ def _distill(cfg: DistillConfig, d, echo) -> Path:
     return final
 
 
-PATH_FIELDS = ("teacher", "data", "outdir")
+PATH_FIELDS = ("teacher", "data", "outdir", "relay_starts")
+
+
+def _resolved(record: dict) -> dict:
+    return {**record, **{k: str(Path(record[k]).resolve()) for k in PATH_FIELDS if record.get(k)}}
 
 
 def _record(cfg: DistillConfig) -> dict:
     """distill.json: the config, its paths absolute (a resume from another folder is the same run)."""
-    d = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
-    return {**d, **{k: str(Path(d[k]).resolve()) for k in PATH_FIELDS}}
+    return _resolved({k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()})
 
 
 def _comparable(record: dict) -> dict:
     """A record without the fields a resume may change (as rdm train: where snapshots and status
-    lines fall, the device) and with its paths resolved."""
+    lines fall, the device) and with its paths resolved; a record from before relay_starts existed
+    had none."""
     out = {k: v for k, v in record.items() if k not in ("status_every", "snapshot_every", "device")}
-    return {**out, **{k: str(Path(out[k]).resolve()) for k in PATH_FIELDS if k in out}}
+    return _resolved({"relay_starts": "", **out})

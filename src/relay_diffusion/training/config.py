@@ -65,6 +65,8 @@ class TrainConfig:
     teacher_solver: str = "ddim"         # the teacher's steps (Eq. D5): its best solver in round 1
     guidance_range: tuple = ()           # (w_lo, w_hi): the student also learns guided sampling at any w
                                          # there, as an input (Eq. D6); () = no guidance distillation
+    relay_starts: str = ""               # relay distillation: model directory of the base stage whose samples
+                                         # start the student's first step ("" = the box-downsampled images)
     # execution
     precision: str = "fp32"              # network math: "fp32", "bf16" (CUDA or CPU) or "fp16" (CUDA) autocast,
                                          # or "auto" (bf16 where the hardware has it, else fp32)
@@ -114,6 +116,7 @@ class TrainConfig:
             need(not self.teacher_solver.startswith("heun") and self.teacher_solver != "heun",
                  "the teacher's solver must take one evaluation per σ (ddim, ddim-pc, dpmpp-2m-pc, …)")
         need(not self.guidance_range or bool(self.teacher), "guidance_range is for distillation (needs teacher)")
+        need(not self.relay_starts or bool(self.teacher), "relay_starts is for distillation (needs teacher)")
         need(not self.guidance_range or (len(self.guidance_range) == 2
                                          and 0 <= self.guidance_range[0] <= self.guidance_range[1]),
              f"guidance_range must be two scales w_lo ≤ w_hi, both ≥ 0, got {self.guidance_range}")

@@ -26,7 +26,7 @@ from ..networks import NETWORK_PRESETS, count_parameters
 from ..networks.runtime import RuntimeOptions
 from ..precond import EDMPrecond
 from ..relay import RelaySchedule, upsample_nearest
-from ..distillation.loss import DistillationLoss
+from ..distillation.loss import DistillationLoss, sampled_starts
 from ..distillation.targets import StepFrame
 from ..models import ModelConfig, RelayModel, read_config
 from ..pipeline import RelayChain
@@ -73,6 +73,8 @@ class Setup:
         record = {"grid": list(self.cfg.teacher_grid[::2]), "solver": "ddim",        # the student's steps (Eq. D1)
                   "teacher": str(Path(self.cfg.teacher).resolve()),
                   "teacher_grid": list(self.cfg.teacher_grid), "teacher_solver": self.cfg.teacher_solver}
+        if self.cfg.relay_starts:
+            record["relay_starts"] = str(Path(self.cfg.relay_starts).resolve())
         return {**record, "guidance": list(self.cfg.guidance_range)} if self.cfg.guidance_range else record
 
 
@@ -112,17 +114,37 @@ def prepare(cfg: TrainConfig, dataset=None) -> Setup:
         if (teacher.channels, teacher.label_dim) != (dataset.num_channels, label_dim):
             raise ValueError(f"the teacher makes {teacher.channels}-channel images with {teacher.label_dim} classes; "
                              f"{cfg.data} has {dataset.num_channels} channels and {label_dim} classes")
+        if cfg.relay_starts:
+            check_relay_starts(cfg.relay_starts, teacher)
     if cfg.dropout is not None:
         ncfg = dataclasses.replace(ncfg, dropout=cfg.dropout)
     return Setup(cfg, dataset, res, dataset.num_channels, label_dim, ncfg, schedule)
 
 
-def _loss_fn(setup: Setup, teacher: RelayModel | None = None):
+def check_relay_starts(model_dir: str, teacher) -> None:
+    """A base stage whose samples can start the relay teacher `teacher` (a ModelConfig)."""
+    if not teacher.kind.continues:
+        raise ValueError(f"--relay-starts is for distilling a relay stage; the teacher is a {teacher.stage} stage")
+    base = read_config(model_dir)
+    if base.kind.continues:
+        raise ValueError(f"--relay-starts {model_dir}: a {base.stage} stage; give a stage that starts from noise")
+    want = (teacher.input_resolution, teacher.channels, teacher.label_dim)
+    if (base.resolution, base.channels, base.label_dim) != want:
+        raise ValueError(f"--relay-starts {model_dir} makes {base.resolution}×{base.resolution} images with "
+                         f"{base.channels} channels and {base.label_dim} classes; the relay teacher starts from "
+                         f"{want[0]}×{want[0]} with {want[1]} channels and {want[2]} classes")
+
+
+def _loss_fn(setup: Setup, teacher: RelayModel | None = None, device=None):
     if teacher is None:
         return stage_kind(setup.cfg.stage).loss(setup.cfg, setup.schedule)
     cfg = setup.cfg
+    starts = None
+    if cfg.relay_starts:                             # §5: the relay starts from a base stage's samples
+        starts = sampled_starts(RelayModel.from_pretrained(cfg.relay_starts, "ema", device))
     return DistillationLoss(StepFrame.of_teacher(teacher.config, cfg.teacher_solver), teacher.denoiser,
-                            cfg.teacher_grid, cfg.label_dropout, tuple(cfg.guidance_range), teacher.config.network.guidance_embed)
+                            cfg.teacher_grid, cfg.label_dropout, tuple(cfg.guidance_range),
+                            teacher.config.network.guidance_embed, starts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,7 +243,7 @@ class Trainer:
                 missing, unexpected = net.load_state_dict(teacher.denoiser.net.state_dict(), strict=False)
                 if unexpected or any(not k.startswith("map_guidance.") for k in missing):
                     raise ValueError(f"{cfg.teacher}: its weights do not fit the student ({missing + unexpected})")
-        self.loss_fn = _loss_fn(setup, teacher)
+        self.loss_fn = _loss_fn(setup, teacher, device)
         self.source = ImageSource(setup.dataset, setup.resolution, cfg.xflip, cfg.cache)
         self.schedule = BatchSchedule(len(self.source), cfg.batch, cfg.seed)
 
