@@ -69,6 +69,9 @@ DISTILLATIONS = {
     # student it follows in the chosen chain (2 steps) instead of downsampled training images
     "demo-relay-from-b2": dict(teacher=("demo", 1), teacher_steps=8, round_images=20_000,
                                guidance_range=DEMO_GUIDANCE, relay_starts=("demo-base", 2)),
+    # and the demo students distilled without guidance as an input, as the study's (whose chains compose)
+    "demo-base-plain": dict(teacher=("demo", 0), teacher_steps=16, round_images=20_000),
+    "demo-relay-plain": dict(teacher=("demo", 1), teacher_steps=8, round_images=20_000),
 }
 
 
