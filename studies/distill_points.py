@@ -28,9 +28,11 @@ SMALL_CHAINS = [(b, r) for b, r in CHAIN_STEPS if b + r <= 4]    # the issue's "
 CROSS_RELAY_STEPS = (1, 2)             # the fast base (12) under a distilled relay of these steps
 CROSS_BASE_STEPS = (2,)                # a distilled base of these steps under the fast relay (8)
 GUIDANCE = (1.5, 2.0, 3.0)            # w besides 1 (Eq. D6: distilled in the range [1, 3])
-# the follow-up (docs/distillation.md §7): a chain's relay distilled from its base student's samples
-# (distill.py DISTILLATIONS, --relay-starts) → its points' name suffix
-RESTARTED = {"demo": ("demo-relay-from-b2", "-from-b2")}
+# the follow-up (docs/distillation.md §7): other students of a chain (distill.py DISTILLATIONS), each
+# pair searched over SMALL_CHAINS like the first; points' name suffix → (chain, base, relay distillation)
+VARIANTS = {"-from-b2": ("demo", "demo-base", "demo-relay-from-b2"),     # relay started from the base student's
+                                                                          # samples (--relay-starts)
+            "-plain": ("demo", "demo-base-plain", "demo-relay-plain")}    # no guidance as an input
 CRITERIA = ("fid", "accuracy")
 
 FAST_BASE, FAST_RELAY = chain_recipe_dicts("fast")
@@ -144,11 +146,11 @@ def selection_plan(work: Path, chains: tuple) -> dict:
             for b, r in CHAIN_STEPS:
                 pts[f"distill-sel-{chain}-chain-b{b}r{r}"] = chain_point_of(
                     chain, n, seeds, {}, {}, (stage_dir(work, f"{chain}-base", b), stage_dir(work, f"{chain}-relay", r)))
-        if chain in RESTARTED:                  # the same search over the chains of ≤ 4 for the follow-up
-            relay_name, suffix = RESTARTED[chain]
-            for b, r in SMALL_CHAINS:
-                pts[f"distill-sel-{chain}-chain-b{b}r{r}{suffix}"] = chain_point_of(
-                    chain, n, seeds, {}, {}, (stage_dir(work, f"{chain}-base", b), stage_dir(work, relay_name, r)))
+        for suffix, (c, base, relay_name) in VARIANTS.items():     # the same search for the follow-up's
+            if c == chain:
+                for b, r in SMALL_CHAINS:
+                    pts[f"distill-sel-{chain}-chain-b{b}r{r}{suffix}"] = chain_point_of(
+                        chain, n, seeds, {}, {}, (stage_dir(work, base, b), stage_dir(work, relay_name, r)))
     return pts
 
 
@@ -178,7 +180,7 @@ def best_solver(points: Path, name: str, stage: str, nfe: int, criterion: str) -
 
 def chosen_chain(points: Path, chain: str, suffix: str = "") -> tuple[int, int] | None:
     """The distilled chain of ≤ 4 evaluations with the lowest FID on the selection seeds (the one
-    bundled for the demo chain); `suffix`: among the follow-up's chains (RESTARTED)."""
+    bundled for the demo chain); `suffix`: among a follow-up variant's chains (VARIANTS)."""
     recs = {(b, r): points / f"distill-sel-{chain}-chain-b{b}r{r}{suffix}.json" for b, r in SMALL_CHAINS}
     if not all(p.exists() for p in recs.values()):
         return None
@@ -250,24 +252,35 @@ def report_plan(work: Path, points: Path, chains: tuple) -> dict:
                     (stage_dir(work, f"{chain}-base", b), stage_dir(work, f"{chain}-relay", r)))
                 pts[f"distill-rep-{chain}-chain-fast-w{w:g}"] = chain_point_of(
                     chain, n, seeds, dict(FAST_BASE, cfg_scale=w), dict(FAST_RELAY, cfg_scale=w))
-        if chain in RESTARTED:                  # the follow-up: its chains of ≤ 4, its cross rows, its guidance
-            pts.update(restarted_report(work, points, chain, n, seeds))
+        for suffix, (c, _, _) in VARIANTS.items():      # the follow-up: chains of ≤ 4, cross rows, guidance
+            if c == chain:
+                pts.update(variant_report(work, points, suffix, n, seeds))
     return pts
 
 
-def restarted_report(work: Path, points: Path, chain: str, n: int, seeds: str) -> dict:
-    relay_name, suffix = RESTARTED[chain]
+def base_with_fast_relay(suffix: str, b: int) -> str:
+    """The report row of a variant's base student b under the fast relay (the first students' row
+    where the variant keeps their base)."""
+    chain, base, _ = VARIANTS[suffix]
+    return f"distill-rep-{chain}-chain-b{b}-fastrelay" + ("" if base == f"{chain}-base" else suffix)
+
+
+def variant_report(work: Path, points: Path, suffix: str, n: int, seeds: str) -> dict:
+    chain, base, relay_name = VARIANTS[suffix]
     pts = {}
     for b, r in SMALL_CHAINS:
         pts[f"distill-rep-{chain}-chain-b{b}r{r}{suffix}"] = chain_point_of(
-            chain, n, seeds, {}, {}, (stage_dir(work, f"{chain}-base", b), stage_dir(work, relay_name, r)))
+            chain, n, seeds, {}, {}, (stage_dir(work, base, b), stage_dir(work, relay_name, r)))
     for r in CROSS_RELAY_STEPS:
         pts[f"distill-rep-{chain}-chain-fastbase-r{r}{suffix}"] = chain_point_of(
             chain, n, seeds, FAST_BASE, {}, (None, stage_dir(work, relay_name, r)))
+    for b in CROSS_BASE_STEPS:
+        pts[base_with_fast_relay(suffix, b)] = chain_point_of(chain, n, seeds, {}, FAST_RELAY,
+                                                              (stage_dir(work, base, b), None))
     if (pick := chosen_chain(points, chain, suffix)) is not None:
         b, r = pick
         for w in GUIDANCE:
             pts[f"distill-rep-{chain}-chain-b{b}r{r}{suffix}-w{w:g}"] = chain_point_of(
                 chain, n, seeds, {"cfg_scale": w}, {"cfg_scale": w},
-                (stage_dir(work, f"{chain}-base", b), stage_dir(work, relay_name, r)))
+                (stage_dir(work, base, b), stage_dir(work, relay_name, r)))
     return pts

@@ -9,8 +9,8 @@ import json
 import time
 from pathlib import Path
 
-from distill_points import (CHAIN_STEPS, CROSS_BASE_STEPS, CROSS_RELAY_STEPS, GUIDANCE, RESTARTED, SMALL_CHAINS, SOLVER_NFES,
-                            STAGES, TEACHER_STEPS, chosen_chain, student_steps)
+from distill_points import (CHAIN_STEPS, CROSS_BASE_STEPS, CROSS_RELAY_STEPS, GUIDANCE, SMALL_CHAINS, SOLVER_NFES,
+                            STAGES, TEACHER_STEPS, VARIANTS, base_with_fast_relay, chosen_chain, student_steps)
 from fmnist32_report import COLUMNS, SPACES, Records, cell
 from fmnist32_report import difference as paired_difference
 
@@ -182,34 +182,48 @@ def cross_section(recs: Records, chain: str, fast: str) -> list[str]:
     return out + [""]
 
 
-def restarted_section(recs: Records, chain: str, points: Path) -> list[str]:
-    """The follow-up: the relay distilled from the base student's own samples (RESTARTED) in the
-    chains of ≤ 4 evaluations, its chain chosen on the selection seeds against --preset fast (the
-    target restated) and against the first relay student's chosen chain, and its interaction."""
-    relay_name, suffix = RESTARTED[chain]
+# what each follow-up variant (distill_points.VARIANTS) changes, and its rows' label
+VARIANT_TEXT = {
+    "-from-b2": ("the relay distilled from the base student's samples",
+                 "The relay stage distilled again, its first step starting from the 2-step base student's samples "
+                 "(`rdm distill --relay-starts`, docs/distillation.md §5) instead of downsampled training images; "
+                 "the same teacher, base student, rounds and images.", "relay from the base's samples"),
+    "-plain": ("both students distilled without guidance as an input",
+               "Both stages distilled again without `--guidance-range` (as the study's models' students, which "
+               "compose); the same teachers, rounds and images. Guidance is then classifier-free, two evaluations "
+               "per step at w ≠ 1.", "no guidance input"),
+}
+
+
+def variant_section(recs: Records, suffix: str, points: Path) -> list[str]:
+    """A follow-up variant (VARIANTS): its chains of ≤ 4 evaluations, the one chosen on the selection
+    seeds against --preset fast (the target restated) and against the first students' chosen
+    chain, each student under the other stage's fast sampler, the interaction, guidance."""
+    chain, _, relay_name = VARIANTS[suffix]
+    title, what, label = VARIANT_TEXT[suffix]
     fast = f"distill-rep-{chain}-chain-fast"
-    names = [(f"distill-rep-{chain}-chain-b{b}r{r}{suffix}", f"distilled {b} + {r}, relay from the base's samples")
-             for b, r in SMALL_CHAINS]
+    names = [(f"distill-rep-{chain}-chain-b{b}r{r}{suffix}", f"distilled {b} + {r}, {label}") for b, r in SMALL_CHAINS]
     first, pick = chosen_chain(points / "points", chain), chosen_chain(points / "points", chain, suffix)
     if first:
-        names.append((f"distill-rep-{chain}-chain-b{first[0]}r{first[1]}", f"distilled {first[0]} + {first[1]} "
-                      "(relay from downsampled images: the chosen chain above)"))
-    names.append((fast, "--preset fast (12 + 8)"))
-    out = [f"### {chain}: the relay distilled from the base student's samples ({relay_name})", "",
-           "The relay stage distilled again, its first step starting from the 2-step base student's samples "
-           "(`rdm distill --relay-starts`, docs/distillation.md §5) instead of downsampled training images; "
-           "the same teacher, rounds and images. Its chain of ≤ 4 evaluations chosen on the selection seeds "
-           "as before.", "", rows(recs, names), ""]
+        names.append((f"distill-rep-{chain}-chain-b{first[0]}r{first[1]}",
+                      f"distilled {first[0]} + {first[1]} (the first students' chosen chain)"))
+    cross = [(f"distill-rep-{chain}-chain-fastbase-r{r}{suffix}", f"fast base (12) + this relay {r}")
+             for r in CROSS_RELAY_STEPS]
+    cross += [(base_with_fast_relay(suffix, b), f"this base {b} + fast relay (8)") for b in CROSS_BASE_STEPS]
+    names += cross + [(fast, "--preset fast (12 + 8)")]
+    out = [f"### {chain}: {title} ({suffix[1:]})", "", what + " Its chain of ≤ 4 evaluations is chosen on the "
+           "selection seeds as before.", "", rows(recs, names), ""]
     if pick:
         a = f"distill-rep-{chain}-chain-b{pick[0]}r{pick[1]}{suffix}"
-        sel = {k: recs_selection(points, f"distill-sel-{chain}-chain-b{k[0]}r{k[1]}{s}")
-               for k, s in ((first, ""), (pick, suffix)) if k}
-        out.append(f"- chosen on the selection seeds: {pick[0]} + {pick[1]} (selection FID "
-                   f"{sel[pick]:.3f}; the first relay student's {first[0]} + {first[1]}: {sel[first]:.3f})"
-                   if first else f"- chosen on the selection seeds: {pick[0]} + {pick[1]}")
+        line = (f"- chosen on the selection seeds: {pick[0]} + {pick[1]} (selection FID "
+                f"{selection_fid(points, f'distill-sel-{chain}-chain-b{pick[0]}r{pick[1]}{suffix}'):.3f}")
+        if first:
+            line += (f"; the first students' {first[0]} + {first[1]}: "
+                     f"{selection_fid(points, f'distill-sel-{chain}-chain-b{first[0]}r{first[1]}'):.3f}")
+        out.append(line + ")")
         out.append(f"- whole chain at {sum(pick)} evaluations vs --preset fast (20): " + against(recs, a, fast))
         if first:
-            out.append(f"- against the first relay student's chosen chain, FID: "
+            out.append(f"- against the first students' chosen chain, FID: "
                        f"{difference(recs, (a, f'distill-rep-{chain}-chain-b{first[0]}r{first[1]}'))}")
         for metric in ("recall", "precision"):
             ea, eb = recs.estimate(a, metric), recs.estimate(fast, metric)
@@ -217,20 +231,21 @@ def restarted_section(recs: Records, chain: str, points: Path) -> list[str]:
                 out.append(f"- {metric}, − --preset fast: {protocol.describe_difference(ea - eb)}")
     out.append("- the 2-evaluation chain (1 + 1) vs --preset fast: "
                + against(recs, f"distill-rep-{chain}-chain-b1r1{suffix}", fast, verdict=False))
+    for name, text in cross:
+        out.append(f"- {text} − --preset fast, FID: {difference(recs, (name, fast))}")
     for b in CROSS_BASE_STEPS:
         for r in CROSS_RELAY_STEPS:
             both, relay_only = f"distill-rep-{chain}-chain-b{b}r{r}{suffix}", f"distill-rep-{chain}-chain-fastbase-r{r}{suffix}"
-            out.append(f"- fast base (12) + this relay {r} − --preset fast, FID: {difference(recs, (relay_only, fast))}")
-            out.append(f"- interaction, this relay {r} on the distilled base {b} against on the fast base, FID: "
-                       f"{difference(recs, (both, f'distill-rep-{chain}-chain-b{b}-fastrelay'), (relay_only, fast))}")
+            out.append(f"- interaction, this relay {r} on this base {b} against on the fast base, FID: "
+                       f"{difference(recs, (both, base_with_fast_relay(suffix, b)), (relay_only, fast))}")
     if pick:
         b, r = pick
-        out += ["", rows(recs, [(f"distill-rep-{chain}-chain-b{b}r{r}{suffix}-w{w:g}", f"distilled {b} + {r}, relay "
-                                 f"from the base's samples, w = {w:g}") for w in GUIDANCE])]
+        out += ["", rows(recs, [(f"distill-rep-{chain}-chain-b{b}r{r}{suffix}-w{w:g}",
+                                 f"distilled {b} + {r}, {label}, w = {w:g}") for w in GUIDANCE])]
     return out + [""]
 
 
-def recs_selection(points: Path, name: str) -> float:
+def selection_fid(points: Path, name: str) -> float:
     """FID of a selection record (the choice's evidence, stated beside it)."""
     return json.loads((points / "points" / f"{name}.json").read_text())["fid"]
 
@@ -332,8 +347,9 @@ def write_report(points_dirs: dict[str, Path], doc: Path, acc: dict) -> None:
     for chain in ("demo", "rdm8"):
         if any(n.startswith(f"distill-rep-{chain}-chain") for n in recs.all):
             lines += chain_section(recs, chain, points_dirs[chain])
-        if chain in RESTARTED and any(n.endswith(RESTARTED[chain][1]) for n in recs.all):
-            lines += restarted_section(recs, chain, points_dirs[chain])
+        for suffix, (c, _, _) in VARIANTS.items():
+            if c == chain and any(n.startswith(f"distill-rep-{chain}-chain-b") and n.endswith(suffix) for n in recs.all):
+                lines += variant_section(recs, suffix, points_dirs[chain])
     if any(n.startswith("distill-rep-single-") for n in recs.all):
         lines += single_section(recs, acc)
     lines += accounting_section(acc)

@@ -271,8 +271,8 @@ def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
     assert "not measured yet" not in interaction
     assert "| demo-relay | 3 × 16 | 5.5, 2, 2 |" in text and "### demo-base: the base stage of demo" in text
     assert "Does a relay chain distil" not in text                  # the study's models: not distilled here
-    restarted = text.split("the relay distilled from the base student's samples (demo-relay-from-b2)")[1]
+    restarted = text.split("the relay distilled from the base student's samples (from-b2)")[1]
     pick = plans.chosen_chain(points_dir / "points", "demo", "-from-b2")
     line = next(x for x in restarted.splitlines() if x.startswith(f"- whole chain at {sum(pick)} evaluations"))
-    assert "not measured yet" not in line and "interaction, this relay 1" in restarted
+    assert "not measured yet" not in line and "interaction, this relay 1 on this base 2" in restarted
     assert "| demo-relay-from-b2 | 3 × 16 |" in text
