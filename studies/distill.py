@@ -336,30 +336,38 @@ def phase_distill(work: Path, study: Path, names: list[str]) -> None:
             log(f"{name}: students kept in {keep_distillation(cfg, work, name)}")
 
 
-BUNDLE = {"demo-base": "fmnist-base-8-distilled", "demo-relay": "fmnist-relay-8to32-distilled"}
+BUNDLE = {"base": "fmnist-base-8-distilled", "relay": "fmnist-relay-8to32-distilled"}   # package dirs per stage
 
 
 def bundle(work: Path, points_dir: Path, dest: Path = ROOT / "src" / "relay_diffusion" / "demo") -> tuple[int, int]:
-    """Copy the demo chain's students chosen on the selection seeds (distill_points.chosen_chain:
-    the lowest FID among the chains of ≤ 4 evaluations) into the package as the bundled distilled
-    demo chain: EMA weights, config.json with the distillation recorded without this machine's
-    paths. Returns (base steps, relay steps)."""
+    """Copy the demo chain's students chosen on the selection seeds (distill_points.bundled_chain:
+    the lowest FID among the chains of ≤ 4 evaluations of the first students and of each follow-up
+    variant) into the package as the bundled distilled demo chain: EMA weights, config.json with
+    the distillation recorded without this machine's paths. Returns (base steps, relay steps)."""
     import dataclasses
 
-    from distill_points import chosen_chain
+    from distill_points import bundled_chain
     from relay_diffusion.models import RelayModel, read_config
 
-    pick = chosen_chain(points_dir / "points", "demo")
-    if pick is None:
+    chosen = bundled_chain(points_dir / "points", "demo")
+    if chosen is None:
         raise SystemExit("the demo chain's selection points are not complete (--phase select)")
-    for name, steps in zip(("demo-base", "demo-relay"), pick):
+    pick, _, *parts = chosen
+    log(f"bundling {pick[0]} + {pick[1]} of {' and '.join(parts)} (lowest selection FID)")
+    for stage, name, steps in zip(("base", "relay"), parts, pick):
         src = student_dir(work, name, steps)
         model = RelayModel.from_pretrained(src, "ema")
         spec = DISTILLATIONS[name]
         teacher = Path(teacher_dir(name, Path("."))).name
         rounds = (spec["teacher_steps"] // steps).bit_length() - 1
-        record = {**model.config.distilled, "teacher": f"{teacher} (bundled), distilled in {rounds} round(s)"}
+        record = {k: v for k, v in model.config.distilled.items() if k != "relay_starts"}
+        record["teacher"] = f"{teacher} (bundled), distilled in {rounds} round(s)"
         flags = {**COMMON, **({"guidance_range": spec["guidance_range"]} if spec.get("guidance_range") else {})}
+        if spec.get("relay_starts"):                 # the base student's round (its own command's --outdir)
+            start_name, start_steps = spec["relay_starts"]
+            k = (DISTILLATIONS[start_name]["teacher_steps"] // start_steps).bit_length() - 1
+            flags["relay_starts"] = f"{start_name}/round-{k}/snapshot-…"
+            record["relay_starts"] = f"{start_name}, its {start_steps}-step student"
         options = " ".join(f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
                            for k, v in flags.items() if k != "steps")
         training = {"command": f"rdm distill --teacher {teacher} --data fmnist.zip --outdir {name} --steps {steps} "
@@ -367,8 +375,8 @@ def bundle(work: Path, points_dir: Path, dest: Path = ROOT / "src" / "relay_diff
                     "images": rounds * spec["round_images"], "study": "studies/distill.py " + name}
         names = model.config.class_names or read_config(teacher_dir(name, Path("."))).class_names   # the teacher's
         model.config = dataclasses.replace(model.config, distilled=record, training=training, class_names=names)
-        model.save_pretrained(dest / BUNDLE[name])
-        log(f"bundled {src} as {dest / BUNDLE[name]} ({steps} evaluation(s))")
+        model.save_pretrained(dest / BUNDLE[stage])
+        log(f"bundled {src} as {dest / BUNDLE[stage]} ({steps} evaluation(s))")
     return pick
 
 

@@ -191,6 +191,26 @@ def chosen_chain(points: Path, chain: str, suffix: str = "") -> tuple[int, int] 
     return min(fids, key=lambda k: fids[k]["fid"])
 
 
+def bundled_chain(points: Path, chain: str = "demo") -> tuple[tuple[int, int], str, str, str] | None:
+    """The students bundled for `chain`: among the first students' chosen chain and each follow-up
+    variant's (VARIANTS; one whose selection is not complete yet does not compete), the lowest
+    selection FID. Returns ((base steps, relay steps), suffix, base and relay distillation); None
+    until the first students' selection is complete."""
+    candidates = [("", f"{chain}-base", f"{chain}-relay")]
+    candidates += [(suffix, *students) for suffix, (c, *students) in VARIANTS.items() if c == chain]
+    best = None
+    for suffix, *students in candidates:
+        pick = chosen_chain(points, chain, suffix)
+        if pick is None:
+            if not suffix:
+                return None
+            continue
+        fid = json.loads((points / f"distill-sel-{chain}-chain-b{pick[0]}r{pick[1]}{suffix}.json").read_text())["fid"]
+        if best is None or fid < best[0]:
+            best = (fid, (pick, suffix, *students))
+    return best[1]
+
+
 def stage_settings_of(record: dict, stage_index: int) -> dict:
     """The sampler settings of one stage of a selection record, as point overrides."""
     return record["settings"][stage_index]

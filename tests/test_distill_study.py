@@ -255,12 +255,14 @@ def test_the_study_runs_end_to_end_at_a_toy_size(tmp_path, monkeypatch):
     guided = json.loads((points_dir / "points" / f"distill-rep-demo-chain-b{chosen[0]}r{chosen[1]}-w2.json")
                         .read_text())
     assert guided["nfe"] == list(chosen)                                     # guidance as an input: no extra calls
-    assert study.bundle(work, points_dir, tmp_path / "pkg") == chosen
-    dirs = [tmp_path / "pkg" / study.BUNDLE[n] for n in ("demo-base", "demo-relay")]
+    bundled, suffix, base, relay = plans.bundled_chain(points_dir / "points")    # the first students or -from-b2's
+    assert suffix in ("", "-from-b2") and relay == {"": "demo-relay", "-from-b2": "demo-relay-from-b2"}[suffix]
+    assert study.bundle(work, points_dir, tmp_path / "pkg") == bundled
+    dirs = [tmp_path / "pkg" / study.BUNDLE[n] for n in ("base", "relay")]
     assert str(tmp_path) not in "".join((d / "config.json").read_text() for d in dirs)   # no machine paths
     assert "--guidance-range 1.0,3.0" in read_config(dirs[1]).training["command"]        # as distilled
     from relay_diffusion.pipeline import RelayChain
-    assert RelayChain.from_pretrained(dirs).nfe() == list(chosen)
+    assert RelayChain.from_pretrained(dirs).nfe() == list(bundled)
     assert read_config(dirs[1]).class_names == read_config(bundled_demo_chain()[1]).class_names   # the teacher's
     monkeypatch.setattr(study, "DOC", tmp_path / "report.md")
     assert study.main(args[:4] + ["--points-dir", str(points_dir), "--write-docs"]) == 0
