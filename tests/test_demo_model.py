@@ -67,7 +67,8 @@ def test_rdm_sample_without_model_uses_the_demo(tmp_path):
 
 def test_preset_distilled_samples_the_bundled_distilled_chain_in_four_evaluations(tmp_path):
     """`rdm sample --preset distilled` without --model: the bundled distilled stages, each on its
-    own grid, 2 + 2 evaluations recorded as nfe; guidance within the distilled range costs nothing."""
+    own grid, 2 + 2 evaluations recorded as nfe; classifier-free guidance doubles them (the bundled
+    students take no guidance input, demo/MODEL_CARD.md)."""
     assert main(["sample", "--preset", "distilled", "--seeds", "0-9", "--npz", str(tmp_path / "a.npz"),
                  "--settings", str(tmp_path / "s.json"), "--quiet"]) == 0
     rec = json.loads((tmp_path / "s.json").read_text())
@@ -75,7 +76,7 @@ def test_preset_distilled_samples_the_bundled_distilled_chain_in_four_evaluation
     assert [s["sampler"]["solver"] for s in rec["stages"]] == ["ddim", "ddim"]
     assert main(["sample", "--preset", "distilled", "--seeds", "0-9", "--cfg-scale", "2", "--npz",
                  str(tmp_path / "b.npz"), "--settings", str(tmp_path / "t.json"), "--quiet"]) == 0
-    assert json.loads((tmp_path / "t.json").read_text())["nfe"] == 4
+    assert json.loads((tmp_path / "t.json").read_text())["nfe"] == 8
     card = (bundled_demo_chain()[0].parent / "MODEL_CARD.md").read_text()
     for d in bundled_demo_chain(distilled=True):
         config = read_config(d)
