@@ -191,6 +191,11 @@ def chosen_chain(points: Path, chain: str, suffix: str = "") -> tuple[int, int] 
     return min(fids, key=lambda k: fids[k]["fid"])
 
 
+def chain_selection_fid(points: Path, chain: str, steps: tuple[int, int], suffix: str = "") -> float:
+    """FID of a distilled chain's selection record (base, relay steps): a choice's evidence."""
+    return json.loads((points / f"distill-sel-{chain}-chain-b{steps[0]}r{steps[1]}{suffix}.json").read_text())["fid"]
+
+
 def bundled_chain(points: Path, chain: str = "demo") -> tuple[tuple[int, int], str, str, str] | None:
     """The students bundled for `chain`: among the first students' chosen chain and each follow-up
     variant's (VARIANTS; one whose selection is not complete yet does not compete), the lowest
@@ -205,7 +210,7 @@ def bundled_chain(points: Path, chain: str = "demo") -> tuple[tuple[int, int], s
             if not suffix:
                 return None
             continue
-        fid = json.loads((points / f"distill-sel-{chain}-chain-b{pick[0]}r{pick[1]}{suffix}.json").read_text())["fid"]
+        fid = chain_selection_fid(points, chain, pick, suffix)
         if best is None or fid < best[0]:
             best = (fid, (pick, suffix, *students))
     return best[1]

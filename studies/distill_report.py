@@ -5,12 +5,12 @@ so; nothing here is typed in by hand."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from distill_points import (CHAIN_STEPS, CROSS_BASE_STEPS, CROSS_RELAY_STEPS, GUIDANCE, SMALL_CHAINS, SOLVER_NFES,
-                            STAGES, TEACHER_STEPS, VARIANTS, base_with_fast_relay, chosen_chain, student_steps)
+                            STAGES, TEACHER_STEPS, VARIANTS, base_with_fast_relay, chain_selection_fid, chosen_chain,
+                            student_steps)
 from fmnist32_report import COLUMNS, SPACES, Records, cell
 from fmnist32_report import difference as paired_difference
 
@@ -216,10 +216,10 @@ def variant_section(recs: Records, suffix: str, points: Path) -> list[str]:
     if pick:
         a = f"distill-rep-{chain}-chain-b{pick[0]}r{pick[1]}{suffix}"
         line = (f"- chosen on the selection seeds: {pick[0]} + {pick[1]} (selection FID "
-                f"{selection_fid(points, f'distill-sel-{chain}-chain-b{pick[0]}r{pick[1]}{suffix}'):.3f}")
+                f"{chain_selection_fid(points / 'points', chain, pick, suffix):.3f}")
         if first:
             line += (f"; the first students' {first[0]} + {first[1]}: "
-                     f"{selection_fid(points, f'distill-sel-{chain}-chain-b{first[0]}r{first[1]}'):.3f}")
+                     f"{chain_selection_fid(points / 'points', chain, first):.3f}")
         out.append(line + ")")
         out.append(f"- whole chain at {sum(pick)} evaluations vs --preset fast (20): " + against(recs, a, fast))
         if first:
@@ -243,11 +243,6 @@ def variant_section(recs: Records, suffix: str, points: Path) -> list[str]:
         out += ["", rows(recs, [(f"distill-rep-{chain}-chain-b{b}r{r}{suffix}-w{w:g}",
                                  f"distilled {b} + {r}, {label}, w = {w:g}") for w in GUIDANCE])]
     return out + [""]
-
-
-def selection_fid(points: Path, name: str) -> float:
-    """FID of a selection record (the choice's evidence, stated beside it)."""
-    return json.loads((points / "points" / f"{name}.json").read_text())["fid"]
 
 
 def single_section(recs: Records, acc: dict) -> list[str]:
