@@ -196,7 +196,8 @@ def distillation_flops(cfg, flops: dict, round_images: int | None = None) -> flo
     """Σ over rounds of images × (student forward + backward + the teacher's evaluations + the
     relay starts' sampling)."""
     images = cfg.round_images if round_images is None else round_images
-    return sum(images * (flops["train"] + teacher_evaluations(cfg, k) * flops["forward"] + start_flops(cfg))
+    starts = start_flops(cfg)
+    return sum(images * (flops["train"] + teacher_evaluations(cfg, k) * flops["forward"] + starts)
                for k in range(1, cfg.rounds + 1))
 
 
