@@ -142,10 +142,7 @@ def chain_section(recs: Records, chain: str, points: Path) -> list[str]:
         out.append("- the 2-evaluation chain (1 + 1) vs --preset fast: "
                    + against(recs, "distill-rep-demo-chain-b1r1", fast, verdict=False))
         if pick:                                            # what the FID spaces weigh differently
-            for metric in ("recall", "precision"):
-                ea, eb = recs.estimate(f"distill-rep-demo-chain-b{pick[0]}r{pick[1]}", metric), recs.estimate(fast, metric)
-                if ea is not None and eb is not None:
-                    out.append(f"- {metric}, chosen chain − --preset fast: {protocol.describe_difference(ea - eb)}")
+            out += diversity(recs, f"distill-rep-demo-chain-b{pick[0]}r{pick[1]}", fast, "chosen chain ")
         out.append("")
     out += cross_section(recs, chain, fast)
     if pick:
@@ -156,6 +153,16 @@ def chain_section(recs: Records, chain: str, points: Path) -> list[str]:
                        (f"distill-rep-{chain}-chain-fast-w{w:g}", f"--preset fast with CFG, w = {w:g}")]
         out += ["Guidance (distilled as an input, Eq. D6; fast: classifier-free, two evaluations per step):", "",
                 rows(recs, gnames)]
+    return out
+
+
+def diversity(recs: Records, a: str, fast: str, label: str = "") -> list[str]:
+    """Recall and precision of chain a − --preset fast, paired (measured rows only)."""
+    out = []
+    for metric in ("recall", "precision"):
+        ea, eb = recs.estimate(a, metric), recs.estimate(fast, metric)
+        if ea is not None and eb is not None:
+            out.append(f"- {metric}, {label}− --preset fast: {protocol.describe_difference(ea - eb)}")
     return out
 
 
@@ -225,10 +232,7 @@ def variant_section(recs: Records, suffix: str, points: Path) -> list[str]:
         if first:
             out.append(f"- against the first students' chosen chain, FID: "
                        f"{difference(recs, (a, f'distill-rep-{chain}-chain-b{first[0]}r{first[1]}'))}")
-        for metric in ("recall", "precision"):
-            ea, eb = recs.estimate(a, metric), recs.estimate(fast, metric)
-            if ea is not None and eb is not None:
-                out.append(f"- {metric}, − --preset fast: {protocol.describe_difference(ea - eb)}")
+        out += diversity(recs, a, fast)
     out.append("- the 2-evaluation chain (1 + 1) vs --preset fast: "
                + against(recs, f"distill-rep-{chain}-chain-b1r1{suffix}", fast, verdict=False))
     for name, text in cross:
